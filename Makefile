@@ -1,0 +1,22 @@
+# The two commands of the README, plus a few conveniences.
+.PHONY: setup run test lint teardown stop
+
+# The main job: install everything, then run the GPU lab on the embedded emulator.
+run: setup
+	.venv/bin/ansible-playbook playbooks/$(or $(LAB),ec2_lab).yml
+
+# The whole test suite (unit, molecule, lint, integration against the emulator, browser).
+test: setup
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+setup:
+	scripts/setup.sh
+
+lint:
+	.venv/bin/ansible-lint --offline playbooks roles
+
+teardown:
+	.venv/bin/ansible-playbook playbooks/teardown.yml
+
+stop:
+	.venv/bin/kumolab-sshhost stop; .venv/bin/kumolab-emulator stop

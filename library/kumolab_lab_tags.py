@@ -1,0 +1,157 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Compute the tags every resource of a lab carries, keeping the lab's expiry stable across runs.
+
+Why a custom module: the expiry tag must be decided once per deployment, not once per run, or every
+re-run would retag every resource (``changed`` forever). No amazon.aws/community.aws module reads tags
+across services; this one asks the Resource Groups Tagging API whether the lab already exists and, if
+so, reuses its ``ExpiresAt``.
+"""
+
+DOCUMENTATION = r"""
+---
+module: kumolab_lab_tags
+short_description: Tags for a kumolab lab, with an expiry that stays put across runs
+description:
+  - Returns the tag set (C(Project), C(Lab), C(Owner), C(ExpiresAt) plus extras) that every resource of a
+    lab is created with.
+  - C(ExpiresAt) is now plus O(expires_in_hours) on the first deployment. On later runs the value already on
+    the lab's resources (found with the Resource Groups Tagging API) is reused, so re-running a playbook does
+    not retag anything. Pass O(expires_at) to move the expiry explicitly.
+  - Read-only; safe in check mode.
+options:
+  lab:
+    description: Name of the lab (C(ec2), C(gpu), C(qa_bot), ...).
+    type: str
+    required: true
+  project:
+    description: Value of the C(Project) tag that marks everything kumolab creates.
+    type: str
+    default: kumolab
+  owner:
+    description: Value of the C(Owner) tag, usually the login name of whoever deploys.
+    type: str
+    required: true
+  expires_in_hours:
+    description: Hours from now until the lab expires, used when the lab does not exist yet.
+    type: float
+    default: 4
+  expires_at:
+    description:
+      - An explicit expiry (ISO-8601, UTC). Overrides both O(expires_in_hours) and an existing expiry.
+    type: str
+  extra_tags:
+    description: More tags to add to the set.
+    type: dict
+    default: {}
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+author:
+  - kumolab
+"""
+
+EXAMPLES = r"""
+- name: Decide the tags of the EC2 lab
+  kumolab_lab_tags:
+    lab: ec2
+    owner: "{{ kumolab_owner }}"
+    expires_in_hours: 4
+  register: ec2_lab_tags
+
+- name: Extend a running lab until tomorrow evening
+  kumolab_lab_tags:
+    lab: gpu
+    owner: alice
+    expires_at: "2026-11-24T18:00:00Z"
+"""
+
+RETURN = r"""
+tags:
+  description: The tags to put on every resource of the lab.
+  returned: always
+  type: dict
+  sample: {"Project": "kumolab", "Lab": "ec2", "Owner": "alice", "ExpiresAt": "2026-11-23T23:00:00Z"}
+expires_at:
+  description: The lab's expiry, ISO-8601 UTC.
+  returned: always
+  type: str
+existing_resources:
+  description: How many resources of this lab the tagging API already knows.
+  returned: always
+  type: int
+"""
+
+import datetime
+
+try:
+    import botocore
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible.module_utils.kumolab_aws import EXPIRES_TAG, LAB_TAG, OWNER_TAG, PROJECT_TAG, client, fail
+
+
+def iso_utc(moment):
+    return moment.astimezone(datetime.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(value):
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def existing_expiry(tagging, project, lab):
+    """The ExpiresAt already on the lab's resources (earliest if they disagree), and how many there are."""
+    found = []
+    count = 0
+    paginator = tagging.get_paginator("get_resources")
+    filters = [{"Key": PROJECT_TAG, "Values": [project]}, {"Key": LAB_TAG, "Values": [lab]}]
+    for page in paginator.paginate(TagFilters=filters):
+        for mapping in page["ResourceTagMappingList"]:
+            count += 1
+            for tag in mapping.get("Tags", []):
+                if tag["Key"] == EXPIRES_TAG:
+                    found.append(tag["Value"])
+    return (min(found, key=parse_iso) if found else None), count
+
+
+def main():
+    module = AnsibleAWSModule(
+        argument_spec=dict(
+            lab=dict(type="str", required=True),
+            project=dict(type="str", default="kumolab"),
+            owner=dict(type="str", required=True),
+            expires_in_hours=dict(type="float", default=4),
+            expires_at=dict(type="str"),
+            extra_tags=dict(type="dict", default={}),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["expires_at"]:
+        try:
+            expires_at = iso_utc(parse_iso(params["expires_at"]))
+        except ValueError:
+            module.fail_json(msg=f"expires_at={params['expires_at']!r} is not an ISO-8601 time; use e.g. 2026-11-24T18:00:00Z")
+        count = None
+    else:
+        tagging = client(module, "resourcegroupstaggingapi")
+        try:
+            expires_at, count = existing_expiry(tagging, params["project"], params["lab"])
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            fail(module, exc, f"look up the existing resources of lab {params['lab']!r}")
+        if expires_at is None:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            expires_at = iso_utc(now + datetime.timedelta(hours=params["expires_in_hours"]))
+
+    tags = dict(params["extra_tags"])
+    tags.update({PROJECT_TAG: params["project"], LAB_TAG: params["lab"], OWNER_TAG: params["owner"], EXPIRES_TAG: expires_at})
+    module.exit_json(changed=False, tags=tags, expires_at=expires_at, existing_resources=count or 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Delete everything carrying a set of tags, in dependency order, and prove nothing is left.
+
+Why a custom module: amazon.aws and community.aws delete one resource kind at a time by name or id, and
+a teardown that lists them one by one forgets whatever a later change to a lab adds. This module finds a
+lab's resources by tag across EC2, ECS, Lambda, API Gateway, EventBridge, CloudWatch, SQS, DynamoDB,
+S3, Logs, ECR and IAM (the catalogue in ``module_utils/kumolab_resources.py``), deletes them in
+dependency order with retries on dependency and throttling errors, then lists again, asks the Resource
+Groups Tagging API for anything of a kind it does not know, and fails naming whatever remains.
+"""
+
+DOCUMENTATION = r"""
+---
+module: kumolab_teardown
+short_description: Delete a kumolab lab's resources by tag and verify that nothing is left
+description:
+  - Finds every resource whose tags include all of O(tags), across the services kumolab uses.
+  - With O(state=absent), deletes them in dependency order (instances, ECS services and clusters, APIs,
+    functions, queues, tables, buckets with all their object versions, log groups, repositories, IAM roles
+    and policies, security groups, internet gateways, route tables, subnets, VPCs, key pairs), retrying on
+    C(DependencyViolation) and throttling.
+  - With O(verify=true), lists again afterwards, also through the Resource Groups Tagging API, and fails
+    listing anything that remains.
+  - With O(state=list), or in check mode, only reports what would be deleted.
+options:
+  tags:
+    description:
+      - Tags that select the resources. Must include C(Project) so that a teardown can never reach beyond
+        what kumolab created.
+    type: dict
+    required: true
+  state:
+    description: C(absent) deletes, C(list) only reports.
+    type: str
+    choices: [absent, list]
+    default: absent
+  verify:
+    description: After deleting, fail if anything selected by O(tags) is still there.
+    type: bool
+    default: true
+  kinds:
+    description: Restrict to these resource kinds (default all). See RV(resources) for the names.
+    type: list
+    elements: str
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+author:
+  - kumolab
+"""
+
+EXAMPLES = r"""
+- name: Tear down the EC2 lab
+  kumolab_teardown:
+    tags:
+      Project: kumolab
+      Lab: ec2
+
+- name: What would a full teardown delete?
+  kumolab_teardown:
+    tags:
+      Project: kumolab
+  check_mode: true
+  register: plan
+"""
+
+RETURN = r"""
+resources:
+  description: What was found before deleting (kind, id, name), in deletion order.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "ec2_instance", "id": "i-0123456789abcdef0", "name": "kumolab-ec2"}]
+deleted:
+  description: What was deleted.
+  returned: when state=absent
+  type: list
+  elements: dict
+remaining:
+  description: What is still there after deleting (empty on success; the module fails otherwise).
+  returned: when verify=true and state=absent
+  type: list
+  elements: dict
+"""
+
+try:
+    import botocore
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible.module_utils.kumolab_aws import fail
+from ansible.module_utils import kumolab_resources as catalogue
+
+
+def main():
+    module = AnsibleAWSModule(
+        argument_spec=dict(
+            tags=dict(type="dict", required=True),
+            state=dict(type="str", choices=["absent", "list"], default="absent"),
+            verify=dict(type="bool", default=True),
+            kinds=dict(type="list", elements="str"),
+        ),
+        supports_check_mode=True,
+    )
+    wanted = {str(k): str(v) for k, v in module.params["tags"].items()}
+    if "Project" not in wanted:
+        module.fail_json(msg="tags must include Project (e.g. Project: kumolab) so teardown cannot reach other resources")
+    names = module.params["kinds"] or catalogue.KIND_NAMES
+    unknown = sorted(set(names) - set(catalogue.KIND_NAMES))
+    if unknown:
+        module.fail_json(msg=f"unknown resource kinds {unknown}; known kinds: {catalogue.KIND_NAMES}")
+    kinds = [kind for kind in catalogue.KINDS if kind.name in names]
+
+    clients = {}
+
+    def aws(service):
+        if service not in clients:
+            clients[service] = module.client(service)
+        return clients[service]
+
+    try:
+        found = catalogue.find(aws, wanted, kinds)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        fail(module, exc, f"list resources tagged {wanted}")
+    result = dict(resources=[r.as_dict() for r in found])
+
+    if module.params["state"] == "list" or module.check_mode:
+        module.exit_json(changed=bool(found) and module.params["state"] == "absent", **result)
+
+    try:
+        deleted = catalogue.delete(aws, found, log=module.debug)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, botocore.exceptions.WaiterError) as exc:
+        fail(module, exc, f"delete resources tagged {wanted}")
+    result["deleted"] = [r.as_dict() for r in deleted]
+
+    if module.params["verify"]:
+        try:
+            remaining = [r.as_dict() for r in catalogue.find(aws, wanted, kinds)]
+            if module.params["kinds"] is None:
+                remaining += [{"kind": "untracked", "id": arn, "name": arn} for arn in catalogue.untracked(aws, wanted)]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            fail(module, exc, f"verify that nothing tagged {wanted} is left")
+        result["remaining"] = remaining
+        if remaining:
+            listing = "; ".join(f"{r['kind']} {r['name']}" for r in remaining)
+            module.fail_json(
+                msg=f"Teardown left {len(remaining)} resource(s) tagged {wanted}: {listing}. "
+                "Delete them in the console or run the teardown again; nothing else was skipped.",
+                changed=bool(deleted),
+                **result,
+            )
+    module.exit_json(changed=bool(deleted), **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,456 @@
+# -*- coding: utf-8 -*-
+"""Every kind of AWS resource kumolab creates: how to find it by tag and how to delete it.
+
+Plain boto3, no Ansible imports, so the same catalogue serves the teardown module (through
+``ansible.module_utils``) and the expiry reaper Lambda (packaged next to its handler).
+
+``KINDS`` is in deletion order: what depends on something comes before it (instances before their
+security group, the security group before the VPC, services before their cluster, ...).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+RETRY_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "SlowDown",
+    "DependencyViolation",
+    "InvalidGroup.InUse",
+    "ResourceInUseException",
+    "ResourceConflictException",
+    "ConcurrentModificationException",
+    "DeleteConflict",
+    "BucketNotEmpty",
+}
+GONE_CODES = {
+    "NoSuchEntity",
+    "NoSuchBucket",
+    "ResourceNotFoundException",
+    "NotFoundException",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "RepositoryNotFoundException",
+    "ClusterNotFoundException",
+    "ServiceNotFoundException",
+    "InvalidVpcID.NotFound",
+    "InvalidSubnetID.NotFound",
+    "InvalidGroup.NotFound",
+    "InvalidInternetGatewayID.NotFound",
+    "InvalidRouteTableID.NotFound",
+    "InvalidKeyPair.NotFound",
+    "InvalidInstanceID.NotFound",
+}
+
+ClientFactory = Callable[[str], object]
+
+
+def error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def call(fn: Callable, *args, retries: int = 8, base_delay: float = 0.5, max_delay: float = 15.0, **kwargs):
+    """Call an AWS API with full-jitter backoff on throttling and eventual-consistency errors."""
+    for attempt in range(retries + 1):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # botocore.exceptions.ClientError and friends
+            if error_code(exc) not in RETRY_CODES or attempt == retries:
+                raise
+            time.sleep(random.uniform(0, min(max_delay, base_delay * 2**attempt)))
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    id: str
+    name: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "id": self.id, "name": self.name or self.id}
+
+
+def _tags_match(tags: dict, wanted: dict) -> bool:
+    return all(tags.get(key) == value for key, value in wanted.items())
+
+
+def _from_list(items: Iterable[dict] | None) -> dict:
+    return {t.get("Key", t.get("key")): t.get("Value", t.get("value")) for t in items or []}
+
+
+def _ec2_filters(wanted: dict) -> list:
+    return [{"Name": f"tag:{k}", "Values": [v]} for k, v in wanted.items()]
+
+
+def _paginate(client, operation: str, key: str, **kwargs):
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page.get(key, [])
+
+
+# --- EC2 ---------------------------------------------------------------------------------------------
+
+
+def list_instances(aws: ClientFactory, wanted: dict):
+    ec2 = aws("ec2")
+    filters = _ec2_filters(wanted) + [
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]}
+    ]
+    for reservation in _paginate(ec2, "describe_instances", "Reservations", Filters=filters):
+        for inst in reservation["Instances"]:
+            yield Resource("ec2_instance", inst["InstanceId"], _from_list(inst.get("Tags")).get("Name", ""))
+
+
+def delete_instances(aws: ClientFactory, resources: list[Resource]):
+    ec2 = aws("ec2")
+    ids = [r.id for r in resources]
+    call(ec2.terminate_instances, InstanceIds=ids)
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+
+
+def list_security_groups(aws, wanted):
+    for group in _paginate(aws("ec2"), "describe_security_groups", "SecurityGroups", Filters=_ec2_filters(wanted)):
+        if group["GroupName"] != "default":
+            yield Resource("ec2_security_group", group["GroupId"], group["GroupName"], {"group": group})
+
+
+def delete_security_group(aws, res):
+    ec2 = aws("ec2")
+    group = res.extra["group"]
+    # Rules that reference other groups keep those groups alive; drop them first.
+    if group.get("IpPermissions"):
+        call(ec2.revoke_security_group_ingress, GroupId=res.id, IpPermissions=group["IpPermissions"])
+    call(ec2.delete_security_group, GroupId=res.id)
+
+
+def list_internet_gateways(aws, wanted):
+    for igw in _paginate(aws("ec2"), "describe_internet_gateways", "InternetGateways", Filters=_ec2_filters(wanted)):
+        yield Resource("ec2_internet_gateway", igw["InternetGatewayId"], extra={"igw": igw})
+
+
+def delete_internet_gateway(aws, res):
+    ec2 = aws("ec2")
+    for attachment in res.extra["igw"].get("Attachments", []):
+        call(ec2.detach_internet_gateway, InternetGatewayId=res.id, VpcId=attachment["VpcId"])
+    call(ec2.delete_internet_gateway, InternetGatewayId=res.id)
+
+
+def list_route_tables(aws, wanted):
+    for table in _paginate(aws("ec2"), "describe_route_tables", "RouteTables", Filters=_ec2_filters(wanted)):
+        if not any(a.get("Main") for a in table.get("Associations", [])):
+            yield Resource("ec2_route_table", table["RouteTableId"], extra={"table": table})
+
+
+def delete_route_table(aws, res):
+    ec2 = aws("ec2")
+    for assoc in res.extra["table"].get("Associations", []):
+        call(ec2.disassociate_route_table, AssociationId=assoc["RouteTableAssociationId"])
+    call(ec2.delete_route_table, RouteTableId=res.id)
+
+
+def list_subnets(aws, wanted):
+    for subnet in _paginate(aws("ec2"), "describe_subnets", "Subnets", Filters=_ec2_filters(wanted)):
+        yield Resource("ec2_subnet", subnet["SubnetId"], subnet["CidrBlock"])
+
+
+def list_vpcs(aws, wanted):
+    for vpc in _paginate(aws("ec2"), "describe_vpcs", "Vpcs", Filters=_ec2_filters(wanted)):
+        yield Resource("ec2_vpc", vpc["VpcId"], vpc["CidrBlock"])
+
+
+def list_key_pairs(aws, wanted):
+    for pair in aws("ec2").describe_key_pairs(Filters=_ec2_filters(wanted))["KeyPairs"]:
+        yield Resource("ec2_key_pair", pair["KeyName"], pair["KeyName"])
+
+
+# --- Containers and functions ------------------------------------------------------------------------
+
+
+def list_ecs_services(aws, wanted):
+    ecs = aws("ecs")
+    for cluster_arn in _paginate(ecs, "list_clusters", "clusterArns"):
+        arns = list(_paginate(ecs, "list_services", "serviceArns", cluster=cluster_arn))
+        for start in range(0, len(arns), 10):
+            described = ecs.describe_services(cluster=cluster_arn, services=arns[start : start + 10], include=["TAGS"])
+            for svc in described["services"]:
+                if svc["status"] != "INACTIVE" and _tags_match(_from_list(svc.get("tags")), wanted):
+                    yield Resource("ecs_service", svc["serviceArn"], svc["serviceName"], {"cluster": cluster_arn})
+
+
+def delete_ecs_service(aws, res):
+    ecs = aws("ecs")
+    cluster_name = res.extra["cluster"].rsplit("/", 1)[-1]
+    scaling = aws("application-autoscaling")
+    resource_id = f"service/{cluster_name}/{res.name}"
+    targets = scaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource_id])["ScalableTargets"]
+    for target in targets:
+        for policy in scaling.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=resource_id)["ScalingPolicies"]:
+            call(scaling.delete_scaling_policy, PolicyName=policy["PolicyName"], ServiceNamespace="ecs",
+                 ResourceId=resource_id, ScalableDimension=policy["ScalableDimension"])
+        call(scaling.deregister_scalable_target, ServiceNamespace="ecs", ResourceId=resource_id,
+             ScalableDimension=target["ScalableDimension"])
+    call(ecs.update_service, cluster=res.extra["cluster"], service=res.id, desiredCount=0)
+    call(ecs.delete_service, cluster=res.extra["cluster"], service=res.id, force=True)
+
+
+def list_ecs_clusters(aws, wanted):
+    ecs = aws("ecs")
+    arns = list(_paginate(ecs, "list_clusters", "clusterArns"))
+    for start in range(0, len(arns), 100):
+        for cluster in ecs.describe_clusters(clusters=arns[start : start + 100], include=["TAGS"])["clusters"]:
+            if cluster["status"] == "ACTIVE" and _tags_match(_from_list(cluster.get("tags")), wanted):
+                yield Resource("ecs_cluster", cluster["clusterArn"], cluster["clusterName"])
+
+
+def list_task_definitions(aws, wanted):
+    ecs = aws("ecs")
+    for arn in _paginate(ecs, "list_task_definitions", "taskDefinitionArns", status="ACTIVE"):
+        described = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+        if _tags_match(_from_list(described.get("tags")), wanted):
+            yield Resource("ecs_task_definition", arn, arn.rsplit("/", 1)[-1])
+
+
+def list_rest_apis(aws, wanted):
+    for api in _paginate(aws("apigateway"), "get_rest_apis", "items"):
+        if _tags_match(api.get("tags", {}), wanted):
+            yield Resource("apigateway_rest_api", api["id"], api.get("name", ""))
+
+
+def list_functions(aws, wanted):
+    lam = aws("lambda")
+    for fn in _paginate(lam, "list_functions", "Functions"):
+        if _tags_match(lam.list_tags(Resource=fn["FunctionArn"]).get("Tags", {}), wanted):
+            yield Resource("lambda_function", fn["FunctionName"], fn["FunctionName"])
+
+
+def delete_function(aws, res):
+    lam = aws("lambda")
+    for mapping in lam.list_event_source_mappings(FunctionName=res.id).get("EventSourceMappings", []):
+        call(lam.delete_event_source_mapping, UUID=mapping["UUID"])
+    call(lam.delete_function, FunctionName=res.id)
+
+
+def list_event_rules(aws, wanted):
+    events = aws("events")
+    for rule in _paginate(events, "list_rules", "Rules"):
+        tags = _from_list(events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags"))
+        if _tags_match(tags, wanted):
+            yield Resource("events_rule", rule["Name"], rule["Name"])
+
+
+def delete_event_rule(aws, res):
+    events = aws("events")
+    targets = events.list_targets_by_rule(Rule=res.id).get("Targets", [])
+    if targets:
+        call(events.remove_targets, Rule=res.id, Ids=[t["Id"] for t in targets])
+    call(events.delete_rule, Name=res.id)
+
+
+def list_alarms(aws, wanted):
+    cloudwatch = aws("cloudwatch")
+    for alarm in _paginate(cloudwatch, "describe_alarms", "MetricAlarms"):
+        tags = _from_list(cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags"))
+        if _tags_match(tags, wanted):
+            yield Resource("cloudwatch_alarm", alarm["AlarmName"], alarm["AlarmName"])
+
+
+# --- Data and messaging ------------------------------------------------------------------------------
+
+
+def list_queues(aws, wanted):
+    sqs = aws("sqs")
+    for url in _paginate(sqs, "list_queues", "QueueUrls"):
+        if _tags_match(sqs.list_queue_tags(QueueUrl=url).get("Tags", {}), wanted):
+            yield Resource("sqs_queue", url, url.rsplit("/", 1)[-1])
+
+
+def list_tables(aws, wanted):
+    dynamodb = aws("dynamodb")
+    for name in _paginate(dynamodb, "list_tables", "TableNames"):
+        arn = dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
+        if _tags_match(_from_list(dynamodb.list_tags_of_resource(ResourceArn=arn).get("Tags")), wanted):
+            yield Resource("dynamodb_table", name, name)
+
+
+def delete_table(aws, res):
+    dynamodb = aws("dynamodb")
+    call(dynamodb.delete_table, TableName=res.id)
+    dynamodb.get_waiter("table_not_exists").wait(TableName=res.id, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+
+
+def list_buckets(aws, wanted):
+    s3 = aws("s3")
+    for bucket in s3.list_buckets().get("Buckets", []):
+        try:
+            tags = _from_list(s3.get_bucket_tagging(Bucket=bucket["Name"]).get("TagSet"))
+        except Exception as exc:
+            if error_code(exc) in ("NoSuchTagSet", "NoSuchBucket", "AccessDenied"):
+                continue
+            raise
+        if _tags_match(tags, wanted):
+            yield Resource("s3_bucket", bucket["Name"], bucket["Name"])
+
+
+def delete_bucket(aws, res):
+    s3 = aws("s3")
+    # Versions and delete markers too: a versioned bucket with only "deleted" objects is still not empty.
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=res.id):
+        objects = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        for start in range(0, len(objects), 1000):
+            call(s3.delete_objects, Bucket=res.id, Delete={"Objects": objects[start : start + 1000], "Quiet": True})
+    call(s3.delete_bucket, Bucket=res.id)
+
+
+def list_log_groups(aws, wanted):
+    logs = aws("logs")
+    for group in _paginate(logs, "describe_log_groups", "logGroups"):
+        if _tags_match(logs.list_tags_log_group(logGroupName=group["logGroupName"]).get("tags", {}), wanted):
+            yield Resource("logs_log_group", group["logGroupName"], group["logGroupName"])
+
+
+def list_repositories(aws, wanted):
+    ecr = aws("ecr")
+    for repo in _paginate(ecr, "describe_repositories", "repositories"):
+        if _tags_match(_from_list(ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags")), wanted):
+            yield Resource("ecr_repository", repo["repositoryName"], repo["repositoryName"])
+
+
+# --- IAM -----------------------------------------------------------------------------------------------
+
+
+def list_roles(aws, wanted):
+    iam = aws("iam")
+    for role in _paginate(iam, "list_roles", "Roles"):
+        if _tags_match(_from_list(iam.list_role_tags(RoleName=role["RoleName"]).get("Tags")), wanted):
+            yield Resource("iam_role", role["RoleName"], role["RoleName"])
+
+
+def delete_role(aws, res):
+    iam = aws("iam")
+    for policy in _paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=res.id):
+        call(iam.detach_role_policy, RoleName=res.id, PolicyArn=policy["PolicyArn"])
+    for name in _paginate(iam, "list_role_policies", "PolicyNames", RoleName=res.id):
+        call(iam.delete_role_policy, RoleName=res.id, PolicyName=name)
+    for profile in _paginate(iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=res.id):
+        call(iam.remove_role_from_instance_profile, InstanceProfileName=profile["InstanceProfileName"], RoleName=res.id)
+        call(iam.delete_instance_profile, InstanceProfileName=profile["InstanceProfileName"])
+    call(iam.delete_role, RoleName=res.id)
+
+
+def list_policies(aws, wanted):
+    iam = aws("iam")
+    for policy in _paginate(iam, "list_policies", "Policies", Scope="Local"):
+        if _tags_match(_from_list(iam.list_policy_tags(PolicyArn=policy["Arn"]).get("Tags")), wanted):
+            yield Resource("iam_policy", policy["Arn"], policy["PolicyName"])
+
+
+def delete_policy(aws, res):
+    iam = aws("iam")
+    for version in iam.list_policy_versions(PolicyArn=res.id)["Versions"]:
+        if not version["IsDefaultVersion"]:
+            call(iam.delete_policy_version, PolicyArn=res.id, VersionId=version["VersionId"])
+    call(iam.delete_policy, PolicyArn=res.id)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    lister: Callable
+    deleter: Callable
+    batch: bool = False  # deleter takes the whole list (instances: terminate together, wait once)
+
+
+def _simple(service: str, method: str, param: str):
+    def delete(aws, res):
+        call(getattr(aws(service), method), **{param: res.id})
+
+    return delete
+
+
+KINDS: list[Kind] = [
+    Kind("ec2_instance", list_instances, delete_instances, batch=True),
+    Kind("ecs_service", list_ecs_services, delete_ecs_service),
+    Kind("ecs_cluster", list_ecs_clusters, _simple("ecs", "delete_cluster", "cluster")),
+    Kind("ecs_task_definition", list_task_definitions, _simple("ecs", "deregister_task_definition", "taskDefinition")),
+    Kind("apigateway_rest_api", list_rest_apis, _simple("apigateway", "delete_rest_api", "restApiId")),
+    Kind("events_rule", list_event_rules, delete_event_rule),
+    Kind("lambda_function", list_functions, delete_function),
+    Kind("cloudwatch_alarm", list_alarms, lambda aws, res: call(aws("cloudwatch").delete_alarms, AlarmNames=[res.id])),
+    Kind("sqs_queue", list_queues, _simple("sqs", "delete_queue", "QueueUrl")),
+    Kind("dynamodb_table", list_tables, delete_table),
+    Kind("s3_bucket", list_buckets, delete_bucket),
+    Kind("logs_log_group", list_log_groups, _simple("logs", "delete_log_group", "logGroupName")),
+    Kind("ecr_repository", list_repositories, lambda aws, res: call(aws("ecr").delete_repository, repositoryName=res.id, force=True)),
+    Kind("iam_role", list_roles, delete_role),
+    Kind("iam_policy", list_policies, delete_policy),
+    Kind("ec2_security_group", list_security_groups, delete_security_group),
+    Kind("ec2_internet_gateway", list_internet_gateways, delete_internet_gateway),
+    Kind("ec2_route_table", list_route_tables, delete_route_table),
+    Kind("ec2_subnet", list_subnets, _simple("ec2", "delete_subnet", "SubnetId")),
+    Kind("ec2_vpc", list_vpcs, _simple("ec2", "delete_vpc", "VpcId")),
+    Kind("ec2_key_pair", list_key_pairs, _simple("ec2", "delete_key_pair", "KeyName")),
+]
+KIND_NAMES = [kind.name for kind in KINDS]
+
+# Resource Groups Tagging API resource types that the catalogue above covers, by "service:type" of the
+# ARN. Anything tagged for the lab outside these is reported as a leftover nobody knows how to delete.
+COVERED_ARN_TYPES = {
+    "ec2:instance", "ec2:security-group", "ec2:internet-gateway", "ec2:route-table", "ec2:subnet", "ec2:vpc",
+    "ec2:key-pair", "ecs:service", "ecs:cluster", "ecs:task-definition", "apigateway:restapis", "events:rule",
+    "lambda:function", "cloudwatch:alarm", "sqs:", "dynamodb:table", "s3:", "logs:log-group", "ecr:repository",
+    "iam:role", "iam:policy",
+}
+
+
+def arn_type(arn: str) -> str:
+    parts = arn.split(":", 5)
+    service, rest = parts[2], parts[5] if len(parts) > 5 else ""
+    resource_type = rest.split("/", 1)[0] if "/" in rest else (rest.split(":", 1)[0] if ":" in rest else "")
+    if service == "apigateway":
+        resource_type = rest.strip("/").split("/", 1)[0]
+    return f"{service}:{resource_type}"
+
+
+def find(aws: ClientFactory, wanted: dict, kinds: Iterable[Kind] = KINDS) -> list[Resource]:
+    found: list[Resource] = []
+    for kind in kinds:
+        found.extend(call(lambda: list(kind.lister(aws, wanted))))
+    return found
+
+
+def untracked(aws: ClientFactory, wanted: dict) -> list[str]:
+    """ARNs the Resource Groups Tagging API knows for these tags whose kind the catalogue does not cover."""
+    filters = [{"Key": k, "Values": [v]} for k, v in wanted.items()]
+    leftovers = []
+    for mapping in _paginate(aws("resourcegroupstaggingapi"), "get_resources", "ResourceTagMappingList", TagFilters=filters):
+        kind = arn_type(mapping["ResourceARN"])
+        if not any(kind == covered or (covered.endswith(":") and kind.startswith(covered)) for covered in COVERED_ARN_TYPES):
+            leftovers.append(mapping["ResourceARN"])
+    return leftovers
+
+
+def delete(aws: ClientFactory, resources: list[Resource], log: Callable[[str], None] = lambda _msg: None) -> list[Resource]:
+    """Delete ``resources`` in dependency order; returns what was deleted. Already-gone is not an error."""
+    deleted = []
+    for kind in KINDS:
+        batch = [r for r in resources if r.kind == kind.name]
+        if not batch:
+            continue
+        targets = [batch] if kind.batch else [[r] for r in batch]
+        for group in targets:
+            try:
+                call(kind.deleter, aws, group if kind.batch else group[0])
+            except Exception as exc:
+                if error_code(exc) not in GONE_CODES:
+                    raise
+            log(f"deleted {kind.name} {', '.join(r.name or r.id for r in group)}")
+            deleted.extend(group)
+    return deleted

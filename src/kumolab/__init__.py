@@ -1,0 +1,1 @@
+"""kumolab: cloud lab environments on AWS or on a local emulator."""

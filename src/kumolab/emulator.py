@@ -1,0 +1,208 @@
+"""The embedded AWS emulator: moto in server mode on 127.0.0.1, run in the background.
+
+``kumolab-emulator start`` starts it (or reuses the one already up), ``stop`` stops it, ``status``
+reports, ``endpoint`` prints the URL. State lives in ``<state dir>/emulator/``: ``pid``, ``port``,
+``moto.log``. The port comes from ``--port``, else ``$KUMOLAB_EMULATOR_PORT``, else 5127 — the same
+default the local inventory uses — so the playbooks and the emulator always agree.
+
+Teardown never stops the emulator: what a teardown left behind can still be inspected. Stop it
+explicitly with ``kumolab-emulator stop``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from kumolab.paths import state_dir
+
+DEFAULT_PORT = 5127
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 30.0
+
+
+class EmulatorError(RuntimeError):
+    """Raised with a message that tells the user what to do."""
+
+
+def configured_port() -> int:
+    raw = os.environ.get("KUMOLAB_EMULATOR_PORT", str(DEFAULT_PORT))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise EmulatorError(f"KUMOLAB_EMULATOR_PORT={raw!r} is not a port number; set it to e.g. {DEFAULT_PORT}.")
+    if not 1 <= port <= 65535:
+        raise EmulatorError(f"KUMOLAB_EMULATOR_PORT={port} is out of range 1-65535.")
+    return port
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def is_moto(endpoint: str, timeout: float = 2.0) -> bool:
+    """True when ``endpoint`` answers like a moto server (its /moto-api/ dashboard is there)."""
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=timeout) as resp:
+            return resp.status == 200 and b"moto" in resp.read(65536).lower()
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@dataclass
+class Emulator:
+    port: int
+    directory: Path
+
+    @classmethod
+    def from_environment(cls, port: int | None = None) -> "Emulator":
+        return cls(port=port or configured_port(), directory=state_dir() / "emulator")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "moto.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def running(self) -> bool:
+        return self.pid() is not None and is_moto(self.endpoint)
+
+    def start(self) -> bool:
+        """Start the emulator unless it is already up. Returns True when a new process was started."""
+        if self.running():
+            return False
+        if _port_in_use(self.port):
+            owner = "a moto server kumolab did not start" if is_moto(self.endpoint) else "another program"
+            raise EmulatorError(
+                f"Port {self.port} on {HOST} is already in use by {owner}. Stop it, or pick a free port for "
+                f"the emulator: export KUMOLAB_EMULATOR_PORT=<port> (the local inventory reads the same variable)."
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true")
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise EmulatorError(
+                    f"The emulator exited with status {proc.returncode} right after starting; see {self.log_file}."
+                )
+            if is_moto(self.endpoint, timeout=0.5):
+                self._configure()
+                return True
+            time.sleep(0.2)
+        self.stop()
+        raise EmulatorError(f"The emulator did not answer on {self.endpoint} within {START_TIMEOUT_S:.0f} s; see {self.log_file}.")
+
+    def _configure(self) -> None:
+        # Without Docker, moto's default Lambda backend cannot even store functions; the project's own
+        # local runtime executes handlers, so moto only needs to keep their configuration and code.
+        request = urllib.request.Request(
+            f"{self.endpoint}/moto-api/config",
+            data=json.dumps({"lambda": {"use_docker": False}}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
+    def stop(self) -> bool:
+        """Stop the emulator. Returns True when a process was stopped."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> dict:
+        return {"running": self.running(), "endpoint": self.endpoint, "pid": self.pid(), "log": str(self.log_file)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kumolab-emulator", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["start", "stop", "status", "endpoint"])
+    parser.add_argument("--port", type=int, help=f"port on {HOST} (default $KUMOLAB_EMULATOR_PORT or {DEFAULT_PORT})")
+    parser.add_argument("--json", action="store_true", help="print a JSON object (for Ansible)")
+    args = parser.parse_args(argv)
+    try:
+        emulator = Emulator.from_environment(args.port)
+        if args.command == "start":
+            changed = emulator.start()
+            result = dict(emulator.status(), changed=changed)
+        elif args.command == "stop":
+            result = dict(emulator.status(), changed=emulator.stop(), running=False)
+        elif args.command == "status":
+            result = dict(emulator.status(), changed=False)
+        else:
+            print(emulator.endpoint)
+            return 0
+    except EmulatorError as exc:
+        if args.json:
+            print(json.dumps({"failed": True, "msg": str(exc)}))
+        print(f"kumolab-emulator: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        verb = {"start": "started" if result["changed"] else "already running", "stop": "stopped" if result["changed"] else "not running"}
+        print(f"emulator {verb.get(args.command, 'running' if result['running'] else 'not running')} at {result['endpoint']}")
+    return 0 if args.command != "status" or result["running"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Shared fixtures: one emulator and one loopback SSH host per test session, isolated from the user's lab.
+
+The session gets its own state directory and free ports (KUMOLAB_STATE_DIR, KUMOLAB_EMULATOR_PORT,
+KUMOLAB_SSH_PORT, KUMOLAB_RESULTS_DIR), exported so that every playbook, CLI and boto3 client started by a
+test talks to this session's emulator and never to a user's running lab.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+ARTIFACTS = REPO / "test-artifacts"
+REGION = "ap-northeast-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def lab_env(tmp_path_factory):
+    """Environment of this test session's private target; started lazily by the first playbook."""
+    state = tmp_path_factory.mktemp("kumolab-state")
+    env = {
+        "KUMOLAB_STATE_DIR": str(state),
+        "KUMOLAB_RESULTS_DIR": str(state / "results"),
+        "KUMOLAB_EMULATOR_PORT": str(free_port()),
+        "KUMOLAB_SSH_PORT": str(free_port()),
+        "KUMOLAB_AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    yield env
+    for command in ("kumolab-sshhost", "kumolab-emulator"):
+        subprocess.run([str(VENV_BIN / command), "stop"], capture_output=True)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def emulator(lab_env):
+    """The session's emulator, started; returns its endpoint URL."""
+    subprocess.run([str(VENV_BIN / "kumolab-emulator"), "start"], check=True, capture_output=True)
+    return f"http://127.0.0.1:{lab_env['KUMOLAB_EMULATOR_PORT']}"
+
+
+@pytest.fixture(scope="session")
+def aws(emulator):
+    """boto3 client factory bound to the session's emulator: ``aws('ec2').describe_vpcs()``."""
+    import boto3
+
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+
+    def client(service: str):
+        return session.client(service, endpoint_url=emulator)
+
+    return client
+
+
+RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)")
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+
+    @property
+    def recap(self) -> dict[str, dict[str, int]]:
+        return {
+            m["host"]: {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
+            for m in map(RECAP.match, self.output.splitlines())
+            if m
+        }
+
+    @property
+    def changed(self) -> int:
+        return sum(host["changed"] for host in self.recap.values())
+
+    def changed_tasks(self) -> list[str]:
+        """Names of the tasks that reported a change (for assertion messages)."""
+        tasks, current = [], None
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                current = line.split("[", 1)[1].rsplit("]", 1)[0]
+            elif line.startswith("changed:") and current:
+                tasks.append(current)
+        return tasks
+
+
+@pytest.fixture(scope="session")
+def run_playbook(lab_env):
+    """Run ``ansible-playbook`` from the repo root against the session's target."""
+
+    def run(playbook: str, *args: str, inventory: str | None = None, env: dict | None = None, timeout: int = 1800) -> PlaybookRun:
+        command = [str(VENV_BIN / "ansible-playbook"), *(["-i", inventory] if inventory else []), f"playbooks/{playbook}", *args]
+        proc = subprocess.run(
+            command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        log_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join([playbook, *args]))[:120]
+        (ARTIFACTS / f"{log_name}.log").write_text(proc.stdout)
+        return PlaybookRun(proc.returncode, proc.stdout)
+
+    return run

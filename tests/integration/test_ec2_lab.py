@@ -1,0 +1,136 @@
+"""Lab 1 end to end on the emulator: deploy, idempotence, check mode, SSH, security, teardown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, VENV_BIN
+
+pytestmark = pytest.mark.integration
+
+LAB_FILTER = [{"Name": "tag:Project", "Values": ["kumolab"]}, {"Name": "tag:Lab", "Values": ["ec2"]}]
+
+
+@pytest.fixture(scope="module")
+def deployed(run_playbook):
+    run = run_playbook("ec2_lab.yml")
+    assert run.rc == 0, run.output[-3000:]
+    return run
+
+
+def lab_instances(aws):
+    reservations = aws("ec2").describe_instances(Filters=LAB_FILTER + [{"Name": "instance-state-name", "Values": ["running"]}])
+    return [i for r in reservations["Reservations"] for i in r["Instances"]]
+
+
+def test_deploy_prints_the_login_command(deployed, lab_env):
+    key = Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys" / "kumolab-ec2"
+    expected = f"ssh -i {key} -p {lab_env['KUMOLAB_SSH_PORT']}"
+    assert expected in deployed.output
+    login = json.loads((Path(lab_env["KUMOLAB_RESULTS_DIR"]) / "ec2" / "login.json").read_text())
+    assert login["command"].startswith(expected)
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_second_run_changes_nothing(deployed, run_playbook):
+    run = run_playbook("ec2_lab.yml")
+    assert run.rc == 0, run.output[-3000:]
+    assert run.changed == 0, run.changed_tasks()
+
+
+def test_check_mode_reports_no_changes(deployed, run_playbook):
+    run = run_playbook("ec2_lab.yml", "--check")
+    assert run.rc == 0, run.output[-3000:]
+    assert run.changed == 0, run.changed_tasks()
+
+
+def test_ping_over_ssh_through_dynamic_inventory(deployed):
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible"), "-i", "inventories/local", "-m", "ansible.builtin.ping", "lab_ec2"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=os.environ,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '"ping": "pong"' in proc.stdout
+    assert "kumolab-ec2 | SUCCESS" in proc.stdout
+
+
+def test_instance_requires_imdsv2_and_encrypts_its_root_volume(deployed, aws):
+    (instance,) = lab_instances(aws)
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert instance["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    assert instance["InstanceType"] == "t3.micro"
+    volume_ids = [m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]]
+    volumes = aws("ec2").describe_volumes(VolumeIds=volume_ids)["Volumes"]
+    assert volumes and all(v["Encrypted"] and v["VolumeType"] == "gp3" for v in volumes)
+
+
+def test_ami_comes_from_the_public_ssm_parameter(deployed, aws):
+    (instance,) = lab_instances(aws)
+    parameter = aws("ssm").get_parameter(Name="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+    assert instance["ImageId"] == parameter["Parameter"]["Value"]
+
+
+def test_security_group_allows_ssh_from_the_caller_only(deployed, aws):
+    groups = aws("ec2").describe_security_groups(Filters=LAB_FILTER)["SecurityGroups"]
+    assert len(groups) == 1
+    ingress = groups[0]["IpPermissions"]
+    cidrs = [r["CidrIp"] for rule in ingress for r in rule.get("IpRanges", [])]
+    assert cidrs == ["127.0.0.1/32"]
+    assert all(rule["FromPort"] == rule["ToPort"] == 22 for rule in ingress)
+    assert not any(r.get("CidrIpv6") == "::/0" for rule in ingress for r in rule.get("Ipv6Ranges", []))
+
+
+def test_every_resource_is_tagged(deployed, aws):
+    ec2 = aws("ec2")
+    tagged = {
+        "vpc": ec2.describe_vpcs(Filters=LAB_FILTER)["Vpcs"],
+        "subnet": ec2.describe_subnets(Filters=LAB_FILTER)["Subnets"],
+        "igw": ec2.describe_internet_gateways(Filters=LAB_FILTER)["InternetGateways"],
+        "route table": ec2.describe_route_tables(Filters=LAB_FILTER)["RouteTables"],
+        "security group": ec2.describe_security_groups(Filters=LAB_FILTER)["SecurityGroups"],
+        "key pair": ec2.describe_key_pairs(Filters=LAB_FILTER)["KeyPairs"],
+        "instance": lab_instances(aws),
+    }
+    for kind, items in tagged.items():
+        assert len(items) == 1, f"expected one {kind}, found {len(items)}"
+        tags = {t["Key"]: t["Value"] for t in items[0]["Tags"]}
+        assert {"Project", "Lab", "Owner", "ExpiresAt"} <= tags.keys(), (kind, tags)
+    vpc = tagged["vpc"][0]
+    assert vpc["CidrBlock"] == "10.10.0.0/23"
+    assert ec2.describe_nat_gateways(Filter=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["NatGateways"] == []
+
+
+def test_bad_ssh_cidr_is_refused_before_anything_changes(deployed, run_playbook, aws):
+    run = run_playbook("ec2_lab.yml", "-e", "lab_access_ssh_cidr=not-a-cidr")
+    assert run.rc != 0
+    assert "lab_access_ssh_cidr='not-a-cidr' is not usable" in run.output
+    world = run_playbook("ec2_lab.yml", "-e", "lab_access_ssh_cidr=0.0.0.0/0")
+    assert world.rc != 0 and "0.0.0.0/0 is refused" in world.output
+    groups = aws("ec2").describe_security_groups(Filters=LAB_FILTER)["SecurityGroups"]
+    assert [r["CidrIp"] for rule in groups[0]["IpPermissions"] for r in rule["IpRanges"]] == ["127.0.0.1/32"]
+
+
+def test_teardown_leaves_nothing_and_is_idempotent(deployed, run_playbook, aws, lab_env):
+    run = run_playbook("teardown.yml", "-e", "lab=ec2")
+    assert run.rc == 0, run.output[-3000:]
+    assert "nothing tagged for it is left" in run.output
+
+    ec2 = aws("ec2")
+    assert lab_instances(aws) == []
+    everything = [{"Name": "tag:Project", "Values": ["kumolab"]}]
+    assert ec2.describe_vpcs(Filters=everything)["Vpcs"] == []
+    assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]] == []
+    assert ec2.describe_subnets(Filters=everything)["Subnets"] == []
+    assert ec2.describe_internet_gateways(Filters=everything)["InternetGateways"] == []
+    assert [g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"] == []
+    assert ec2.describe_key_pairs()["KeyPairs"] == []
+    assert not list((Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys").glob("kumolab-ec2*"))
+
+    again = run_playbook("teardown.yml", "-e", "lab=ec2")
+    assert again.rc == 0, again.output[-3000:]
+    assert again.changed == 0, again.changed_tasks()
