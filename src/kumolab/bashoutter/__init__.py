@@ -1,0 +1,1 @@
+"""Lab 5 (Bashoutter): the student's client commands."""

@@ -1,0 +1,316 @@
+"""Serve a deployed API Gateway REST API stage on loopback: ``http://127.0.0.1:<port>/<stage>/...``.
+
+Everything comes from the emulator: the API's resources, methods and integrations, the stage (its
+variables and ``*/*`` throttling settings). Routes are re-read when the stage's deployment changes
+(checked every ``refresh_s`` seconds), so a redeploy is picked up while the server runs.
+
+Behaviour copied from API Gateway (REST APIs):
+- Routing: literal path parts win over ``{param}``, which wins over ``{proxy+}``; a trailing slash is
+  ignored. Unknown stage -> 403 ``{"message":"Forbidden"}``; no resource or no such method on it -> 403
+  ``{"message":"Missing Authentication Token"}`` (that is what API Gateway answers, not 404).
+- ``AWS_PROXY`` integrations invoke the Lambda function named in the integration URI (through
+  :class:`LambdaRuntime`) with a proxy event v1.0; the function's result must be
+  ``{"statusCode": int, "headers"?, "multiValueHeaders"?, "body"?: str, "isBase64Encoded"?}``. A
+  function error or a malformed result -> 502 ``{"message": "Internal server error"}``; a result after
+  29 s -> 504.
+- ``MOCK`` integrations (CORS preflight): the status of the default integration response and its
+  ``responseParameters`` with static ``'value'`` header values.
+- Throttling: a token bucket per stage from ``methodSettings['*/*']`` (rate/burst) -> 429
+  ``{"message":"Too Many Requests"}``.
+- Bodies: text when UTF-8 (``isBase64Encoded: false``), base64 when the API lists the content type in
+  ``binaryMediaTypes`` or the bytes are not UTF-8.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl, unquote
+
+from kumolab.runtime.aws import AwsConfig
+from kumolab.runtime.httpserve import Request, Response
+from kumolab.runtime.lambda_invoke import LambdaRuntime
+
+INTEGRATION_TIMEOUT_S = 29.0
+FUNCTION_IN_URI = re.compile(r":lambda:path/2015-03-31/functions/(?P<arn>.+?)/invocations$")
+
+
+def _json(status: int, message: str, error_type: str | None = None) -> Response:
+    headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", str(uuid.uuid4()))]
+    if error_type:
+        headers.append(("x-amzn-ErrorType", error_type))
+    return Response(status, json.dumps({"message": message}).encode(), headers)
+
+
+@dataclass
+class Route:
+    path: str  # resource path template, e.g. /haiku/{item_id}
+    resource_id: str
+    parts: list[str]
+    methods: dict  # METHOD -> integration dict
+
+    def match(self, segments: list[str]) -> tuple | None:
+        """A score (higher = more specific) and the path parameters, or None."""
+        params: dict[str, str] = {}
+        score: list[int] = []
+        for i, part in enumerate(self.parts):
+            if part.startswith("{") and part.endswith("+}"):
+                if i >= len(segments):
+                    return None
+                params[part[1:-2]] = "/".join(segments[i:])
+                score.append(0)
+                return tuple(score), params
+            if i >= len(segments):
+                return None
+            if part.startswith("{") and part.endswith("}"):
+                params[part[1:-1]] = segments[i]
+                score.append(1)
+            elif part == segments[i]:
+                score.append(2)
+            else:
+                return None
+        if len(segments) != len(self.parts):
+            return None
+        return tuple(score), params
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, max(1, burst)
+        self.tokens = float(self.burst)
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+class ApiGatewayStage:
+    def __init__(self, aws: AwsConfig, lambdas: LambdaRuntime, rest_api: str, stage: str = "prod",
+                 refresh_s: float = 2.0):
+        self.aws, self.lambdas, self.stage_name, self.refresh_s = aws, lambdas, stage, refresh_s
+        self.client = aws.client("apigateway")
+        self.api = self._find_api(rest_api)
+        self.api_id = self.api["id"]
+        self._routes: list[Route] = []
+        self._version = None
+        self._checked = 0.0
+        self._bucket: TokenBucket | None = None
+        self._stage_vars: dict | None = None
+        self._lock = threading.Lock()
+        self.refresh(force=True)
+
+    def _find_api(self, name_or_id: str) -> dict:
+        for page in self.client.get_paginator("get_rest_apis").paginate():
+            for api in page.get("items", []):
+                if name_or_id in (api["id"], api.get("name")):
+                    return api
+        raise LookupError(f"No REST API named or with id {name_or_id!r} on {self.aws.endpoint_url or 'AWS'}")
+
+    # -- loading -----------------------------------------------------------------------------------
+    def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < self.refresh_s:
+            return
+        with self._lock:
+            if not force and now - self._checked < self.refresh_s:
+                return
+            self._checked = now
+            try:
+                stage = self.client.get_stage(restApiId=self.api_id, stageName=self.stage_name)
+            except self.client.exceptions.NotFoundException:
+                self._routes, self._version = [], None
+                return
+            version = (stage.get("deploymentId"), str(stage.get("lastUpdatedDate")))
+            if version == self._version and not force:
+                return
+            self._routes = self._load_routes()
+            self._stage_vars = stage.get("variables") or None
+            throttle = (stage.get("methodSettings") or {}).get("*/*", {})
+            rate, burst = throttle.get("throttlingRateLimit"), throttle.get("throttlingBurstLimit")
+            self._bucket = TokenBucket(float(rate), int(burst)) if rate and burst else None
+            self.api = self.client.get_rest_api(restApiId=self.api_id)
+            self._version = version
+
+    def _load_routes(self) -> list[Route]:
+        routes = []
+        for page in self.client.get_paginator("get_resources").paginate(restApiId=self.api_id):
+            for res in page.get("items", []):
+                methods = {}
+                for method in (res.get("resourceMethods") or {}):
+                    try:
+                        methods[method] = self.client.get_integration(
+                            restApiId=self.api_id, resourceId=res["id"], httpMethod=method)
+                    except self.client.exceptions.NotFoundException:
+                        methods[method] = {}
+                parts = [p for p in res["path"].split("/") if p]
+                routes.append(Route(res["path"], res["id"], parts, methods))
+        return routes
+
+    # -- serving -----------------------------------------------------------------------------------
+    def __call__(self, request: Request) -> Response:
+        self.refresh()
+        segments = [unquote(s) for s in request.path.split("/")[1:]]
+        if segments and segments[-1] == "" and len(segments) > 1:
+            segments = segments[:-1]
+        if not segments or segments[0] != self.stage_name or self._version is None:
+            return _json(403, "Forbidden", "ForbiddenException")
+        segments = [s for s in segments[1:]] or []
+        if segments == [""]:
+            segments = []
+        best = None
+        for route in self._routes:
+            found = route.match(segments)
+            if found and (best is None or found[0] > best[0]):
+                best = (found[0], found[1], route)
+        if best is None:
+            return _json(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+        _, params, route = best
+        integration = route.methods.get(request.method) or route.methods.get("ANY")
+        if integration is None:
+            return _json(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+        if self._bucket is not None and not self._bucket.take():
+            return _json(429, "Too Many Requests", "TooManyRequestsException")
+        kind = (integration.get("type") or "").upper()
+        if kind == "AWS_PROXY":
+            return self._proxy(request, route, params, integration)
+        if kind == "MOCK":
+            return self._mock(integration)
+        return _json(500, f"Integration type {kind or 'none'} is not served by the local runtime", "InternalServerErrorException")
+
+    def _mock(self, integration: dict) -> Response:
+        responses = integration.get("integrationResponses") or {}
+        chosen = next((r for r in responses.values() if not r.get("selectionPattern")), None)
+        if chosen is None:
+            return _json(500, "Internal server error", "InternalServerErrorException")
+        headers = []
+        for key, value in (chosen.get("responseParameters") or {}).items():
+            if key.startswith("method.response.header.") and value.startswith("'") and value.endswith("'"):
+                headers.append((key[len("method.response.header."):], value[1:-1]))
+        body = ((chosen.get("responseTemplates") or {}).get("application/json") or "").encode()
+        return Response(int(chosen.get("statusCode", 200)), body, headers)
+
+    def _event(self, request: Request, route: Route, params: dict) -> dict:
+        headers: dict[str, str] = {}
+        multi_headers: dict[str, list[str]] = {}
+        for key, value in request.headers:
+            headers[key] = value
+            multi_headers.setdefault(key, []).append(value)
+        query: dict[str, str] = {}
+        multi_query: dict[str, list[str]] = {}
+        for key, value in parse_qsl(request.query, keep_blank_values=True):
+            query[key] = value
+            multi_query.setdefault(key, []).append(value)
+        content_type = (request.header("content-type") or "").split(";")[0].strip()
+        binary_types = self.api.get("binaryMediaTypes") or []
+        body: str | None = None
+        is_b64 = False
+        if request.body:
+            if content_type in binary_types or "*/*" in binary_types:
+                body, is_b64 = base64.b64encode(request.body).decode(), True
+            else:
+                try:
+                    body = request.body.decode("utf-8")
+                except UnicodeDecodeError:
+                    body, is_b64 = base64.b64encode(request.body).decode(), True
+        now = datetime.now(timezone.utc)
+        path = "/" + "/".join(request.path.split("/")[2:])
+        request_id = str(uuid.uuid4())
+        return {
+            "resource": route.path,
+            "path": unquote(path),
+            "httpMethod": request.method,
+            "headers": headers or None,
+            "multiValueHeaders": multi_headers or None,
+            "queryStringParameters": query or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "pathParameters": params or None,
+            "stageVariables": self._stage_vars,
+            "requestContext": {
+                "resourceId": route.resource_id,
+                "resourcePath": route.path,
+                "httpMethod": request.method,
+                "extendedRequestId": request_id,
+                "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "path": unquote(request.path),
+                "accountId": "123456789012",
+                "protocol": "HTTP/1.1",
+                "stage": self.stage_name,
+                "domainPrefix": self.api_id,
+                "requestTimeEpoch": int(now.timestamp() * 1000),
+                "requestId": request_id,
+                "identity": {"sourceIp": request.client_ip, "userAgent": request.header("user-agent")},
+                "domainName": request.header("host", "127.0.0.1"),
+                "apiId": self.api_id,
+            },
+            "body": body,
+            "isBase64Encoded": is_b64,
+        }
+
+    def _proxy(self, request: Request, route: Route, params: dict, integration: dict) -> Response:
+        found = FUNCTION_IN_URI.search(integration.get("uri") or "")
+        if not found:
+            return _json(500, "Internal server error", "InternalServerErrorException")
+        started = time.monotonic()
+        try:
+            result = self.lambdas.invoke(found["arn"], json.dumps(self._event(request, route, params)))
+        except Exception as exc:  # function missing, code not available, ...
+            print(f"[apigateway] {request.method} {request.path}: {type(exc).__name__}: {exc}", flush=True)
+            return _json(502, "Internal server error", "InternalServerErrorException")
+        if time.monotonic() - started > INTEGRATION_TIMEOUT_S:
+            return _json(504, "Endpoint request timed out", "IntegrationTimeout")
+        if result.function_error:
+            print(f"[apigateway] {request.method} {request.path}: function error {result.payload[:500]!r}", flush=True)
+            return _json(502, "Internal server error", "InternalServerErrorException")
+        return self._proxy_response(result.payload)
+
+    @staticmethod
+    def _proxy_response(payload: bytes) -> Response:
+        bad = _json(502, "Internal server error", "InternalServerErrorException")
+        try:
+            out = json.loads(payload)
+        except ValueError:
+            return bad
+        if not isinstance(out, dict):
+            return bad
+        status = out.get("statusCode")
+        if isinstance(status, str) and status.isdigit():
+            status = int(status)
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+            return bad
+        body = out.get("body")
+        if body is not None and not isinstance(body, str):
+            return bad
+        headers: list[tuple[str, str]] = []
+        single = {} if out.get("headers") is None else out["headers"]
+        multi = {} if out.get("multiValueHeaders") is None else out["multiValueHeaders"]
+        if not isinstance(single, dict) or not isinstance(multi, dict):
+            return bad
+        for key, value in single.items():
+            if key not in multi:
+                headers.append((str(key), str(value)))
+        for key, values in multi.items():
+            if not isinstance(values, list):
+                return bad
+            headers.extend((str(key), str(v)) for v in values)
+        raw = (body or "").encode()
+        if out.get("isBase64Encoded"):
+            try:
+                raw = base64.b64decode(body or "", validate=True)
+            except ValueError:
+                return bad
+        headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
+        return Response(status, raw, headers)

@@ -1,0 +1,106 @@
+"""The runtime daemon that ``kumolab-runtime start`` runs in the background.
+
+One process per lab serves, on loopback:
+- the Lambda Invoke API (``POST /2015-03-31/functions/<name>/invocations``, the path boto3 uses), so a
+  client points its Lambda endpoint here and everything else at the emulator; ``GET /health``;
+- optionally an API Gateway stage (``--rest-api``/``--stage``) on its own port;
+- optionally an S3 website (``--bucket``) on its own port.
+When listening it writes ``--info`` (JSON with the URLs), which is also its health signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import unquote
+
+from kumolab.runtime.apigateway import ApiGatewayStage
+from kumolab.runtime.aws import AwsConfig
+from kumolab.runtime.httpserve import Request, Response, serve
+from kumolab.runtime.lambda_invoke import FunctionNotFound, LambdaRuntime
+from kumolab.runtime.website import S3Website
+
+INVOKE_PREFIX = "/2015-03-31/functions/"
+
+
+def lambda_api(runtime: LambdaRuntime):
+    def app(request: Request) -> Response:
+        if request.path == "/health":
+            return Response(200, json.dumps({"ok": True, "pools": runtime.stats()}).encode(),
+                            [("Content-Type", "application/json")])
+        if not (request.method == "POST" and request.path.startswith(INVOKE_PREFIX) and request.path.endswith("/invocations")):
+            return Response(404, b'{"Type":"User","message":"Unknown operation"}', [("Content-Type", "application/json")])
+        name = unquote(request.path[len(INVOKE_PREFIX):-len("/invocations")])
+        kind = request.header("X-Amz-Invocation-Type", "RequestResponse")
+        try:
+            result = runtime.invoke(name, request.body or b"{}", kind)
+        except FunctionNotFound as exc:
+            return Response(404, json.dumps({"Type": "User", "message": str(exc)}).encode(),
+                            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ResourceNotFoundException")])
+        except ValueError as exc:
+            return Response(400, json.dumps({"Type": "User", "message": str(exc)}).encode(),
+                            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InvalidParameterValueException")])
+        except Exception as exc:
+            return Response(502, json.dumps({"Type": "Service", "message": str(exc)}).encode(),
+                            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ServiceException")])
+        headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST"),
+                   ("x-amzn-RequestId", result.request_id)]
+        if result.function_error:
+            headers.append(("X-Amz-Function-Error", result.function_error))
+        return Response(result.status_code, result.payload, headers)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kumolab.runtime.server")
+    parser.add_argument("--info", required=True, type=Path)
+    parser.add_argument("--endpoint-url")
+    parser.add_argument("--region")
+    parser.add_argument("--lambda-port", type=int, default=0)
+    parser.add_argument("--rest-api")
+    parser.add_argument("--stage", default="prod")
+    parser.add_argument("--api-port", type=int, default=0)
+    parser.add_argument("--bucket")
+    parser.add_argument("--web-port", type=int, default=0)
+    parser.add_argument("--max-workers", type=int, default=int(os.environ.get("KUMOLAB_LAMBDA_MAX_WORKERS", "8")))
+    parser.add_argument("--retry-delays", default="1,2", help="seconds between async retries (AWS: ~60,120)")
+    args = parser.parse_args(argv)
+
+    aws = AwsConfig.from_environment(args.endpoint_url, args.region)
+    runtime = LambdaRuntime(aws, max_workers=args.max_workers,
+                            retry_delays=tuple(float(x) for x in args.retry_delays.split(",")))
+    servers = [serve(lambda_api(runtime), args.lambda_port)]
+    info = {"pid": os.getpid(), "endpoint_url": aws.endpoint_url, "region": aws.region,
+            "lambda_endpoint": f"http://127.0.0.1:{servers[0].server_address[1]}"}
+    if args.rest_api:
+        stage = ApiGatewayStage(aws, runtime, args.rest_api, args.stage)
+        servers.append(serve(stage, args.api_port))
+        info.update(rest_api_id=stage.api_id, stage=args.stage,
+                    api_url=f"http://127.0.0.1:{servers[-1].server_address[1]}/{args.stage}")
+    if args.bucket:
+        servers.append(serve(S3Website(aws, args.bucket), args.web_port))
+        info.update(bucket=args.bucket, website_url=f"http://127.0.0.1:{servers[-1].server_address[1]}/")
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    tmp = args.info.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(args.info)
+    print(f"serving {json.dumps(info)}", flush=True)
+    done.wait()
+    for server in servers:
+        server.shutdown()
+    runtime.shutdown()
+    args.info.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Lab 4 (serverless basics): the student's client commands."""

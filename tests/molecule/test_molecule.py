@@ -1,0 +1,29 @@
+"""Every role's molecule `default` scenario (shared settings in .config/molecule/config.yml)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import ARTIFACTS, REPO
+
+ROLES = sorted(p.parents[1].name for p in REPO.glob("roles/*/molecule/default/molecule.yml"))
+
+
+def test_every_role_has_a_scenario():
+    roles = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
+    assert roles and set(roles) == set(ROLES), f"roles without a molecule scenario: {set(roles) - set(ROLES)}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_molecule_default_scenario(role, lab_env):
+    proc = subprocess.run(
+        ["molecule", "test"], cwd=REPO / "roles" / role, env={**os.environ, "NO_COLOR": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800, stdin=subprocess.DEVNULL,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"molecule-{role}.log").write_text(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "idempotence" in proc.stdout and "Idempotence test failed" not in proc.stdout
