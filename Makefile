@@ -1,9 +1,9 @@
 # The two commands of the README, plus a few conveniences.
 .PHONY: setup run test lint teardown stop
 
-# The main job: install everything, then run the GPU lab on the embedded emulator.
+# The main job: install everything, then run the GPU lab on the embedded emulator (LAB=ec2_lab for Lab 1).
 run: setup
-	.venv/bin/ansible-playbook playbooks/$(or $(LAB),ec2_lab).yml
+	.venv/bin/ansible-playbook playbooks/$(or $(LAB),gpu_lab).yml
 
 # The whole test suite (unit, molecule, lint, integration against the emulator, browser).
 test: setup

@@ -108,14 +108,19 @@ def existing_expiry(tagging, project, lab):
     """The ExpiresAt already on the lab's resources (earliest if they disagree), and how many there are."""
     found = []
     count = 0
-    paginator = tagging.get_paginator("get_resources")
     filters = [{"Key": PROJECT_TAG, "Values": [project]}, {"Key": LAB_TAG, "Values": [lab]}]
-    for page in paginator.paginate(TagFilters=filters):
+    token = ""
+    while True:
+        # Paged by hand: a paginator would bypass the client's retry decorator, which only acts when asked.
+        page = tagging.get_resources(aws_retry=True, TagFilters=filters, **({"PaginationToken": token} if token else {}))
         for mapping in page["ResourceTagMappingList"]:
             count += 1
             for tag in mapping.get("Tags", []):
                 if tag["Key"] == EXPIRES_TAG:
                     found.append(tag["Value"])
+        token = page.get("PaginationToken", "")
+        if not token:
+            break
     return (min(found, key=parse_iso) if found else None), count
 
 

@@ -6,8 +6,9 @@
 
 Why a custom module: amazon.aws and community.aws delete one resource kind at a time by name or id, and
 a teardown that lists them one by one forgets whatever a later change to a lab adds. This module finds a
-lab's resources by tag across EC2, ECS, Lambda, API Gateway, EventBridge, CloudWatch, SQS, DynamoDB,
-S3, Logs, ECR and IAM (the catalogue in ``module_utils/kumolab_resources.py``), deletes them in
+lab's resources by tag across EC2 (with NAT gateways and EBS volumes), ECS, Lambda, API Gateway,
+EventBridge, CloudWatch (idle-stop alarms by name), SQS, DynamoDB, S3, Logs, ECR and IAM (the catalogue in
+``module_utils/kumolab_resources.py``, shared with the expiry reaper), deletes them in
 dependency order with retries on dependency and throttling errors, then lists again, asks the Resource
 Groups Tagging API for anything of a kind it does not know, and fails naming whatever remains.
 """
@@ -18,10 +19,12 @@ module: kumolab_teardown
 short_description: Delete a kumolab lab's resources by tag and verify that nothing is left
 description:
   - Finds every resource whose tags include all of O(tags), across the services kumolab uses.
-  - With O(state=absent), deletes them in dependency order (instances, ECS services and clusters, APIs,
-    functions, queues, tables, buckets with all their object versions, log groups, repositories, IAM roles
-    and policies, security groups, internet gateways, route tables, subnets, VPCs, key pairs), retrying on
-    C(DependencyViolation) and throttling.
+  - Idle-stop alarms (C(<project>-<lab>-idle-stop-<instance id>), which amazon.aws cannot tag) are found by
+    name when O(tags) holds only C(Project) and C(Lab), also when their instance is already gone.
+  - With O(state=absent), deletes them in dependency order (alarms, instances, ECS services and clusters,
+    APIs, functions, NAT gateways, EBS volumes, queues, tables, buckets with all their object versions, log
+    groups, repositories, IAM roles and policies, security groups, internet gateways, route tables, subnets,
+    VPCs, key pairs), retrying each call on C(DependencyViolation) and throttling.
   - With O(verify=true), lists again afterwards, also through the Resource Groups Tagging API, and fails
     listing anything that remains.
   - With O(state=list), or in check mode, only reports what would be deleted.
@@ -45,6 +48,14 @@ options:
     description: Restrict to these resource kinds (default all). See RV(resources) for the names.
     type: list
     elements: str
+  exclude_labs:
+    description:
+      - Leave alone resources whose C(Lab) tag is one of these, when finding, deleting and verifying. A
+        teardown of every lab uses it to keep the account-wide expiry reaper (C(Lab=reaper)).
+      - Naming a lab here that O(tags) selects explicitly (C(Lab)) is an error.
+    type: list
+    elements: str
+    default: []
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -66,6 +77,12 @@ EXAMPLES = r"""
       Project: kumolab
   check_mode: true
   register: plan
+
+- name: Tear down every lab but keep the expiry reaper
+  kumolab_teardown:
+    tags:
+      Project: kumolab
+    exclude_labs: [reaper]
 """
 
 RETURN = r"""
@@ -104,12 +121,16 @@ def main():
             state=dict(type="str", choices=["absent", "list"], default="absent"),
             verify=dict(type="bool", default=True),
             kinds=dict(type="list", elements="str"),
+            exclude_labs=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
     wanted = {str(k): str(v) for k, v in module.params["tags"].items()}
     if "Project" not in wanted:
         module.fail_json(msg="tags must include Project (e.g. Project: kumolab) so teardown cannot reach other resources")
+    exclude_labs = [str(lab) for lab in module.params["exclude_labs"]]
+    if wanted.get("Lab") in exclude_labs:
+        module.fail_json(msg=f"tags select Lab={wanted['Lab']} and exclude_labs excludes it; drop one of the two")
     names = module.params["kinds"] or catalogue.KIND_NAMES
     unknown = sorted(set(names) - set(catalogue.KIND_NAMES))
     if unknown:
@@ -124,7 +145,7 @@ def main():
         return clients[service]
 
     try:
-        found = catalogue.find(aws, wanted, kinds)
+        found = catalogue.find(aws, wanted, kinds, exclude_labs=exclude_labs)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         fail(module, exc, f"list resources tagged {wanted}")
     result = dict(resources=[r.as_dict() for r in found])
@@ -140,9 +161,10 @@ def main():
 
     if module.params["verify"]:
         try:
-            remaining = [r.as_dict() for r in catalogue.find(aws, wanted, kinds)]
+            remaining = [r.as_dict() for r in catalogue.find(aws, wanted, kinds, exclude_labs=exclude_labs)]
             if module.params["kinds"] is None:
-                remaining += [{"kind": "untracked", "id": arn, "name": arn} for arn in catalogue.untracked(aws, wanted)]
+                untracked = catalogue.untracked(aws, wanted, exclude_labs=exclude_labs)
+                remaining += [{"kind": "untracked", "id": arn, "name": arn} for arn in untracked]
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             fail(module, exc, f"verify that nothing tagged {wanted} is left")
         result["remaining"] = remaining

@@ -2,14 +2,29 @@
 """Every kind of AWS resource kumolab creates: how to find it by tag and how to delete it.
 
 Plain boto3, no Ansible imports, so the same catalogue serves the teardown module (through
-``ansible.module_utils``) and the expiry reaper Lambda (packaged next to its handler).
+``ansible.module_utils``) and the expiry reaper Lambda (``playbooks/reaper.yml`` packages this file next to
+``files/lambda/reaper/handler.py``, which imports it as ``kumolab_resources``).
 
-``KINDS`` is in deletion order: what depends on something comes before it (instances before their
-security group, the security group before the VPC, services before their cluster, ...).
+``KINDS`` is in deletion order: what depends on something comes before it (alarms before the instance they
+watch, instances before their security group and NAT gateways before their subnet, the security group before
+the VPC, services before their cluster, ...).
+
+API:
+
+- ``find(aws, wanted, kinds=KINDS, exclude_labs=(), errors=None) -> list[Resource]``: everything carrying all
+  of ``wanted`` (each ``Resource`` keeps its ``tags``). Idle-stop alarms, which amazon.aws cannot tag, are
+  found by name (``<project>-<lab>-idle-stop-<instance id>``) even when their instance is gone.
+- ``delete(aws, resources, log)``: delete in dependency order, raise on the first failure (teardown);
+  ``delete_all(aws, resources, log)``: the same, but a failure is recorded and the rest still goes (reaper).
+- ``untracked(aws, wanted, exclude_labs=())``: tagging-API ARNs of kinds the catalogue does not cover.
+- ``expired(tags, now)`` / ``select_expired(resources, now)``: the reaper's choice of what has expired.
+- ``call(fn, ...)``: one AWS call with full-jitter backoff on throttling and eventual-consistency codes
+  (``RETRIES`` / ``BASE_DELAY`` / ``MAX_DELAY``).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import random
 import time
 from dataclasses import dataclass, field
@@ -29,6 +44,9 @@ RETRY_CODES = {
     "ConcurrentModificationException",
     "DeleteConflict",
     "BucketNotEmpty",
+    "VolumeInUse",
+    "IncorrectState",
+    "OperationAborted",
 }
 GONE_CODES = {
     "NoSuchEntity",
@@ -47,7 +65,19 @@ GONE_CODES = {
     "InvalidRouteTableID.NotFound",
     "InvalidKeyPair.NotFound",
     "InvalidInstanceID.NotFound",
+    "InvalidNatGatewayID.NotFound",
+    "InvalidVolume.NotFound",
 }
+
+PROJECT_TAG = "Project"
+LAB_TAG = "Lab"
+EXPIRES_TAG = "ExpiresAt"
+
+# Retry policy of ``call``: attempts = RETRIES + 1, full-jitter delays capped at MAX_DELAY seconds.
+RETRIES = 8
+BASE_DELAY = 0.5
+MAX_DELAY = 15.0
+SLEEP = time.sleep
 
 ClientFactory = Callable[[str], object]
 
@@ -56,15 +86,24 @@ def error_code(exc: Exception) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
-def call(fn: Callable, *args, retries: int = 8, base_delay: float = 0.5, max_delay: float = 15.0, **kwargs):
-    """Call an AWS API with full-jitter backoff on throttling and eventual-consistency errors."""
+def call(fn: Callable, *args, retries: int | None = None, base_delay: float | None = None,
+         max_delay: float | None = None, **kwargs):
+    """Call an AWS API with full-jitter backoff on throttling and eventual-consistency errors.
+
+    When it gives up on a retryable error, the exception carries ``kumolab_attempts`` (how many tries)."""
+    retries = RETRIES if retries is None else retries
+    base_delay = BASE_DELAY if base_delay is None else base_delay
+    max_delay = MAX_DELAY if max_delay is None else max_delay
     for attempt in range(retries + 1):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # botocore.exceptions.ClientError and friends
-            if error_code(exc) not in RETRY_CODES or attempt == retries:
+            if error_code(exc) not in RETRY_CODES:
                 raise
-            time.sleep(random.uniform(0, min(max_delay, base_delay * 2**attempt)))
+            if attempt == retries:
+                exc.kumolab_attempts = attempt + 1
+                raise
+            SLEEP(random.uniform(0, min(max_delay, base_delay * 2**attempt)))
     raise AssertionError("unreachable")
 
 
@@ -74,9 +113,14 @@ class Resource:
     id: str
     name: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    tags: dict = field(default_factory=dict, compare=False, hash=False)
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "id": self.id, "name": self.name or self.id}
+
+    @property
+    def lab(self) -> str:
+        return self.tags.get(LAB_TAG, "")
 
 
 def _tags_match(tags: dict, wanted: dict) -> bool:
@@ -106,7 +150,8 @@ def list_instances(aws: ClientFactory, wanted: dict):
     ]
     for reservation in _paginate(ec2, "describe_instances", "Reservations", Filters=filters):
         for inst in reservation["Instances"]:
-            yield Resource("ec2_instance", inst["InstanceId"], _from_list(inst.get("Tags")).get("Name", ""))
+            tags = _from_list(inst.get("Tags"))
+            yield Resource("ec2_instance", inst["InstanceId"], tags.get("Name", ""), tags=tags)
 
 
 def delete_instances(aws: ClientFactory, resources: list[Resource]):
@@ -116,10 +161,34 @@ def delete_instances(aws: ClientFactory, resources: list[Resource]):
     ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
 
 
+def list_nat_gateways(aws, wanted):
+    for gateway in _paginate(aws("ec2"), "describe_nat_gateways", "NatGateways", Filter=_ec2_filters(wanted)):
+        if gateway.get("State") not in ("deleting", "deleted"):
+            tags = _from_list(gateway.get("Tags"))
+            yield Resource("ec2_nat_gateway", gateway["NatGatewayId"], tags.get("Name", ""), tags=tags)
+
+
+def delete_nat_gateway(aws, res):
+    """Delete and wait until it is gone: until then it holds its subnet and its public address."""
+    ec2 = aws("ec2")
+    call(ec2.delete_nat_gateway, NatGatewayId=res.id)
+    ec2.get_waiter("nat_gateway_deleted").wait(NatGatewayIds=[res.id], WaiterConfig={"Delay": 5, "MaxAttempts": 120})
+
+
+def list_volumes(aws, wanted):
+    """EBS volumes tagged for the lab. A root volume goes with its instance (delete on termination); what is
+    left afterwards is an orphan that bills by the GB-month until deleted."""
+    for volume in _paginate(aws("ec2"), "describe_volumes", "Volumes", Filters=_ec2_filters(wanted)):
+        if volume.get("State") not in ("deleting", "deleted"):
+            tags = _from_list(volume.get("Tags"))
+            yield Resource("ec2_volume", volume["VolumeId"], tags.get("Name", ""), tags=tags)
+
+
 def list_security_groups(aws, wanted):
     for group in _paginate(aws("ec2"), "describe_security_groups", "SecurityGroups", Filters=_ec2_filters(wanted)):
         if group["GroupName"] != "default":
-            yield Resource("ec2_security_group", group["GroupId"], group["GroupName"], {"group": group})
+            yield Resource("ec2_security_group", group["GroupId"], group["GroupName"], {"group": group},
+                           tags=_from_list(group.get("Tags")))
 
 
 def delete_security_group(aws, res):
@@ -133,7 +202,7 @@ def delete_security_group(aws, res):
 
 def list_internet_gateways(aws, wanted):
     for igw in _paginate(aws("ec2"), "describe_internet_gateways", "InternetGateways", Filters=_ec2_filters(wanted)):
-        yield Resource("ec2_internet_gateway", igw["InternetGatewayId"], extra={"igw": igw})
+        yield Resource("ec2_internet_gateway", igw["InternetGatewayId"], extra={"igw": igw}, tags=_from_list(igw.get("Tags")))
 
 
 def delete_internet_gateway(aws, res):
@@ -146,7 +215,7 @@ def delete_internet_gateway(aws, res):
 def list_route_tables(aws, wanted):
     for table in _paginate(aws("ec2"), "describe_route_tables", "RouteTables", Filters=_ec2_filters(wanted)):
         if not any(a.get("Main") for a in table.get("Associations", [])):
-            yield Resource("ec2_route_table", table["RouteTableId"], extra={"table": table})
+            yield Resource("ec2_route_table", table["RouteTableId"], extra={"table": table}, tags=_from_list(table.get("Tags")))
 
 
 def delete_route_table(aws, res):
@@ -158,17 +227,17 @@ def delete_route_table(aws, res):
 
 def list_subnets(aws, wanted):
     for subnet in _paginate(aws("ec2"), "describe_subnets", "Subnets", Filters=_ec2_filters(wanted)):
-        yield Resource("ec2_subnet", subnet["SubnetId"], subnet["CidrBlock"])
+        yield Resource("ec2_subnet", subnet["SubnetId"], subnet["CidrBlock"], tags=_from_list(subnet.get("Tags")))
 
 
 def list_vpcs(aws, wanted):
     for vpc in _paginate(aws("ec2"), "describe_vpcs", "Vpcs", Filters=_ec2_filters(wanted)):
-        yield Resource("ec2_vpc", vpc["VpcId"], vpc["CidrBlock"])
+        yield Resource("ec2_vpc", vpc["VpcId"], vpc["CidrBlock"], tags=_from_list(vpc.get("Tags")))
 
 
 def list_key_pairs(aws, wanted):
     for pair in aws("ec2").describe_key_pairs(Filters=_ec2_filters(wanted))["KeyPairs"]:
-        yield Resource("ec2_key_pair", pair["KeyName"], pair["KeyName"])
+        yield Resource("ec2_key_pair", pair["KeyName"], pair["KeyName"], tags=_from_list(pair.get("Tags")))
 
 
 # --- Containers and functions ------------------------------------------------------------------------
@@ -181,8 +250,9 @@ def list_ecs_services(aws, wanted):
         for start in range(0, len(arns), 10):
             described = ecs.describe_services(cluster=cluster_arn, services=arns[start : start + 10], include=["TAGS"])
             for svc in described["services"]:
-                if svc["status"] != "INACTIVE" and _tags_match(_from_list(svc.get("tags")), wanted):
-                    yield Resource("ecs_service", svc["serviceArn"], svc["serviceName"], {"cluster": cluster_arn})
+                tags = _from_list(svc.get("tags"))
+                if svc["status"] != "INACTIVE" and _tags_match(tags, wanted):
+                    yield Resource("ecs_service", svc["serviceArn"], svc["serviceName"], {"cluster": cluster_arn}, tags=tags)
 
 
 def delete_ecs_service(aws, res):
@@ -190,9 +260,10 @@ def delete_ecs_service(aws, res):
     cluster_name = res.extra["cluster"].rsplit("/", 1)[-1]
     scaling = aws("application-autoscaling")
     resource_id = f"service/{cluster_name}/{res.name}"
-    targets = scaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource_id])["ScalableTargets"]
+    targets = call(scaling.describe_scalable_targets, ServiceNamespace="ecs", ResourceIds=[resource_id])["ScalableTargets"]
     for target in targets:
-        for policy in scaling.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=resource_id)["ScalingPolicies"]:
+        policies = call(scaling.describe_scaling_policies, ServiceNamespace="ecs", ResourceId=resource_id)["ScalingPolicies"]
+        for policy in policies:
             call(scaling.delete_scaling_policy, PolicyName=policy["PolicyName"], ServiceNamespace="ecs",
                  ResourceId=resource_id, ScalableDimension=policy["ScalableDimension"])
         call(scaling.deregister_scalable_target, ServiceNamespace="ecs", ResourceId=resource_id,
@@ -206,34 +277,38 @@ def list_ecs_clusters(aws, wanted):
     arns = list(_paginate(ecs, "list_clusters", "clusterArns"))
     for start in range(0, len(arns), 100):
         for cluster in ecs.describe_clusters(clusters=arns[start : start + 100], include=["TAGS"])["clusters"]:
-            if cluster["status"] == "ACTIVE" and _tags_match(_from_list(cluster.get("tags")), wanted):
-                yield Resource("ecs_cluster", cluster["clusterArn"], cluster["clusterName"])
+            tags = _from_list(cluster.get("tags"))
+            if cluster["status"] == "ACTIVE" and _tags_match(tags, wanted):
+                yield Resource("ecs_cluster", cluster["clusterArn"], cluster["clusterName"], tags=tags)
 
 
 def list_task_definitions(aws, wanted):
     ecs = aws("ecs")
     for arn in _paginate(ecs, "list_task_definitions", "taskDefinitionArns", status="ACTIVE"):
         described = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
-        if _tags_match(_from_list(described.get("tags")), wanted):
-            yield Resource("ecs_task_definition", arn, arn.rsplit("/", 1)[-1])
+        tags = _from_list(described.get("tags"))
+        if _tags_match(tags, wanted):
+            yield Resource("ecs_task_definition", arn, arn.rsplit("/", 1)[-1], tags=tags)
 
 
 def list_rest_apis(aws, wanted):
     for api in _paginate(aws("apigateway"), "get_rest_apis", "items"):
-        if _tags_match(api.get("tags", {}), wanted):
-            yield Resource("apigateway_rest_api", api["id"], api.get("name", ""))
+        tags = api.get("tags", {})
+        if _tags_match(tags, wanted):
+            yield Resource("apigateway_rest_api", api["id"], api.get("name", ""), tags=tags)
 
 
 def list_functions(aws, wanted):
     lam = aws("lambda")
     for fn in _paginate(lam, "list_functions", "Functions"):
-        if _tags_match(lam.list_tags(Resource=fn["FunctionArn"]).get("Tags", {}), wanted):
-            yield Resource("lambda_function", fn["FunctionName"], fn["FunctionName"])
+        tags = lam.list_tags(Resource=fn["FunctionArn"]).get("Tags", {})
+        if _tags_match(tags, wanted):
+            yield Resource("lambda_function", fn["FunctionName"], fn["FunctionName"], tags=tags)
 
 
 def delete_function(aws, res):
     lam = aws("lambda")
-    for mapping in lam.list_event_source_mappings(FunctionName=res.id).get("EventSourceMappings", []):
+    for mapping in call(lam.list_event_source_mappings, FunctionName=res.id).get("EventSourceMappings", []):
         call(lam.delete_event_source_mapping, UUID=mapping["UUID"])
     call(lam.delete_function, FunctionName=res.id)
 
@@ -243,23 +318,59 @@ def list_event_rules(aws, wanted):
     for rule in _paginate(events, "list_rules", "Rules"):
         tags = _from_list(events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags"))
         if _tags_match(tags, wanted):
-            yield Resource("events_rule", rule["Name"], rule["Name"])
+            yield Resource("events_rule", rule["Name"], rule["Name"], tags=tags)
 
 
 def delete_event_rule(aws, res):
     events = aws("events")
-    targets = events.list_targets_by_rule(Rule=res.id).get("Targets", [])
+    targets = call(events.list_targets_by_rule, Rule=res.id).get("Targets", [])
     if targets:
         call(events.remove_targets, Rule=res.id, Ids=[t["Id"] for t in targets])
     call(events.delete_rule, Name=res.id)
 
 
+IDLE_STOP_MARKER = "-idle-stop-"
+
+
+def idle_stop_lab(alarm_name: str, project: str) -> str | None:
+    """The lab of an idle-stop alarm named ``<project>-<lab>-idle-stop-<instance id>`` (``roles/idle_stop``),
+    or None when the name is not one."""
+    prefix = f"{project}-"
+    if not alarm_name.startswith(prefix) or IDLE_STOP_MARKER not in alarm_name[len(prefix):]:
+        return None
+    lab = alarm_name[len(prefix):].split(IDLE_STOP_MARKER, 1)[0]
+    return lab or None
+
+
+def _instances_alive(ec2, instance_ids: list) -> bool:
+    try:
+        reservations = call(ec2.describe_instances, InstanceIds=instance_ids)["Reservations"]
+    except Exception as exc:
+        if error_code(exc) in GONE_CODES:
+            return False
+        raise
+    return any(i["State"]["Name"] not in ("terminated", "shutting-down") for r in reservations for i in r["Instances"])
+
+
 def list_alarms(aws, wanted):
+    """Alarms tagged ``wanted``, and idle-stop alarms recognised by name (amazon.aws.cloudwatch_metric_alarm
+    cannot tag them). A name carries only project and lab, so name matching applies only when ``wanted`` is
+    ``Project`` (and ``Lab``); such an alarm gets those as its tags, and ``extra`` says which instances it
+    watches and whether any of them still exists (``instances_alive``)."""
     cloudwatch = aws("cloudwatch")
+    project = wanted.get(PROJECT_TAG)
+    by_name = project is not None and set(wanted) <= {PROJECT_TAG, LAB_TAG}
     for alarm in _paginate(cloudwatch, "describe_alarms", "MetricAlarms"):
+        name = alarm["AlarmName"]
         tags = _from_list(cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags"))
-        if _tags_match(tags, wanted):
-            yield Resource("cloudwatch_alarm", alarm["AlarmName"], alarm["AlarmName"])
+        lab = idle_stop_lab(name, project) if by_name else None
+        instance_ids = [d["Value"] for d in alarm.get("Dimensions", []) if d["Name"] == "InstanceId"]
+        if lab is not None and instance_ids and wanted.get(LAB_TAG, lab) == lab:
+            extra = {"idle_stop_instances": instance_ids,
+                     "instances_alive": _instances_alive(aws("ec2"), instance_ids)}
+            yield Resource("cloudwatch_alarm", name, name, extra, tags={PROJECT_TAG: project, LAB_TAG: lab, **tags})
+        elif _tags_match(tags, wanted):
+            yield Resource("cloudwatch_alarm", name, name, tags=tags)
 
 
 # --- Data and messaging ------------------------------------------------------------------------------
@@ -268,16 +379,18 @@ def list_alarms(aws, wanted):
 def list_queues(aws, wanted):
     sqs = aws("sqs")
     for url in _paginate(sqs, "list_queues", "QueueUrls"):
-        if _tags_match(sqs.list_queue_tags(QueueUrl=url).get("Tags", {}), wanted):
-            yield Resource("sqs_queue", url, url.rsplit("/", 1)[-1])
+        tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        if _tags_match(tags, wanted):
+            yield Resource("sqs_queue", url, url.rsplit("/", 1)[-1], tags=tags)
 
 
 def list_tables(aws, wanted):
     dynamodb = aws("dynamodb")
     for name in _paginate(dynamodb, "list_tables", "TableNames"):
         arn = dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
-        if _tags_match(_from_list(dynamodb.list_tags_of_resource(ResourceArn=arn).get("Tags")), wanted):
-            yield Resource("dynamodb_table", name, name)
+        tags = _from_list(dynamodb.list_tags_of_resource(ResourceArn=arn).get("Tags"))
+        if _tags_match(tags, wanted):
+            yield Resource("dynamodb_table", name, name, tags=tags)
 
 
 def delete_table(aws, res):
@@ -296,7 +409,7 @@ def list_buckets(aws, wanted):
                 continue
             raise
         if _tags_match(tags, wanted):
-            yield Resource("s3_bucket", bucket["Name"], bucket["Name"])
+            yield Resource("s3_bucket", bucket["Name"], bucket["Name"], tags=tags)
 
 
 def delete_bucket(aws, res):
@@ -312,15 +425,17 @@ def delete_bucket(aws, res):
 def list_log_groups(aws, wanted):
     logs = aws("logs")
     for group in _paginate(logs, "describe_log_groups", "logGroups"):
-        if _tags_match(logs.list_tags_log_group(logGroupName=group["logGroupName"]).get("tags", {}), wanted):
-            yield Resource("logs_log_group", group["logGroupName"], group["logGroupName"])
+        tags = logs.list_tags_log_group(logGroupName=group["logGroupName"]).get("tags", {})
+        if _tags_match(tags, wanted):
+            yield Resource("logs_log_group", group["logGroupName"], group["logGroupName"], tags=tags)
 
 
 def list_repositories(aws, wanted):
     ecr = aws("ecr")
     for repo in _paginate(ecr, "describe_repositories", "repositories"):
-        if _tags_match(_from_list(ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags")), wanted):
-            yield Resource("ecr_repository", repo["repositoryName"], repo["repositoryName"])
+        tags = _from_list(ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags"))
+        if _tags_match(tags, wanted):
+            yield Resource("ecr_repository", repo["repositoryName"], repo["repositoryName"], tags=tags)
 
 
 # --- IAM -----------------------------------------------------------------------------------------------
@@ -329,8 +444,9 @@ def list_repositories(aws, wanted):
 def list_roles(aws, wanted):
     iam = aws("iam")
     for role in _paginate(iam, "list_roles", "Roles"):
-        if _tags_match(_from_list(iam.list_role_tags(RoleName=role["RoleName"]).get("Tags")), wanted):
-            yield Resource("iam_role", role["RoleName"], role["RoleName"])
+        tags = _from_list(iam.list_role_tags(RoleName=role["RoleName"]).get("Tags"))
+        if _tags_match(tags, wanted):
+            yield Resource("iam_role", role["RoleName"], role["RoleName"], tags=tags)
 
 
 def delete_role(aws, res):
@@ -348,13 +464,14 @@ def delete_role(aws, res):
 def list_policies(aws, wanted):
     iam = aws("iam")
     for policy in _paginate(iam, "list_policies", "Policies", Scope="Local"):
-        if _tags_match(_from_list(iam.list_policy_tags(PolicyArn=policy["Arn"]).get("Tags")), wanted):
-            yield Resource("iam_policy", policy["Arn"], policy["PolicyName"])
+        tags = _from_list(iam.list_policy_tags(PolicyArn=policy["Arn"]).get("Tags"))
+        if _tags_match(tags, wanted):
+            yield Resource("iam_policy", policy["Arn"], policy["PolicyName"], tags=tags)
 
 
 def delete_policy(aws, res):
     iam = aws("iam")
-    for version in iam.list_policy_versions(PolicyArn=res.id)["Versions"]:
+    for version in call(iam.list_policy_versions, PolicyArn=res.id)["Versions"]:
         if not version["IsDefaultVersion"]:
             call(iam.delete_policy_version, PolicyArn=res.id, VersionId=version["VersionId"])
     call(iam.delete_policy, PolicyArn=res.id)
@@ -376,6 +493,8 @@ def _simple(service: str, method: str, param: str):
 
 
 KINDS: list[Kind] = [
+    # Alarms first: an idle-stop alarm watches (and can stop) an instance below.
+    Kind("cloudwatch_alarm", list_alarms, lambda aws, res: call(aws("cloudwatch").delete_alarms, AlarmNames=[res.id])),
     Kind("ec2_instance", list_instances, delete_instances, batch=True),
     Kind("ecs_service", list_ecs_services, delete_ecs_service),
     Kind("ecs_cluster", list_ecs_clusters, _simple("ecs", "delete_cluster", "cluster")),
@@ -383,7 +502,10 @@ KINDS: list[Kind] = [
     Kind("apigateway_rest_api", list_rest_apis, _simple("apigateway", "delete_rest_api", "restApiId")),
     Kind("events_rule", list_event_rules, delete_event_rule),
     Kind("lambda_function", list_functions, delete_function),
-    Kind("cloudwatch_alarm", list_alarms, lambda aws, res: call(aws("cloudwatch").delete_alarms, AlarmNames=[res.id])),
+    # After the instances (a root volume goes with its instance; what is left is an orphan), before the
+    # subnet a NAT gateway sits in and the internet gateway whose addresses it maps.
+    Kind("ec2_nat_gateway", list_nat_gateways, delete_nat_gateway),
+    Kind("ec2_volume", list_volumes, _simple("ec2", "delete_volume", "VolumeId")),
     Kind("sqs_queue", list_queues, _simple("sqs", "delete_queue", "QueueUrl")),
     Kind("dynamodb_table", list_tables, delete_table),
     Kind("s3_bucket", list_buckets, delete_bucket),
@@ -404,9 +526,9 @@ KIND_NAMES = [kind.name for kind in KINDS]
 # ARN. Anything tagged for the lab outside these is reported as a leftover nobody knows how to delete.
 COVERED_ARN_TYPES = {
     "ec2:instance", "ec2:security-group", "ec2:internet-gateway", "ec2:route-table", "ec2:subnet", "ec2:vpc",
-    "ec2:key-pair", "ecs:service", "ecs:cluster", "ecs:task-definition", "apigateway:restapis", "events:rule",
-    "lambda:function", "cloudwatch:alarm", "sqs:", "dynamodb:table", "s3:", "logs:log-group", "ecr:repository",
-    "iam:role", "iam:policy",
+    "ec2:key-pair", "ec2:natgateway", "ec2:volume", "ecs:service", "ecs:cluster", "ecs:task-definition",
+    "apigateway:restapis", "events:rule", "lambda:function", "cloudwatch:alarm", "sqs:", "dynamodb:table", "s3:",
+    "logs:log-group", "ecr:repository", "iam:role", "iam:policy",
 }
 
 
@@ -419,38 +541,137 @@ def arn_type(arn: str) -> str:
     return f"{service}:{resource_type}"
 
 
-def find(aws: ClientFactory, wanted: dict, kinds: Iterable[Kind] = KINDS) -> list[Resource]:
+def _excluded(tags: dict, exclude_labs: Iterable[str]) -> bool:
+    return tags.get(LAB_TAG) in set(exclude_labs)
+
+
+def find(aws: ClientFactory, wanted: dict, kinds: Iterable[Kind] = KINDS, exclude_labs: Iterable[str] = (),
+         errors: list | None = None) -> list[Resource]:
+    """Everything carrying all of ``wanted``, in ``KINDS`` order, leaving out resources whose ``Lab`` tag is
+    in ``exclude_labs``. A lister that fails raises, unless ``errors`` is a list: then ``(kind name,
+    exception)`` is appended to it and the other kinds are still listed."""
+    exclude_labs = list(exclude_labs)
     found: list[Resource] = []
     for kind in kinds:
-        found.extend(call(lambda: list(kind.lister(aws, wanted))))
+        try:
+            listed = call(lambda: list(kind.lister(aws, wanted)))
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append((kind.name, exc))
+            continue
+        found.extend(r for r in listed if not _excluded(r.tags, exclude_labs))
     return found
 
 
-def untracked(aws: ClientFactory, wanted: dict) -> list[str]:
+def untracked(aws: ClientFactory, wanted: dict, exclude_labs: Iterable[str] = ()) -> list[str]:
     """ARNs the Resource Groups Tagging API knows for these tags whose kind the catalogue does not cover."""
+    return [arn for arn, _tags in untracked_with_tags(aws, wanted, exclude_labs)]
+
+
+def untracked_with_tags(aws: ClientFactory, wanted: dict, exclude_labs: Iterable[str] = ()) -> list[tuple[str, dict]]:
+    """``untracked``, with each ARN's tags."""
+    exclude_labs = list(exclude_labs)
     filters = [{"Key": k, "Values": [v]} for k, v in wanted.items()]
     leftovers = []
     for mapping in _paginate(aws("resourcegroupstaggingapi"), "get_resources", "ResourceTagMappingList", TagFilters=filters):
         kind = arn_type(mapping["ResourceARN"])
+        tags = _from_list(mapping.get("Tags"))
+        if _excluded(tags, exclude_labs):
+            continue
         if not any(kind == covered or (covered.endswith(":") and kind.startswith(covered)) for covered in COVERED_ARN_TYPES):
-            leftovers.append(mapping["ResourceARN"])
+            leftovers.append((mapping["ResourceARN"], tags))
     return leftovers
 
 
-def delete(aws: ClientFactory, resources: list[Resource], log: Callable[[str], None] = lambda _msg: None) -> list[Resource]:
-    """Delete ``resources`` in dependency order; returns what was deleted. Already-gone is not an error."""
-    deleted = []
+# --- Expiry (the reaper) -------------------------------------------------------------------------------
+
+
+def parse_time(value) -> _dt.datetime | None:
+    """An ISO-8601 time (``Z`` or an offset; naive means UTC), or None when it is not one."""
+    try:
+        moment = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)
+
+
+def expired(tags: dict, now: _dt.datetime) -> bool:
+    """True when ``tags`` carry an ``ExpiresAt`` at or before ``now``. No tag or an unreadable one: not expired."""
+    moment = parse_time(tags.get(EXPIRES_TAG, ""))
+    return moment is not None and moment <= now
+
+
+def select_expired(resources: Iterable[Resource], now: _dt.datetime) -> list[Resource]:
+    """What an expiry sweep deletes: resources whose ``ExpiresAt`` is past, plus each idle-stop alarm (found by
+    name, so without an expiry of its own) whose instance goes in the same sweep or no longer exists."""
+    resources = list(resources)
+    chosen = [r for r in resources if expired(r.tags, now)]
+    doomed_instances = {r.id for r in chosen if r.kind == "ec2_instance"}
+    for res in resources:
+        watched = res.extra.get("idle_stop_instances") if res.kind == "cloudwatch_alarm" else None
+        if watched is None or res in chosen:
+            continue
+        if not res.extra.get("instances_alive") or set(watched) & doomed_instances:
+            chosen.append(res)
+    return order(chosen)
+
+
+def order(resources: Iterable[Resource]) -> list[Resource]:
+    """``resources`` in deletion order (``KINDS``); unknown kinds last."""
+    rank = {name: index for index, name in enumerate(KIND_NAMES)}
+    return sorted(resources, key=lambda r: (rank.get(r.kind, len(rank)), r.kind, r.id))
+
+
+# --- Deletion ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    resource: Resource
+    status: str  # "deleted", "absent" (already gone: not an error) or "failed"
+    error: Exception | None = None
+
+    def message(self) -> str:
+        if self.error is None:
+            return ""
+        code = error_code(self.error)
+        attempts = getattr(self.error, "kumolab_attempts", None)
+        tries = f" after {attempts} attempt(s)" if attempts else ""
+        return f"{self.resource.kind} {self.resource.name or self.resource.id}: {code or type(self.error).__name__}{tries}: {self.error}"
+
+
+def _delete_each(aws: ClientFactory, resources: list[Resource], log: Callable[[str], None]):
+    """Delete in ``KINDS`` order, yielding an ``Outcome`` per resource. Every AWS call inside a deleter retries
+    on its own (``call``); a deleter is not retried as a whole, so retries never multiply."""
     for kind in KINDS:
         batch = [r for r in resources if r.kind == kind.name]
         if not batch:
             continue
-        targets = [batch] if kind.batch else [[r] for r in batch]
-        for group in targets:
+        for group in [batch] if kind.batch else [[r] for r in batch]:
             try:
-                call(kind.deleter, aws, group if kind.batch else group[0])
+                kind.deleter(aws, group if kind.batch else group[0])
+                status, error = "deleted", None
             except Exception as exc:
-                if error_code(exc) not in GONE_CODES:
-                    raise
-            log(f"deleted {kind.name} {', '.join(r.name or r.id for r in group)}")
-            deleted.extend(group)
+                status, error = ("absent", None) if error_code(exc) in GONE_CODES else ("failed", exc)
+            if status != "failed":
+                log(f"deleted {kind.name} {', '.join(r.name or r.id for r in group)}")
+            for res in group:
+                yield Outcome(res, status, error)
+
+
+def delete(aws: ClientFactory, resources: list[Resource], log: Callable[[str], None] = lambda _msg: None) -> list[Resource]:
+    """Delete ``resources`` in dependency order; returns what was deleted (or was already gone). The first
+    failure raises its exception: what depends on it would fail too."""
+    deleted = []
+    for outcome in _delete_each(aws, resources, log):
+        if outcome.error is not None:
+            raise outcome.error
+        deleted.append(outcome.resource)
     return deleted
+
+
+def delete_all(aws: ClientFactory, resources: list[Resource], log: Callable[[str], None] = lambda _msg: None) -> list[Outcome]:
+    """Delete ``resources`` in dependency order; a failure is recorded in its ``Outcome`` and the rest is still
+    attempted (the reaper: one stuck resource must not shield every other expired one)."""
+    return list(_delete_each(aws, resources, log))

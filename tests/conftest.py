@@ -1,7 +1,7 @@
 """Shared fixtures: one emulator and one loopback SSH host per test session, isolated from the user's lab.
 
 The session gets its own state directory and free ports (KUMOLAB_STATE_DIR, KUMOLAB_EMULATOR_PORT,
-KUMOLAB_SSH_PORT, KUMOLAB_RESULTS_DIR), exported so that every playbook, CLI and boto3 client started by a
+KUMOLAB_SSH_PORT, KUMOLAB_JUPYTER_PORT, KUMOLAB_RESULTS_DIR), exported so that every playbook, CLI and boto3 client started by a
 test talks to this session's emulator and never to a user's running lab.
 """
 
@@ -38,6 +38,7 @@ def lab_env(tmp_path_factory):
         "KUMOLAB_RESULTS_DIR": str(state / "results"),
         "KUMOLAB_EMULATOR_PORT": str(free_port()),
         "KUMOLAB_SSH_PORT": str(free_port()),
+        "KUMOLAB_JUPYTER_PORT": str(free_port()),
         "KUMOLAB_AWS_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -30,6 +30,13 @@ DEFAULT_PORT = 5127
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 
+# What real AWS publishes and moto does not, seeded under a prefix of our own (moto refuses /aws/):
+# the local inventory points the GPU lab's AMI parameter root and quota source here.
+SEED_PREFIX = "/kumolab/emulator"
+SEED_DLAMI_FLAVORS = ("base-oss-nvidia-driver-gpu-ubuntu-24.04",)
+SEED_DLAMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) {date}"
+SEED_QUOTAS_VCPUS = {"L-DB2E81BA": 8, "L-417A185B": 0}  # G and VT: one g4dn.2xlarge; P: none
+
 
 class EmulatorError(RuntimeError):
     """Raised with a message that tells the user what to do."""
@@ -121,7 +128,8 @@ class Emulator:
         env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true")
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+                # moto's server, with DynamoDB item writes made atomic as on AWS (see moto_atomic).
+                [sys.executable, "-m", "kumolab.runtime.moto_atomic", "-H", HOST, "-p", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -141,6 +149,34 @@ class Emulator:
             time.sleep(0.2)
         self.stop()
         raise EmulatorError(f"The emulator did not answer on {self.endpoint} within {START_TIMEOUT_S:.0f} s; see {self.log_file}.")
+
+    def seed(self, region: str) -> None:
+        """Publish, idempotently, the public parameters moto lacks (Deep Learning AMI, EC2 GPU quotas)."""
+        import boto3
+
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
+        ssm = session.client("ssm", endpoint_url=self.endpoint)
+        ec2 = session.client("ec2", endpoint_url=self.endpoint)
+        existing = {
+            p["Name"] for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=SEED_PREFIX, Recursive=True)
+            for p in page["Parameters"]
+        }
+        for code, vcpus in SEED_QUOTAS_VCPUS.items():
+            name = f"{SEED_PREFIX}/service-quotas/ec2/{code}"
+            if name not in existing:
+                ssm.put_parameter(Name=name, Value=str(vcpus), Type="String")
+        for flavor in SEED_DLAMI_FLAVORS:
+            name = f"{SEED_PREFIX}/aws/service/deeplearning/ami/x86_64/{flavor}/latest/ami-id"
+            if name in existing:
+                continue
+            # A copy of moto's Amazon Linux image under the Deep Learning AMI's name: an image that exists,
+            # with a root device, so that launching from the parameter behaves as on AWS.
+            source = ssm.get_parameter(Name="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+            copy = ec2.copy_image(
+                SourceImageId=source["Parameter"]["Value"], SourceRegion=region,
+                Name=SEED_DLAMI_NAME.format(date=time.strftime("%Y%m%d")),
+            )
+            ssm.put_parameter(Name=name, Value=copy["ImageId"], Type="String")
 
     def _configure(self) -> None:
         # Without Docker, moto's default Lambda backend cannot even store functions; the project's own
@@ -183,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator = Emulator.from_environment(args.port)
         if args.command == "start":
             changed = emulator.start()
+            emulator.seed(os.environ.get("KUMOLAB_AWS_REGION", "ap-northeast-1"))
             result = dict(emulator.status(), changed=changed)
         elif args.command == "stop":
             result = dict(emulator.status(), changed=emulator.stop(), running=False)

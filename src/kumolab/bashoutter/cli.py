@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from kumolab.labio import aws_client, outputs
+from kumolab.serverless.outputs import aws_client, outputs
 from kumolab.serverless.cli import clear
 
 KIGO = ["furuike ya", "kawazu tobikomu", "mizu no oto", "natsukusa ya", "tsuwamonodomo ga", "yume no ato",

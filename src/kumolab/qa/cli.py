@@ -188,7 +188,7 @@ def wait_for(clients: Clients, ids: Sequence[str], timeout: float, poll: float =
     """Poll the table (BatchGetItem, 100 keys a call) until every id has an answer or ``timeout`` passes."""
     found: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
-    last_report = 0.0
+    last_report = -2.0
     delay = poll
     while True:
         pending = [i for i in ids if i not in found]
@@ -207,8 +207,8 @@ def wait_for(clients: Clients, ids: Sequence[str], timeout: float, poll: float =
         if elapsed >= timeout:
             _progress_done()
             return found
-        if elapsed - last_report >= 2.0 or last_report == 0.0:
-            last_report = max(elapsed, 1e-6)
+        if elapsed >= 1.0 and elapsed - last_report >= 2.0:
+            last_report = elapsed
             _progress(f"waiting for answers: {len(found)}/{len(ids)} after {elapsed:.0f} s{_queue_depth(clients)}")
         time.sleep(min(delay, max(0.0, timeout - elapsed)))
         delay = min(delay * 1.5, 1.0)

@@ -19,7 +19,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from kumolab.labio import aws_client, outputs
+from kumolab.serverless.outputs import aws_client, outputs
 
 FIRST_NAMES = ["Haruto", "Yui", "Sota", "Hina", "Yuto", "Mei", "Riku", "Aoi", "Kaito", "Sakura", "Emma", "Liam",
                "Olivia", "Noah", "Ava", "Lucas", "Mia", "Leo", "Sofia", "Ren"]

@@ -1,0 +1,1 @@
+"""QA worker: extractive question answering fed by SQS, answers stored in DynamoDB."""

@@ -1,0 +1,5 @@
+import sys
+
+from qa_worker.worker import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+../../../files/idle_stop/kumolab_idle_check.py
