@@ -535,7 +535,9 @@ COVERED_ARN_TYPES = {
 def arn_type(arn: str) -> str:
     parts = arn.split(":", 5)
     service, rest = parts[2], parts[5] if len(parts) > 5 else ""
-    resource_type = rest.split("/", 1)[0] if "/" in rest else (rest.split(":", 1)[0] if ":" in rest else "")
+    # The type ends at the first "/" or ":" ("log-group:/aws/lambda/x:*", "alarm:TargetTracking-service/a/b").
+    cut = min((i for i in (rest.find("/"), rest.find(":")) if i >= 0), default=-1)
+    resource_type = rest[:cut] if cut >= 0 else ""
     if service == "apigateway":
         resource_type = rest.strip("/").split("/", 1)[0]
     return f"{service}:{resource_type}"
@@ -638,7 +640,9 @@ class Outcome:
         code = error_code(self.error)
         attempts = getattr(self.error, "kumolab_attempts", None)
         tries = f" after {attempts} attempt(s)" if attempts else ""
-        return f"{self.resource.kind} {self.resource.name or self.resource.id}: {code or type(self.error).__name__}{tries}: {self.error}"
+        res = self.resource
+        label = f"{res.kind} {res.id}" + (f" ({res.name})" if res.name and res.name != res.id else "")
+        return f"{label}: {code or type(self.error).__name__}{tries}: {self.error}"
 
 
 def _delete_each(aws: ClientFactory, resources: list[Resource], log: Callable[[str], None]):

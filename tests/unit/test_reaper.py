@@ -1,4 +1,7 @@
-"""The reaper handler against the emulator: only expired kumolab resources go, in dependency order."""
+"""The reaper handler against the emulator: only expired kumolab resources go, in dependency order.
+
+The handler uses the project's one resource catalogue, ``module_utils/kumolab_resources.py`` (imported here
+as a plain module, the way the deployed zip has it next to the handler)."""
 
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ import pytest
 from cost_safety_support import REGION, REPO, clients, endpoint_env, session, start_emulator
 
 sys.path.insert(0, str(REPO / "files/lambda/reaper"))
+sys.path.insert(0, str(REPO / "module_utils"))
 import handler  # noqa: E402
-import kumolab_sweep  # noqa: E402
+import kumolab_resources as catalogue  # noqa: E402
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 PAST = (NOW - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -54,45 +58,46 @@ def build_lab(aws, lab, expires, project="kumolab", cidr="10.20.0.0/23"):
     spec = lambda kind: [{"ResourceType": kind, "Tags": tags}]  # noqa: E731
     ec2 = aws("ec2")
     ids = {}
-    ids["ec2:vpc"] = vpc = ec2.create_vpc(CidrBlock=cidr, TagSpecifications=spec("vpc"))["Vpc"]["VpcId"]
-    ids["ec2:subnet"] = subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr.replace("0/23", "0/24"), TagSpecifications=spec("subnet"))["Subnet"]["SubnetId"]
-    ids["ec2:internet-gateway"] = igw = ec2.create_internet_gateway(TagSpecifications=spec("internet-gateway"))["InternetGateway"]["InternetGatewayId"]
+    ids["ec2_vpc"] = vpc = ec2.create_vpc(CidrBlock=cidr, TagSpecifications=spec("vpc"))["Vpc"]["VpcId"]
+    ids["ec2_subnet"] = subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr.replace("0/23", "0/24"), TagSpecifications=spec("subnet"))["Subnet"]["SubnetId"]
+    ids["ec2_internet_gateway"] = igw = ec2.create_internet_gateway(TagSpecifications=spec("internet-gateway"))["InternetGateway"]["InternetGatewayId"]
     ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-    ids["ec2:route-table"] = rtb = ec2.create_route_table(VpcId=vpc, TagSpecifications=spec("route-table"))["RouteTable"]["RouteTableId"]
+    ids["ec2_route_table"] = rtb = ec2.create_route_table(VpcId=vpc, TagSpecifications=spec("route-table"))["RouteTable"]["RouteTableId"]
     ec2.create_route(RouteTableId=rtb, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
     ec2.associate_route_table(RouteTableId=rtb, SubnetId=subnet)
-    ids["ec2:security-group"] = sg = ec2.create_security_group(GroupName=f"{lab}-sg", Description="lab", VpcId=vpc, TagSpecifications=spec("security-group"))["GroupId"]
-    ids["ec2:key-pair"] = ec2.create_key_pair(KeyName=f"{lab}-key", TagSpecifications=spec("key-pair"))["KeyName"]
-    ids["ec2:instance"] = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnet,
+    ids["ec2_security_group"] = sg = ec2.create_security_group(GroupName=f"{lab}-sg", Description="lab", VpcId=vpc, TagSpecifications=spec("security-group"))["GroupId"]
+    ids["ec2_key_pair"] = ec2.create_key_pair(KeyName=f"{lab}-key", TagSpecifications=spec("key-pair"))["KeyName"]
+    ids["ec2_instance"] = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnet,
                                             SecurityGroupIds=[sg], KeyName=f"{lab}-key", TagSpecifications=spec("instance"))["Instances"][0]["InstanceId"]
-    ids["dynamodb:table"] = table = f"{lab}-answers"
+    ids["dynamodb_table"] = table = f"{lab}-answers"
     aws("dynamodb").create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
                                  AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST", Tags=tags)
-    ids["s3:bucket"] = bucket = f"{lab}-bucket-kumolab-test"
+    ids["s3_bucket"] = bucket = f"{lab}-bucket-kumolab-test"
     s3 = aws("s3")
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags})
     s3.put_object(Bucket=bucket, Key="results/run.json", Body=b"{}")  # a non-empty bucket must still go
-    ids["sqs:queue"] = queue = f"{lab}-queue"
-    aws("sqs").create_queue(QueueName=queue, tags={t["Key"]: t["Value"] for t in tags})
+    ids["sqs_queue"] = aws("sqs").create_queue(QueueName=f"{lab}-queue", tags={t["Key"]: t["Value"] for t in tags})["QueueUrl"]
     return ids
 
 
 def exists(aws, kind, ident):
     ec2 = aws("ec2")
-    if kind == "ec2:instance":
+    if kind == "ec2_instance":
         states = [i["State"]["Name"] for r in ec2.describe_instances(InstanceIds=[ident])["Reservations"] for i in r["Instances"]]
         return any(s != "terminated" for s in states)
     lookups = {
-        "ec2:vpc": lambda: ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [ident]}])["Vpcs"],
-        "ec2:subnet": lambda: ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": [ident]}])["Subnets"],
-        "ec2:internet-gateway": lambda: ec2.describe_internet_gateways(Filters=[{"Name": "internet-gateway-id", "Values": [ident]}])["InternetGateways"],
-        "ec2:route-table": lambda: ec2.describe_route_tables(Filters=[{"Name": "route-table-id", "Values": [ident]}])["RouteTables"],
-        "ec2:security-group": lambda: ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": [ident]}])["SecurityGroups"],
-        "ec2:key-pair": lambda: ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [ident]}])["KeyPairs"],
-        "dynamodb:table": lambda: [t for t in aws("dynamodb").list_tables()["TableNames"] if t == ident],
-        "s3:bucket": lambda: [b for b in aws("s3").list_buckets()["Buckets"] if b["Name"] == ident],
-        "sqs:queue": lambda: [u for u in aws("sqs").list_queues().get("QueueUrls", []) if u.endswith("/" + ident)],
+        "ec2_vpc": lambda: ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [ident]}])["Vpcs"],
+        "ec2_subnet": lambda: ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": [ident]}])["Subnets"],
+        "ec2_internet_gateway": lambda: ec2.describe_internet_gateways(Filters=[{"Name": "internet-gateway-id", "Values": [ident]}])["InternetGateways"],
+        "ec2_route_table": lambda: ec2.describe_route_tables(Filters=[{"Name": "route-table-id", "Values": [ident]}])["RouteTables"],
+        "ec2_security_group": lambda: ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": [ident]}])["SecurityGroups"],
+        "ec2_key_pair": lambda: ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [ident]}])["KeyPairs"],
+        "dynamodb_table": lambda: [t for t in aws("dynamodb").list_tables()["TableNames"] if t == ident],
+        "s3_bucket": lambda: [b for b in aws("s3").list_buckets()["Buckets"] if b["Name"] == ident],
+        "ec2_nat_gateway": lambda: [g for g in ec2.describe_nat_gateways(NatGatewayIds=[ident])["NatGateways"] if g["State"] != "deleted"],
+        "ec2_volume": lambda: ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [ident]}])["Volumes"],
+        "sqs_queue": lambda: [u for u in aws("sqs").list_queues().get("QueueUrls", []) if u == ident],
     }
     return bool(lookups[kind]())
 
@@ -109,9 +114,9 @@ def test_only_expired_resources_go_in_dependency_order_and_second_run_is_noop(aw
     deleted = [(r["kind"], r["id"]) for r in report["deleted"]]
     assert sorted(deleted) == sorted(old.items())
     kinds = [kind for kind, _ in deleted]
-    positions = [kumolab_sweep.DELETE_ORDER.index(k) for k in kinds]
+    positions = [catalogue.KIND_NAMES.index(k) for k in kinds]
     assert positions == sorted(positions), kinds
-    assert kinds.index("ec2:instance") < kinds.index("ec2:security-group") < kinds.index("ec2:subnet") < kinds.index("ec2:vpc")
+    assert kinds.index("ec2_instance") < kinds.index("ec2_security_group") < kinds.index("ec2_subnet") < kinds.index("ec2_vpc")
     for kind, ident in old.items():
         assert not exists(aws, kind, ident), f"expired {kind} {ident} survived"
     for survivors in (fresh, no_expiry, foreign):
@@ -121,10 +126,10 @@ def test_only_expired_resources_go_in_dependency_order_and_second_run_is_noop(aw
     again = handler.lambda_handler({}, None)
     assert again["ok"] and again["selected"] == [] and again["deleted"] == []
 
-    # Clean up what this test left (the un-expired labs) through the same module, by lab.
+    # Clean up what this test left (the un-expired labs) through the same catalogue, by lab, as teardown does.
     for lab in ("newlab", "noexp"):
-        result = kumolab_sweep.sweep(session(), REGION, kumolab_sweep.select_lab(lab), lab=lab)
-        assert result["failed"] == [] and len(result["deleted"]) == len(fresh)
+        outcomes = catalogue.delete_all(aws, catalogue.find(aws, {"Project": "kumolab", "Lab": lab}))
+        assert [o.message() for o in outcomes if o.status != "deleted"] == [] and len(outcomes) == len(fresh)
 
 
 def test_dry_run_reports_and_deletes_nothing(aws):
@@ -177,7 +182,7 @@ def test_deletions_are_posted_to_the_webhook_from_ssm(aws):
         assert report["notification"] == "sent (200)"
         assert len(received) == 1
         text = received[0]["text"]
-        assert "deleted 10 expired resource(s)" in text and "ec2:vpc" in text and "hooklab" in text
+        assert "deleted 10 expired resource(s)" in text and "ec2_vpc" in text and "hooklab" in text
     finally:
         server.shutdown()
 
@@ -191,20 +196,20 @@ def test_alarm_of_a_vanished_instance_is_reaped_and_a_live_ones_alarm_stays(aws)
                                     Statistic="Average", Period=300, EvaluationPeriods=6, Threshold=10, ComparisonOperator="LessThanThreshold",
                                     Dimensions=[{"Name": "InstanceId", "Value": instance}], AlarmActions=["arn:aws:automate:ap-northeast-1:ec2:stop"])
     report = handler.lambda_handler({}, None)
-    assert [(r["kind"], r["id"], r["lab"]) for r in report["deleted"]] == [("cloudwatch:alarm", f"kumolab-gpu-idle-stop-{gone}", "gpu")]
+    assert [(r["kind"], r["id"], r["lab"]) for r in report["deleted"]] == [("cloudwatch_alarm", f"kumolab-gpu-idle-stop-{gone}", "gpu")]
     assert [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix="kumolab-")["MetricAlarms"]] == [f"kumolab-gpu-idle-stop-{live}"]
     cloudwatch.delete_alarms(AlarmNames=[f"kumolab-gpu-idle-stop-{live}"])
     ec2.terminate_instances(InstanceIds=[live])
 
     # An expired lab's instance takes its idle-stop alarm with it in the same run.
     lab = build_lab(aws, "alarmlab", PAST, cidr="10.91.0.0/23")
-    alarm = f"kumolab-alarmlab-idle-stop-{lab['ec2:instance']}"
+    alarm = f"kumolab-alarmlab-idle-stop-{lab['ec2_instance']}"
     cloudwatch.put_metric_alarm(AlarmName=alarm, Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average", Period=300,
                                 EvaluationPeriods=6, Threshold=10, ComparisonOperator="LessThanThreshold",
-                                Dimensions=[{"Name": "InstanceId", "Value": lab["ec2:instance"]}])
+                                Dimensions=[{"Name": "InstanceId", "Value": lab["ec2_instance"]}])
     report = handler.lambda_handler({}, None)
     kinds = [(r["kind"], r["id"]) for r in report["deleted"]]
-    assert kinds[0] == ("cloudwatch:alarm", alarm) and sorted(kinds[1:]) == sorted(lab.items())
+    assert kinds[0] == ("cloudwatch_alarm", alarm) and sorted(kinds[1:]) == sorted(lab.items())
     assert cloudwatch.describe_alarms(AlarmNamePrefix="kumolab-")["MetricAlarms"] == []
 
 
@@ -251,28 +256,112 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     assert sorted((r["kind"], r["id"]) for r in report["deleted"]) == sorted(lab.items())
     assert aws("lambda").get_function_configuration(FunctionName="kumolab-reaper")["FunctionName"] == "kumolab-reaper"
 
+    # A teardown of every lab (what playbooks/teardown.yml does without -e lab) keeps the reaper.
+    from cost_safety_support import aws_args, run_module
+
+    keep = build_lab(aws, "keeplab", FUTURE, cidr="10.93.0.0/23")
+    args = dict(aws_args(emulator.endpoint), tags={"Project": "kumolab"}, exclude_labs=["reaper"])
+    result = run_module("kumolab_teardown", args)
+    assert not result.get("failed"), result.get("msg")
+    assert sorted((r["kind"], r["id"]) for r in result["deleted"]) == sorted(keep.items())
+    assert result["remaining"] == []
+    assert aws("lambda").get_function_configuration(FunctionName="kumolab-reaper")["FunctionName"] == "kumolab-reaper"
+    assert aws("events").describe_rule(Name="kumolab-reaper-schedule")["Name"] == "kumolab-reaper-schedule"
+    assert "kumolab-reaper" in [r["RoleName"] for r in aws("iam").list_roles()["Roles"]]
+    # Asking for the reaper by name and excluding it at once is a contradiction, not a silent no-op.
+    both = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags={"Project": "kumolab", "Lab": "reaper"}, exclude_labs=["reaper"]))
+    assert both.get("failed") and "exclude_labs excludes it" in both["msg"]
+
 
 @pytest.mark.parametrize("arn, expected", [
-    ("arn:aws:ec2:ap-northeast-1:123456789012:vpc/vpc-0abc", ("ec2:vpc", "vpc-0abc")),
-    ("arn:aws:s3:::kumolab-site", ("s3:bucket", "kumolab-site")),
-    ("arn:aws:sqs:ap-northeast-1:123456789012:qa-queue", ("sqs:queue", "qa-queue")),
-    ("arn:aws:dynamodb:ap-northeast-1:123456789012:table/answers", ("dynamodb:table", "answers")),
-    ("arn:aws:lambda:ap-northeast-1:123456789012:function:sushi", ("lambda:function", "sushi")),
-    ("arn:aws:logs:ap-northeast-1:123456789012:log-group:/aws/lambda/sushi:*", ("logs:log-group", "/aws/lambda/sushi")),
-    ("arn:aws:iam::123456789012:role/service-role/kumolab-task", ("iam:role", "kumolab-task")),
-    ("arn:aws:ecs:ap-northeast-1:123456789012:service/qa/worker", ("ecs:service", "qa/worker")),
-    ("arn:aws:ecs:ap-northeast-1:123456789012:cluster/qa", ("ecs:cluster", "qa")),
-    ("arn:aws:events:ap-northeast-1:123456789012:rule/kumolab-x", ("events:rule", "kumolab-x")),
-    ("arn:aws:cloudwatch:ap-northeast-1:123456789012:alarm:kumolab-gpu-idle-stop-i-1", ("cloudwatch:alarm", "kumolab-gpu-idle-stop-i-1")),
+    ("arn:aws:ec2:ap-northeast-1:123456789012:vpc/vpc-0abc", "ec2:vpc"),
+    ("arn:aws:ec2:ap-northeast-1:123456789012:natgateway/nat-0abc", "ec2:natgateway"),
+    ("arn:aws:ec2:ap-northeast-1:123456789012:volume/vol-0abc", "ec2:volume"),
+    ("arn:aws:ec2:ap-northeast-1:123456789012:key-pair/key-0abc", "ec2:key-pair"),
+    ("arn:aws:s3:::kumolab-site", "s3:"),
+    ("arn:aws:sqs:ap-northeast-1:123456789012:qa-queue", "sqs:"),
+    ("arn:aws:dynamodb:ap-northeast-1:123456789012:table/answers", "dynamodb:table"),
+    ("arn:aws:lambda:ap-northeast-1:123456789012:function:sushi", "lambda:function"),
+    ("arn:aws:logs:ap-northeast-1:123456789012:log-group:/aws/lambda/sushi:*", "logs:log-group"),
+    ("arn:aws:iam::123456789012:role/service-role/kumolab-task", "iam:role"),
+    ("arn:aws:ecs:ap-northeast-1:123456789012:service/qa/worker", "ecs:service"),
+    ("arn:aws:ecs:ap-northeast-1:123456789012:cluster/qa", "ecs:cluster"),
+    ("arn:aws:events:ap-northeast-1:123456789012:rule/kumolab-x", "events:rule"),
+    ("arn:aws:cloudwatch:ap-northeast-1:123456789012:alarm:kumolab-gpu-idle-stop-i-1", "cloudwatch:alarm"),
+    ("arn:aws:apigateway:ap-northeast-1::/restapis/a1b2c3", "apigateway:restapis"),
 ])
-def test_arns_map_to_kinds_the_sweep_can_delete(arn, expected):
-    assert kumolab_sweep.parse_arn(arn) == expected
-    assert expected[0] in kumolab_sweep.DELETERS
+def test_arns_of_every_kind_kumolab_creates_are_covered_by_the_catalogue(arn, expected):
+    assert catalogue.arn_type(arn) == expected
+    assert any(expected == covered or (covered.endswith(":") and expected.startswith(covered)) for covered in catalogue.COVERED_ARN_TYPES)
+
+
+def test_an_arn_of_a_kind_nobody_deletes_is_not_covered():
+    kind = catalogue.arn_type("arn:aws:ec2:ap-northeast-1:123456789012:elastic-ip/eipalloc-0abc")
+    assert kind == "ec2:elastic-ip" and kind not in catalogue.COVERED_ARN_TYPES
 
 
 def test_expiry_parsing_is_strict_about_what_counts_as_expired():
     now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
-    assert kumolab_sweep.expired({"ExpiresAt": "2026-11-23T11:59:59Z"}, now)
-    assert kumolab_sweep.expired({"ExpiresAt": "2026-11-23T20:59:59+09:00"}, now)  # 11:59:59 UTC
-    assert not kumolab_sweep.expired({"ExpiresAt": "2026-11-23T12:00:01Z"}, now)
-    assert not kumolab_sweep.expired({"ExpiresAt": "soon"}, now) and not kumolab_sweep.expired({}, now)
+    assert catalogue.expired({"ExpiresAt": "2026-11-23T11:59:59Z"}, now)
+    assert catalogue.expired({"ExpiresAt": "2026-11-23T12:00:00Z"}, now)  # at the moment itself: expired
+    assert catalogue.expired({"ExpiresAt": "2026-11-23T20:59:59+09:00"}, now)  # 11:59:59 UTC
+    assert not catalogue.expired({"ExpiresAt": "2026-11-23T12:00:01Z"}, now)
+    assert not catalogue.expired({"ExpiresAt": "soon"}, now) and not catalogue.expired({}, now)
+
+
+def test_select_expired_takes_idle_stop_alarms_with_their_instance_or_when_it_is_gone():
+    now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
+    old = {"Project": "kumolab", "Lab": "gpu", "ExpiresAt": "2026-11-23T11:00:00Z"}
+    new = dict(old, ExpiresAt="2026-11-23T13:00:00Z")
+    instance_old = catalogue.Resource("ec2_instance", "i-old", tags=old)
+    instance_new = catalogue.Resource("ec2_instance", "i-new", tags=new)
+    alarm = lambda iid, alive: catalogue.Resource("cloudwatch_alarm", f"kumolab-gpu-idle-stop-{iid}",  # noqa: E731
+                                                  extra={"idle_stop_instances": [iid], "instances_alive": alive},
+                                                  tags={"Project": "kumolab", "Lab": "gpu"})
+    chosen = catalogue.select_expired([instance_new, alarm("i-new", True), instance_old, alarm("i-old", True), alarm("i-gone", False)], now)
+    assert [(r.kind, r.id) for r in chosen] == [
+        ("cloudwatch_alarm", "kumolab-gpu-idle-stop-i-gone"), ("cloudwatch_alarm", "kumolab-gpu-idle-stop-i-old"), ("ec2_instance", "i-old")]
+
+
+def test_nat_gateway_and_orphan_volume_are_reaped_before_the_subnet(aws):
+    lab = build_lab(aws, "natlab", PAST, cidr="10.92.0.0/23")
+    ec2 = aws("ec2")
+    tags = tag_list("natlab", PAST)
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    lab["ec2_nat_gateway"] = ec2.create_nat_gateway(SubnetId=lab["ec2_subnet"], AllocationId=allocation,
+                                                    TagSpecifications=[{"ResourceType": "natgateway", "Tags": tags}])["NatGateway"]["NatGatewayId"]
+    lab["ec2_volume"] = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=8, VolumeType="gp3",
+                                          TagSpecifications=[{"ResourceType": "volume", "Tags": tags}])["VolumeId"]
+    try:
+        report = handler.lambda_handler({}, None)
+        assert report["ok"], report["failed"]
+        kinds = [r["kind"] for r in report["deleted"]]
+        assert sorted((r["kind"], r["id"]) for r in report["deleted"]) == sorted(lab.items())
+        assert kinds.index("ec2_instance") < kinds.index("ec2_nat_gateway") < kinds.index("ec2_subnet")
+        assert kinds.index("ec2_instance") < kinds.index("ec2_volume")
+        for kind, ident in lab.items():
+            assert not exists(aws, kind, ident), f"expired {kind} {ident} survived"
+    finally:
+        ec2.release_address(AllocationId=allocation)
+
+
+def test_teardown_side_finds_a_labs_idle_stop_alarm_by_name_even_after_its_instance_is_gone(aws):
+    ec2, cloudwatch = aws("ec2"), aws("cloudwatch")
+    instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    ec2.terminate_instances(InstanceIds=[instance])
+    names = [f"kumolab-gpu-idle-stop-{instance}", f"kumolab-ec2-idle-stop-{instance}"]
+    for name in names:
+        cloudwatch.put_metric_alarm(AlarmName=name, Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average", Period=300,
+                                    EvaluationPeriods=6, Threshold=10, ComparisonOperator="LessThanThreshold",
+                                    Dimensions=[{"Name": "InstanceId", "Value": instance}])
+    try:
+        gpu = catalogue.find(aws, {"Project": "kumolab", "Lab": "gpu"}, [k for k in catalogue.KINDS if k.name == "cloudwatch_alarm"])
+        assert [(r.kind, r.id, r.lab) for r in gpu] == [("cloudwatch_alarm", names[0], "gpu")]
+        # A name says nothing about other tags: asked for an Owner too, the catalogue does not guess.
+        assert catalogue.find(aws, {"Project": "kumolab", "Lab": "gpu", "Owner": "x"}, [catalogue.KINDS[0]]) == []
+        everything = catalogue.find(aws, {"Project": "kumolab"}, [catalogue.KINDS[0]], exclude_labs=["ec2"])
+        assert [r.id for r in everything] == [names[0]]
+        assert [r.kind for r in catalogue.delete(aws, gpu)] == ["cloudwatch_alarm"]
+        assert [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix="kumolab-")["MetricAlarms"]] == [names[1]]
+    finally:
+        cloudwatch.delete_alarms(AlarmNames=names)

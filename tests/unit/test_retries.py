@@ -1,5 +1,6 @@
 """Throttling and eventual-consistency errors are retried, not fatal: errors injected with botocore event
-hooks in front of the emulator, for clients built through module_utils/kumolab_aws.py and for the sweep."""
+hooks in front of the emulator, for clients built through module_utils/kumolab_aws.py and for the resource
+catalogue module_utils/kumolab_resources.py (teardown and reaper)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from ansible.module_utils import kumolab_aws  # noqa: E402
 from ansible_collections.amazon.aws.plugins.module_utils import cloud  # noqa: E402
 from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper  # noqa: E402
 
-sys.path.insert(0, str(REPO / "files/lambda/reaper"))
-import kumolab_sweep  # noqa: E402
+sys.path.insert(0, str(REPO / "module_utils"))
+import kumolab_resources as catalogue  # noqa: E402
 
 EC2_ERROR = b"<Response><Errors><Error><Code>{code}</Code><Message>injected</Message></Error></Errors><RequestID>r</RequestID></Response>"
 JSON_ERROR = b'{{"__type": "com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}}'
@@ -111,11 +112,28 @@ def test_audit_check_succeeds_through_dynamodb_throttling(emulator, no_sleep):
     aws("dynamodb").delete_table(TableName="retry-table")
 
 
-def test_sweep_survives_throttling_and_dependency_violations(emulator, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
-    import botocore.endpoint
+@pytest.fixture
+def catalogue_sleeps(monkeypatch):
+    """The catalogue's backoff delays, recorded instead of waited."""
     slept = []
-    monkeypatch.setattr(botocore.endpoint.time, "sleep", slept.append)  # botocore's backoff, recorded not waited
+    monkeypatch.setattr(catalogue, "SLEEP", slept.append)
+    return slept
+
+
+def bare_clients(sess, endpoint):
+    """Clients with botocore's own retries off, so only the catalogue's retries can save a call."""
+    made = {}
+
+    def aws(service):
+        if service not in made:
+            made[service] = sess.client(service, endpoint_url=endpoint, region_name=REGION,
+                                        config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        return made[service]
+
+    return aws
+
+
+def test_catalogue_survives_throttling_and_dependency_violations(emulator, catalogue_sleeps):
     aws = clients(emulator.endpoint)
     tags = [{"Key": "Project", "Value": "kumolab"}, {"Key": "Lab", "Value": "retrylab"}]
     ec2 = aws("ec2")
@@ -129,22 +147,36 @@ def test_sweep_survives_throttling_and_dependency_violations(emulator, monkeypat
     sess.events.register("before-send.ec2.DescribeInstances", throttled_listing)
     sess.events.register("before-send.ec2.DeleteVpc", throttled_delete)
     sess.events.register("before-send.ec2.DeleteSubnet", busy_subnet)
+    flaky = bare_clients(sess, emulator.endpoint)
 
-    report = kumolab_sweep.sweep(sess, REGION, kumolab_sweep.select_lab("retrylab"), lab="retrylab", base_delay=0.01)
-    assert report["failed"] == []
-    assert [(r["kind"], r["id"]) for r in report["deleted"]] == [("ec2:subnet", subnet), ("ec2:vpc", vpc)]
+    found = catalogue.find(flaky, {"Project": "kumolab", "Lab": "retrylab"})
+    assert [(r.kind, r.id) for r in found] == [("ec2_subnet", subnet), ("ec2_vpc", vpc)]
+    outcomes = catalogue.delete_all(flaky, found)
+    assert [(o.resource.kind, o.resource.id, o.status) for o in outcomes] == [("ec2_subnet", subnet, "deleted"), ("ec2_vpc", vpc, "deleted")]
     assert (throttled_listing.injected, throttled_delete.injected, busy_subnet.injected) == (2, 3, 2)
-    assert len(slept) >= 5  # botocore backed off once per injected throttle (the sweep's own retries use random delays)
+    assert len(catalogue_sleeps) == 7  # one jittered backoff per injected error, none more
+    assert all(0 <= delay <= catalogue.MAX_DELAY for delay in catalogue_sleeps)
     assert not ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Vpcs"]
 
+    # The control: without the catalogue's retry the same error is fatal.
+    flaky("ec2").meta.events.register("before-send.ec2.DescribeVpcs", Injector("RequestLimitExceeded", times=1))
+    with pytest.raises(botocore.exceptions.ClientError, match="RequestLimitExceeded"):
+        flaky("ec2").describe_vpcs()
 
-def test_sweep_gives_up_with_a_clear_report_when_the_error_persists(emulator, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
+
+def test_catalogue_gives_up_with_a_clear_report_when_the_error_persists(emulator, catalogue_sleeps, monkeypatch):
+    monkeypatch.setattr(catalogue, "RETRIES", 2)
     tags = [{"Key": "Project", "Value": "kumolab"}, {"Key": "Lab", "Value": "stuck"}]
     vpc = clients(emulator.endpoint)("ec2").create_vpc(CidrBlock="10.45.0.0/23", TagSpecifications=[{"ResourceType": "vpc", "Tags": tags}])["Vpc"]["VpcId"]
     sess = session()
     sess.events.register("before-send.ec2.DeleteVpc", Injector("DependencyViolation", times=100))
-    report = kumolab_sweep.sweep(sess, REGION, kumolab_sweep.select_lab("stuck"), lab="stuck", attempts=3, base_delay=0.01)
-    assert report["deleted"] == [] and len(report["failed"]) == 1
-    assert report["failed"][0]["id"] == vpc and "DependencyViolation after 3 attempt(s)" in report["failed"][0]["error"]
+    flaky = bare_clients(sess, emulator.endpoint)
+    found = catalogue.find(flaky, {"Project": "kumolab", "Lab": "stuck"})
+    outcomes = catalogue.delete_all(flaky, found)
+    assert [(o.resource.id, o.status) for o in outcomes] == [(vpc, "failed")]
+    assert "DependencyViolation after 3 attempt(s)" in outcomes[0].message() and vpc in outcomes[0].message()
+    assert len(catalogue_sleeps) == 2
+    # Teardown's delete() raises the same error instead of carrying on.
+    with pytest.raises(botocore.exceptions.ClientError, match="DependencyViolation"):
+        catalogue.delete(flaky, found)
     clients(emulator.endpoint)("ec2").delete_vpc(VpcId=vpc)

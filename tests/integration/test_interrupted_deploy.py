@@ -1,0 +1,184 @@
+"""A deploy killed half way, then teardown: nothing is left behind.
+
+For each lab, the playbook is started and SIGKILLed (its whole process group, so the module that is
+running dies too) right after the N-th ``TASK [`` line, N drawn from a seeded RNG within the tasks that
+create cloud resources (from the lab's first network task to the last task before the play that goes over
+SSH). Then ``playbooks/teardown.yml -e lab=<lab>`` must succeed, and an enumeration that does not use the
+teardown's own catalogue must find nothing new: every EC2 kind by plain boto3 listing (tagged *or not*, as
+a diff against a snapshot taken before the deploy, so a resource killed before it was tagged counts too),
+idle-stop alarms by name, and the Resource Groups Tagging API for anything tagged for the lab.
+
+The GPU lab is covered once the lead's "Lab 2" commit is in ``git log`` (its host play installs torch, so it
+is interrupted only in its cloud-side plays, before "Configure the GPU host over SSH").
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ARTIFACTS, REPO, VENV_BIN
+
+pytestmark = pytest.mark.integration
+
+SEEDS = (1, 2, 3)
+# lab -> (playbook, extra arguments, first task that creates a cloud resource, first play that is not cloud-side)
+LABS = {
+    "ec2": ("ec2_lab.yml", [], "lab_network : Create the lab VPC", "Log in to the server over SSH"),
+    "gpu": ("gpu_lab.yml", [], "lab_network : Create the lab VPC", "Configure the GPU host over SSH"),
+}
+TASK_LINE = re.compile(r"^TASK \[(?P<name>.*)\] \**\s*$")
+
+
+def lab_committed(subject: str) -> bool:
+    log = subprocess.run(["git", "log", "--oneline"], cwd=REPO, capture_output=True, text=True).stdout
+    return any(subject in line for line in log.splitlines())
+
+
+COVERED = ["ec2"] + (["gpu"] if lab_committed("Lab 2") else [])
+CASES = [(lab, seed) for lab in COVERED for seed in SEEDS]
+
+
+def static_tasks(playbook: str, args: list[str]) -> list[tuple[str, str]]:
+    """(play name, task name) in the order ``ansible-playbook --list-tasks`` gives them."""
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), f"playbooks/{playbook}", "--list-tasks", *args],
+                          cwd=REPO, env=os.environ, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tasks, play = [], None
+    for line in proc.stdout.splitlines():
+        found = re.match(r"^\s+play #\d+ \([^)]*\): (?P<name>.*?)\tTAGS:", line)
+        if found:
+            play = found["name"]
+        elif play and line.startswith("      ") and "\tTAGS:" in line:
+            tasks.append((play, line.strip().split("\tTAGS:", 1)[0]))
+    return tasks
+
+
+def cloud_window(lab: str) -> tuple[list[str], int, int]:
+    """The task names of the lab's cloud-side plays and the 1-based range of N to interrupt after."""
+    playbook, args, first_resource_task, host_play = LABS[lab]
+    tasks = static_tasks(playbook, args)
+    plays = [play for play, _ in tasks]
+    assert host_play in plays, f"{playbook} has no play {host_play!r}: {sorted(set(plays))}"
+    cloud = [name for play, name in tasks[: plays.index(host_play)]]
+    assert first_resource_task in cloud, cloud
+    return cloud, cloud.index(first_resource_task) + 1, len(cloud)
+
+
+def snapshot(aws) -> set[tuple[str, str]]:
+    """Every EC2 resource of the kinds the labs create, tagged or not, plus every alarm and tagged ARN."""
+    ec2 = aws("ec2")
+    found = set()
+    for reservation in ec2.describe_instances()["Reservations"]:
+        for inst in reservation["Instances"]:
+            if inst["State"]["Name"] != "terminated":
+                found.add(("instance", inst["InstanceId"]))
+    listings = [
+        ("vpc", ec2.describe_vpcs()["Vpcs"], "VpcId"),
+        ("subnet", ec2.describe_subnets()["Subnets"], "SubnetId"),
+        ("security-group", ec2.describe_security_groups()["SecurityGroups"], "GroupId"),
+        ("route-table", ec2.describe_route_tables()["RouteTables"], "RouteTableId"),
+        ("internet-gateway", ec2.describe_internet_gateways()["InternetGateways"], "InternetGatewayId"),
+        ("key-pair", ec2.describe_key_pairs()["KeyPairs"], "KeyName"),
+        ("volume", [v for v in ec2.describe_volumes()["Volumes"] if v["State"] not in ("deleting", "deleted")], "VolumeId"),
+        ("nat-gateway", [g for g in ec2.describe_nat_gateways()["NatGateways"] if g["State"] not in ("deleting", "deleted")], "NatGatewayId"),
+        ("address", ec2.describe_addresses()["Addresses"], "PublicIp"),
+        ("network-interface", ec2.describe_network_interfaces()["NetworkInterfaces"], "NetworkInterfaceId"),
+    ]
+    for kind, items, key in listings:
+        found.update((kind, item[key]) for item in items)
+    found.update(("alarm", a["AlarmName"]) for a in aws("cloudwatch").describe_alarms()["MetricAlarms"])
+    found.update(("role", r["RoleName"]) for r in aws("iam").list_roles()["Roles"])
+    return found
+
+
+def tagged_for(aws, lab: str) -> list[str]:
+    """ARNs the tagging API lists for the lab, less instances that are already terminated (it lags)."""
+    filters = [{"Key": "Project", "Values": ["kumolab"]}, {"Key": "Lab", "Values": [lab]}]
+    arns = [m["ResourceARN"] for m in aws("resourcegroupstaggingapi").get_resources(TagFilters=filters)["ResourceTagMappingList"]]
+    instance_ids = [arn.rsplit("/", 1)[-1] for arn in arns if ":instance/" in arn]
+    if instance_ids:
+        reservations = aws("ec2").describe_instances(InstanceIds=instance_ids)["Reservations"]
+        terminated = {i["InstanceId"] for r in reservations for i in r["Instances"] if i["State"]["Name"] == "terminated"}
+        arns = [arn for arn in arns if arn.rsplit("/", 1)[-1] not in terminated]
+    return arns
+
+
+def deploy_and_kill(lab: str, n: int, log: Path) -> list[str]:
+    """Run the lab's playbook, SIGKILL its process group right after the n-th TASK line; the TASK names seen."""
+    playbook, args, _, host_play = LABS[lab]
+    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), f"playbooks/{playbook}", *args], cwd=REPO, env=os.environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    seen, lines = [], []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            assert not line.startswith(f"PLAY [{host_play}]"), f"reached {host_play!r} before task {n}"
+            task = TASK_LINE.match(line)
+            if task:
+                seen.append(task["name"])
+                if len(seen) == n:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    break
+    finally:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=60)
+        proc.stdout.close()
+        log.write_text("".join(lines))
+    assert len(seen) == n, f"the playbook ended after {len(seen)} tasks, before task {n}:\n{''.join(lines[-40:])}"
+    return seen
+
+
+@pytest.fixture(scope="module")
+def results():
+    outcome = {}
+    yield outcome
+    ARTIFACTS.mkdir(exist_ok=True)
+    passed = sum(1 for ok in outcome.values() if ok)
+    summary = [f"interrupted deploy -> teardown -> nothing left: {passed}/{len(outcome)}"]
+    summary += [f"  {lab} seed {seed} N={n} ({task}): {'ok' if ok else 'LEFT RESOURCES'}" for (lab, seed, n, task), ok in outcome.items()]
+    (ARTIFACTS / "interrupted_deploy.txt").write_text("\n".join(summary) + "\n")
+    print("\n" + "\n".join(summary))
+
+
+@pytest.mark.parametrize("lab, seed", CASES, ids=[f"{lab}-seed{seed}" for lab, seed in CASES])
+def test_teardown_after_an_interrupted_deploy_leaves_nothing(lab, seed, emulator, aws, run_playbook, lab_env, results):
+    cloud, lo, hi = cloud_window(lab)
+    n = random.Random(f"{lab}:{seed}").randint(lo, hi)
+    before = snapshot(aws)
+    assert tagged_for(aws, lab) == [], "the lab is already deployed; this test needs it absent"
+
+    seen = deploy_and_kill(lab, n, ARTIFACTS / f"interrupted-{lab}-seed{seed}.log")
+    # The run really went as far as planned: the task it was killed in is the n-th of the cloud plays.
+    expected = cloud[n - 1]
+    assert "{{" in expected or seen[-1] == expected, (seen[-1], expected)
+    key = (lab, seed, n, seen[-1])
+    results[key] = False
+
+    run = run_playbook("teardown.yml", "-e", f"lab={lab}")
+    assert run.rc == 0, run.output[-3000:]
+
+    deadline = time.monotonic() + 30
+    while True:  # an instance may still be shutting down for a moment after teardown returns
+        left = sorted(snapshot(aws) - before)
+        tagged = tagged_for(aws, lab)
+        if (not left and not tagged) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert left == [], f"killed after task {n} ({seen[-1]}); left behind: {left}"
+    assert tagged == [], f"killed after task {n} ({seen[-1]}); still tagged Lab={lab}: {tagged}"
+    keys = sorted(p.name for p in (Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys").glob(f"kumolab-{lab}*"))
+    assert keys == [], f"local key files left: {keys}"
+    results[key] = True
