@@ -14,6 +14,7 @@ is interrupted only in its cloud-side plays, before "Configure the GPU host over
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -61,6 +62,7 @@ def static_tasks(playbook: str, args: list[str]) -> list[tuple[str, str]]:
     return tasks
 
 
+@functools.lru_cache(maxsize=None)
 def cloud_window(lab: str) -> tuple[list[str], int, int]:
     """The task names of the lab's cloud-side plays and the 1-based range of N to interrupt after."""
     playbook, args, first_resource_task, host_play = LABS[lab]

@@ -4,7 +4,6 @@ timeouts, list_answers pagination, clear."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 import uuid
@@ -22,24 +21,15 @@ from qa_worker.worker import Config, Worker  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def endpoint():
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+def endpoint(emulator):
+    """The session's emulator (tests/conftest.py)."""
+    return emulator
 
 
 @pytest.fixture
 def deployment(endpoint, tmp_path, monkeypatch):
     """A queue + table like the playbook's, and results/qa_bot/outputs.json pointing at them."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL",
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION",
                  "KUMOLAB_QA_QUEUE_URL", "KUMOLAB_QA_TABLE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KUMOLAB_RESULTS_DIR", str(tmp_path / "results"))

@@ -1,4 +1,4 @@
-"""The QA worker against the emulator's SQS and DynamoDB over HTTP (moto server on a free port).
+"""The QA worker against the session emulator's SQS and DynamoDB over HTTP.
 
 The model is a tiny randomly initialised BERT saved as a normal model directory (MiniLM's fast
 tokenizer), so the real loading and decoding code runs in seconds; what these tests pin is delivery:
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,23 +31,10 @@ from qa_worker.worker import Config, Worker  # noqa: E402
 REGION = "us-east-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def endpoint():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+def endpoint(emulator):
+    """The session's emulator (tests/conftest.py)."""
+    return emulator
 
 
 @pytest.fixture(autouse=True)

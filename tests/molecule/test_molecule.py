@@ -1,4 +1,8 @@
-"""Every role's molecule `default` scenario (shared settings in .config/molecule/config.yml)."""
+"""Every role's molecule `default` scenario (shared settings in .config/molecule/config.yml).
+
+The GPU-lab roles' scenarios share the PyTorch venv at <repo>/.state/lab-host/pytorch-venv with the
+local lab host, so torch is installed once per machine: pytorch_env's scenario runs first.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pytest
 
 from conftest import ARTIFACTS, REPO
 
-ROLES = sorted(p.parents[1].name for p in REPO.glob("roles/*/molecule/default/molecule.yml"))
+ROLES = sorted((p.parents[2].name for p in REPO.glob("roles/*/molecule/default/molecule.yml")), key=lambda r: (r != "pytorch_env", r))
 
 
 def test_every_role_has_a_scenario():
@@ -27,3 +31,7 @@ def test_molecule_default_scenario(role, lab_env):
     (ARTIFACTS / f"molecule-{role}.log").write_text(proc.stdout)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "idempotence" in proc.stdout and "Idempotence test failed" not in proc.stdout
+    if role == "jupyterlab":
+        # its verify step saves a headless-Chromium screenshot of the lab UI
+        png = (ARTIFACTS / "jupyterlab.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from cost_safety_support import REGION, REPO, clients, endpoint_env, session, start_emulator
+from cost_safety_support import REGION, REPO, clients, endpoint_env, start_emulator
 
 sys.path.insert(0, str(REPO / "files/lambda/reaper"))
 sys.path.insert(0, str(REPO / "module_utils"))
