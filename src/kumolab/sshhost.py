@@ -102,8 +102,10 @@ class SshHost:
                 raise SshHostError("ssh-keygen is not installed; install it with `apt-get install openssh-client`.")
             subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
         user = pwd.getpwuid(os.getuid()).pw_name
-        command = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "kumolab-sshhost" else None
-        command = command or Path(sys.executable).with_name("kumolab-sshhost")
+        # sshd runs AuthorizedKeysCommand only if the program and every directory above it are owned by
+        # root and not writable by others; a checkout under /tmp or a home directory fails that, so the
+        # program is root-owned /usr/bin/env, which starts this package with the current interpreter.
+        command = f"/usr/bin/env {sys.executable} -m kumolab.sshhost"
         self.config_file.write_text(
             "\n".join(
                 [
