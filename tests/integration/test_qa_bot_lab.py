@@ -21,12 +21,6 @@ pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
 NAME = "kumolab-qa-bot"
-# Until the local inventory's lab_target_stop_commands lists it: stop the local workers at teardown.
-STOP_VARS = json.dumps({
-    "lab_target_stop_commands": {
-        "qa_bot": [f"{VENV_BIN}/kumolab-runtime ecs stop --cluster {NAME} --service {NAME}"],
-    },
-})
 EINSTEIN = (  # the textbook's example
     "Albert Einstein (14 March 1879 – 18 April 1955) was a German-born theoretical physicist who developed the "
     "theory of relativity, one of the two pillars of modern physics. He received the 1921 Nobel Prize in Physics "
@@ -229,7 +223,7 @@ def test_check_mode_on_a_deployed_lab_changes_nothing(deployed, run_playbook):
 def test_teardown_leaves_nothing_and_stops_the_workers(deployed, run_playbook, aws):
     pids = [p for t in runtime_status()["tasks"] for p in t["pids"]]
     assert pids
-    result = run_playbook("teardown.yml", "-e", "lab=qa_bot", "-e", STOP_VARS)
+    result = run_playbook("teardown.yml", "-e", "lab=qa_bot")
     assert result.rc == 0, result.output[-4000:]
     out = deployed["outputs"]
     assert not [u for u in aws("sqs").list_queues().get("QueueUrls", []) if NAME in u]

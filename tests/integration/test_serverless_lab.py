@@ -13,11 +13,9 @@ import pytest
 pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
-# Until the local inventory lists them: start the runtime on free ports, and stop it at teardown.
+# The local inventory's runtime, on free ports so that a user's running lab is never in the way.
 TARGET_VARS = json.dumps({
-    "lambda_supports_dead_letter_config": False,
     "lab_runtime_start_commands": [f"{VENV_BIN}/kumolab-runtime start --lambda-port 0 --api-port 0 --web-port 0"],
-    "lab_target_stop_commands": {"serverless": [f"{VENV_BIN}/kumolab-runtime stop --lab serverless --json"]},
 })
 
 
