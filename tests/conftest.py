@@ -126,3 +126,18 @@ def run_playbook(lab_env):
         return PlaybookRun(proc.returncode, proc.stdout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def audit(run_playbook, lab_env):
+    """Run the security audit of one deployed lab; returns its JSON report (the run must pass)."""
+    import json
+
+    def run(lab: str) -> dict:
+        result = run_playbook("audit.yml", "-e", f"lab={lab}")
+        assert result.rc == 0, result.output[-3000:]
+        report = json.loads((Path(lab_env["KUMOLAB_RESULTS_DIR"]) / "audit" / f"{lab}.json").read_text())
+        assert report["summary"]["FAIL"] == 0 and report["summary"]["PASS"] > 0, report
+        return report
+
+    return run

@@ -148,6 +148,11 @@ def test_clients_post_many_and_clear_database(deployed):
     assert json.loads(http("GET", f"{deployed['api_url']}/haiku")[2]) == []
 
 
+def test_security_audit_passes(deployed, audit):
+    report = audit("bashoutter")
+    print(f"audit bashoutter: {report['summary']}")
+
+
 def test_teardown_removes_everything_including_the_bucket(deployed, run_playbook, aws):
     aws("s3").put_object(Bucket=deployed["bucket"], Key="extra/left-behind.txt", Body=b"x")  # non-empty bucket
     result = run_playbook("teardown.yml", "-e", "lab=bashoutter", "-e", TARGET_VARS)

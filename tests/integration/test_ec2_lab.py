@@ -115,6 +115,11 @@ def test_bad_ssh_cidr_is_refused_before_anything_changes(deployed, run_playbook,
     assert [r["CidrIp"] for rule in groups[0]["IpPermissions"] for r in rule["IpRanges"]] == ["127.0.0.1/32"]
 
 
+def test_security_audit_passes(deployed, audit):
+    report = audit("ec2")
+    print(f"audit ec2: {report['summary']}")
+
+
 def test_teardown_leaves_nothing_and_is_idempotent(deployed, run_playbook, aws, lab_env):
     run = run_playbook("teardown.yml", "-e", "lab=ec2")
     assert run.rc == 0, run.output[-3000:]

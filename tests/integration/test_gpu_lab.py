@@ -79,6 +79,11 @@ def test_second_run_changes_nothing(deployed, run_playbook):
     assert run.changed == 0, run.changed_tasks()
 
 
+def test_security_audit_passes(deployed, audit):
+    report = audit("gpu")
+    print(f"audit gpu: {report['summary']}")
+
+
 def test_teardown_leaves_nothing(deployed, run_playbook, aws):
     run = run_playbook("teardown.yml", "-e", "lab=gpu")
     assert run.rc == 0, run.output[-3000:]

@@ -220,6 +220,11 @@ def test_check_mode_on_a_deployed_lab_changes_nothing(deployed, run_playbook):
     assert check.changed == 0, check.changed_tasks()
 
 
+def test_security_audit_passes(deployed, audit):
+    report = audit("qa_bot")
+    print(f"audit qa_bot: {report['summary']}")
+
+
 def test_teardown_leaves_nothing_and_stops_the_workers(deployed, run_playbook, aws):
     pids = [p for t in runtime_status()["tasks"] for p in t["pids"]]
     assert pids

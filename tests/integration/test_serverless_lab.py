@@ -99,6 +99,11 @@ def test_clear_empties_the_table(deployed, aws):
     assert aws("dynamodb").scan(TableName=deployed["outputs"]["table_name"], Select="COUNT")["Count"] == 0
 
 
+def test_security_audit_passes(deployed, audit):
+    report = audit("serverless")
+    print(f"audit serverless: {report['summary']}")
+
+
 def test_teardown_leaves_nothing(deployed, run_playbook, aws):
     result = run_playbook("teardown.yml", "-e", "lab=serverless", "-e", TARGET_VARS)
     assert result.rc == 0, result.output[-4000:]
