@@ -9,13 +9,14 @@ CPU minutes the first time on this machine, seconds afterwards).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from kumolab.runtime.process import pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -42,16 +43,6 @@ def runtime_status() -> dict:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _inactive_ecs(ecs, arn: str) -> bool:
