@@ -272,12 +272,24 @@ def delete_ecs_service(aws, res):
     call(ecs.delete_service, cluster=res.extra["cluster"], service=res.id, force=True)
 
 
+def _untagged_by_name(name: str, tags: dict, wanted: dict) -> dict | None:
+    """Tags to claim an *untagged* resource by its name: ``<project>-<lab>`` or ``<project>-<lab>-...``
+    (lab with ``-`` for ``_``). ECS clusters, task definitions and ECR repositories are created untagged and
+    tagged by the next task (their community.aws modules take no tags), so a deploy killed in between leaves
+    one that only its name ties to the lab. Like idle-stop alarms, only when ``wanted`` is Project and Lab."""
+    if tags or set(wanted) != {PROJECT_TAG, LAB_TAG}:
+        return None
+    prefix = f"{wanted[PROJECT_TAG]}-{wanted[LAB_TAG].replace('_', '-')}"
+    return dict(wanted) if name == prefix or name.startswith(prefix + "-") else None
+
+
 def list_ecs_clusters(aws, wanted):
     ecs = aws("ecs")
     arns = list(_paginate(ecs, "list_clusters", "clusterArns"))
     for start in range(0, len(arns), 100):
         for cluster in ecs.describe_clusters(clusters=arns[start : start + 100], include=["TAGS"])["clusters"]:
             tags = _from_list(cluster.get("tags"))
+            tags = _untagged_by_name(cluster["clusterName"], tags, wanted) or tags
             if cluster["status"] == "ACTIVE" and _tags_match(tags, wanted):
                 yield Resource("ecs_cluster", cluster["clusterArn"], cluster["clusterName"], tags=tags)
 
@@ -287,6 +299,7 @@ def list_task_definitions(aws, wanted):
     for arn in _paginate(ecs, "list_task_definitions", "taskDefinitionArns", status="ACTIVE"):
         described = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
         tags = _from_list(described.get("tags"))
+        tags = _untagged_by_name(described["taskDefinition"]["family"], tags, wanted) or tags
         if _tags_match(tags, wanted):
             yield Resource("ecs_task_definition", arn, arn.rsplit("/", 1)[-1], tags=tags)
 
@@ -434,6 +447,7 @@ def list_repositories(aws, wanted):
     ecr = aws("ecr")
     for repo in _paginate(ecr, "describe_repositories", "repositories"):
         tags = _from_list(ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags"))
+        tags = _untagged_by_name(repo["repositoryName"], tags, wanted) or tags
         if _tags_match(tags, wanted):
             yield Resource("ecr_repository", repo["repositoryName"], repo["repositoryName"], tags=tags)
 

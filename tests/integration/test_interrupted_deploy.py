@@ -8,13 +8,14 @@ teardown's own catalogue must find nothing new: every EC2 kind by plain boto3 li
 a diff against a snapshot taken before the deploy, so a resource killed before it was tagged counts too),
 idle-stop alarms by name, and the Resource Groups Tagging API for anything tagged for the lab.
 
-The GPU lab is covered once the lead's "Lab 2" commit is in ``git log`` (its host play installs torch, so it
-is interrupted only in its cloud-side plays, before "Configure the GPU host over SSH").
+The GPU lab is interrupted only in its cloud-side plays (its host play installs torch); the serverless and
+QA labs are interrupted between their first resource and the writing of their results.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import random
 import re
@@ -29,22 +30,25 @@ from conftest import ARTIFACTS, REPO, VENV_BIN
 
 pytestmark = pytest.mark.integration
 
-SEEDS = (1, 2, 3)
-# lab -> (playbook, extra arguments, first task that creates a cloud resource, first play that is not cloud-side)
+# The serverless labs' local runtime on free ports, as in their own tests.
+FREE_PORTS = ["-e", json.dumps({"lab_runtime_start_commands": [f"{VENV_BIN}/kumolab-runtime start --lambda-port 0 --api-port 0 --web-port 0"]})]
+# lab -> (playbook, extra arguments, first task that creates a cloud resource, the first play or task after the
+# cloud-side part, seeds)
 LABS = {
-    "ec2": ("ec2_lab.yml", [], "lab_network : Create the lab VPC", "Log in to the server over SSH"),
-    "gpu": ("gpu_lab.yml", [], "lab_network : Create the lab VPC", "Configure the GPU host over SSH"),
+    "ec2": ("ec2_lab.yml", [], "lab_network : Create the lab VPC", "Log in to the server over SSH", (1, 2, 3)),
+    "gpu": ("gpu_lab.yml", [], "lab_network : Create the lab VPC", "Configure the GPU host over SSH", (1, 2, 3)),
+    "serverless": ("serverless.yml", FREE_PORTS, "Create the dead-letter queue for failed asynchronous invocations",
+                   "Create results/serverless/", (1, 2)),
+    "bashoutter": ("bashoutter.yml", FREE_PORTS, "Create the haiku table (on-demand, point-in-time recovery on)",
+                   "Create results/bashoutter/", (1, 2)),
+    # after the (cached) model step, so a kill never lands in the one-time model build
+    "qa_bot": ("qa_bot.yml", [], "Create the answers table (on-demand, point-in-time recovery on)",
+               "Create results/qa_bot/", (1, 2)),
 }
 TASK_LINE = re.compile(r"^TASK \[(?P<name>.*)\] \**\s*$")
 
 
-def lab_committed(subject: str) -> bool:
-    log = subprocess.run(["git", "log", "--oneline"], cwd=REPO, capture_output=True, text=True).stdout
-    return any(subject in line for line in log.splitlines())
-
-
-COVERED = ["ec2"] + (["gpu"] if lab_committed("Lab 2") else [])
-CASES = [(lab, seed) for lab in COVERED for seed in SEEDS]
+CASES = [(lab, seed) for lab, spec in LABS.items() for seed in spec[4]]
 
 
 def static_tasks(playbook: str, args: list[str]) -> list[tuple[str, str]]:
@@ -65,11 +69,13 @@ def static_tasks(playbook: str, args: list[str]) -> list[tuple[str, str]]:
 @functools.lru_cache(maxsize=None)
 def cloud_window(lab: str) -> tuple[list[str], int, int]:
     """The task names of the lab's cloud-side plays and the 1-based range of N to interrupt after."""
-    playbook, args, first_resource_task, host_play = LABS[lab]
+    playbook, args, first_resource_task, after_cloud, _ = LABS[lab]
     tasks = static_tasks(playbook, args)
     plays = [play for play, _ in tasks]
-    assert host_play in plays, f"{playbook} has no play {host_play!r}: {sorted(set(plays))}"
-    cloud = [name for play, name in tasks[: plays.index(host_play)]]
+    names = [name for _, name in tasks]
+    assert after_cloud in plays or after_cloud in names, f"{playbook} has no play or task {after_cloud!r}"
+    end = plays.index(after_cloud) if after_cloud in plays else names.index(after_cloud)
+    cloud = names[:end]
     assert first_resource_task in cloud, cloud
     return cloud, cloud.index(first_resource_task) + 1, len(cloud)
 
@@ -98,6 +104,21 @@ def snapshot(aws) -> set[tuple[str, str]]:
         found.update((kind, item[key]) for item in items)
     found.update(("alarm", a["AlarmName"]) for a in aws("cloudwatch").describe_alarms()["MetricAlarms"])
     found.update(("role", r["RoleName"]) for r in aws("iam").list_roles()["Roles"])
+    # What the serverless and container labs create.
+    found.update(("function", f["FunctionName"]) for f in aws("lambda").list_functions()["Functions"])
+    found.update(("table", t) for t in aws("dynamodb").list_tables()["TableNames"])
+    found.update(("queue", q) for q in aws("sqs").list_queues().get("QueueUrls", []))
+    found.update(("bucket", b["Name"]) for b in aws("s3").list_buckets()["Buckets"])
+    found.update(("log-group", g["logGroupName"]) for g in aws("logs").describe_log_groups()["logGroups"])
+    found.update(("repository", r["repositoryName"]) for r in aws("ecr").describe_repositories()["repositories"])
+    found.update(("rest-api", a["id"]) for a in aws("apigateway").get_rest_apis()["items"])
+    ecs = aws("ecs")
+    clusters = ecs.list_clusters()["clusterArns"]
+    if clusters:
+        found.update(("cluster", c["clusterArn"]) for c in ecs.describe_clusters(clusters=clusters)["clusters"] if c["status"] == "ACTIVE")
+        for cluster in clusters:
+            found.update(("service", arn) for arn in ecs.list_services(cluster=cluster)["serviceArns"])
+    found.update(("task-definition", arn) for arn in ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"])
     return found
 
 
@@ -115,7 +136,7 @@ def tagged_for(aws, lab: str) -> list[str]:
 
 def deploy_and_kill(lab: str, n: int, log: Path) -> list[str]:
     """Run the lab's playbook, SIGKILL its process group right after the n-th TASK line; the TASK names seen."""
-    playbook, args, _, host_play = LABS[lab]
+    playbook, args, _, after_cloud, _ = LABS[lab]
     proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), f"playbooks/{playbook}", *args], cwd=REPO, env=os.environ,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                             start_new_session=True)
@@ -123,7 +144,7 @@ def deploy_and_kill(lab: str, n: int, log: Path) -> list[str]:
     try:
         for line in proc.stdout:
             lines.append(line)
-            assert not line.startswith(f"PLAY [{host_play}]"), f"reached {host_play!r} before task {n}"
+            assert not line.startswith(f"PLAY [{after_cloud}]"), f"reached {after_cloud!r} before task {n}"
             task = TASK_LINE.match(line)
             if task:
                 seen.append(task["name"])
