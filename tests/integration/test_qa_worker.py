@@ -44,6 +44,9 @@ def aws_env(monkeypatch, endpoint):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    # A default boto3 session made earlier in the test run keeps what it resolved then; start afresh so the
+    # clients made here (and by the in-process worker) see this environment.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
 
 
 @pytest.fixture(scope="module")
