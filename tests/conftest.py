@@ -17,6 +17,14 @@ from pathlib import Path
 
 import pytest
 
+# ansible-core patches sys.intern when it is imported; torch._dynamo (loaded lazily by torch's optimizers
+# and by transformers) then refuses to load ("substitute_in_graph expects a function"). Tests import both
+# into one process, so load dynamo first.
+try:
+    import torch._dynamo  # noqa: F401
+except ImportError:  # the suite without the GPU/QA extras
+    pass
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 ARTIFACTS = REPO / "test-artifacts"
