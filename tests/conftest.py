@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from kumolab.runtime.httpserve import free_port  # noqa: F401  (tests import it from here)
 
 # ansible-core patches sys.intern when it is imported; torch._dynamo (loaded lazily by torch's optimizers
 # and by transformers) then refuses to load ("substitute_in_graph expects a function"). Tests import both
@@ -29,12 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 ARTIFACTS = REPO / "test-artifacts"
 REGION = "ap-northeast-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 WORKER_DIR = REPO / "files" / "containers" / "qa_bot"
 sys.path[:0] = [str(REPO / "src"), str(WORKER_DIR)]
+
+from kumolab.runtime.httpserve import free_port  # noqa: E402
 
 SAMPLE = REPO / "src" / "kumolab" / "qa" / "data" / "sample_questions.json"
 HELDOUT = REPO / "src" / "kumolab" / "qa" / "data" / "heldout.json"
@@ -42,12 +43,6 @@ qa = QAModel.load({model!r})
 a = qa.answer({question!r}, {context!r})
 print(a.answer, time.monotonic() - t)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _questions(n: int) -> list[dict[str, str]]:
@@ -83,7 +78,7 @@ def main() -> int:
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,12 +21,7 @@ VENV_BIN = Path(sys.executable).parent
 
 sys.path.insert(0, str(REPO / "src"))
 from kumolab.emulator import Emulator  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from kumolab.runtime.httpserve import free_port  # noqa: E402
 
 
 def start_emulator(directory: Path) -> Emulator:
