@@ -16,9 +16,11 @@ module: kumolab_gpu_preflight
 short_description: GPU quota preflight and Deep Learning AMI parameter for a GPU instance type
 description:
   - Looks up the instance type (vCPUs, architecture, GPUs) in the region.
-  - Reads the account's quota for running on-demand instances of that family (C(Running On-Demand G and VT
-    instances), C(L-DB2E81BA), for g4dn/g5/g6; C(Running On-Demand P instances) for p*) from Service
-    Quotas, or from an SSM parameter where Service Quotas is not available (the local emulator).
+  - Reads the account's quota for that family and purchase option from Service Quotas, or from an SSM
+    parameter where Service Quotas is not available (the local emulator). On-demand, C(Running On-Demand G
+    and VT instances) (C(L-DB2E81BA)) for g4dn/g5/g6 and C(Running On-Demand P instances) (C(L-417A185B))
+    for p*; Spot, C(All G and VT Spot Instance Requests) (C(L-3819A6DF)) and C(All P Spot Instance
+    Requests) (C(L-7212CCBC)). Both kinds start at 0 on new accounts and are granted separately.
   - Fails with what to request, and how, when the quota is below the instance type's vCPUs.
   - Returns the name of the public SSM parameter holding the current Deep Learning AMI for the
     instance type's architecture.
@@ -28,6 +30,11 @@ options:
     description: The GPU instance type to launch.
     type: str
     required: true
+  market:
+    description: The purchase option the instance will use; it decides which quota is checked.
+    type: str
+    choices: [on-demand, spot]
+    default: on-demand
   dlami_flavor:
     description: The Deep Learning AMI flavour, as it appears in its SSM parameter path.
     type: str
@@ -66,6 +73,11 @@ EXAMPLES = r"""
     instance_type: g4dn.xlarge
   register: preflight
 
+- name: The same for a Spot instance (its own quota)
+  kumolab_gpu_preflight:
+    instance_type: g5.xlarge
+    market: spot
+
 - name: Read the AMI id
   ansible.builtin.set_fact:
     ami_id: "{{ lookup('amazon.aws.ssm_parameter', preflight.ami_parameter) }}"
@@ -94,7 +106,7 @@ quota:
   description: The quota found, in vCPUs, its code and name.
   returned: success
   type: dict
-  sample: {"code": "L-DB2E81BA", "name": "Running On-Demand G and VT instances", "vcpus": 8.0}
+  sample: {"code": "L-DB2E81BA", "name": "Running On-Demand G and VT instances", "vcpus": 8.0, "market": "on-demand"}
 """
 
 try:
@@ -105,11 +117,18 @@ except ImportError:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible.module_utils.kumolab_aws import client, error_code, fail
 
-# Instance family letter → (quota code, quota name), for on-demand instances.
+# Instance family prefix → purchase option → (quota code, quota name), all counted in vCPUs.
+_G_AND_VT = {
+    "on-demand": ("L-DB2E81BA", "Running On-Demand G and VT instances"),
+    "spot": ("L-3819A6DF", "All G and VT Spot Instance Requests"),
+}
 QUOTAS = {
-    "g": ("L-DB2E81BA", "Running On-Demand G and VT instances"),
-    "vt": ("L-DB2E81BA", "Running On-Demand G and VT instances"),
-    "p": ("L-417A185B", "Running On-Demand P instances"),
+    "g": _G_AND_VT,
+    "vt": _G_AND_VT,
+    "p": {
+        "on-demand": ("L-417A185B", "Running On-Demand P instances"),
+        "spot": ("L-7212CCBC", "All P Spot Instance Requests"),
+    },
 }
 ARCHITECTURES = ("x86_64", "arm64")
 
@@ -118,11 +137,11 @@ class PreflightError(Exception):
     """A problem the user has to fix; the message says how."""
 
 
-def quota_for(instance_type):
+def quota_for(instance_type, market="on-demand"):
     family = instance_type.split(".", 1)[0]
     for prefix in sorted(QUOTAS, key=len, reverse=True):
         if family.startswith(prefix):
-            return QUOTAS[prefix]
+            return QUOTAS[prefix][market]
     raise PreflightError(f"{instance_type} is not a GPU instance type (expected a g*, p* or vt* family, e.g. g4dn.xlarge)")
 
 
@@ -181,6 +200,7 @@ def main():
     module = AnsibleAWSModule(
         argument_spec=dict(
             instance_type=dict(type="str", required=True),
+            market=dict(type="str", choices=["on-demand", "spot"], default="on-demand"),
             dlami_flavor=dict(type="str", default="base-oss-nvidia-driver-gpu-ubuntu-24.04"),
             dlami_parameter_root=dict(type="str", default="/aws/service/deeplearning/ami"),
             quota_source=dict(type="str", choices=["service-quotas", "ssm-parameter"], default="service-quotas"),
@@ -194,7 +214,7 @@ def main():
     region = module.region
     instance_type = params["instance_type"]
     try:
-        quota_code, quota_name = quota_for(instance_type)
+        quota_code, quota_name = quota_for(instance_type, params["market"])
         try:
             described = client(module, "ec2").describe_instance_types(InstanceTypes=[instance_type], aws_retry=True)
         except botocore.exceptions.ClientError as exc:
@@ -227,7 +247,7 @@ def main():
         architecture=architecture,
         vcpus=vcpus,
         gpus=gpus,
-        quota={"code": quota_code, "name": quota_name, "vcpus": quota},
+        quota={"code": quota_code, "name": quota_name, "vcpus": quota, "market": params["market"]},
     )
 
 

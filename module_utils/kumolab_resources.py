@@ -161,6 +161,13 @@ def delete_instances(aws: ClientFactory, resources: list[Resource]):
     ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
 
 
+def list_launch_templates(aws, wanted):
+    """Launch templates (the Spot market options of a lab instance). Free, but tagged lab resources."""
+    for template in _paginate(aws("ec2"), "describe_launch_templates", "LaunchTemplates", Filters=_ec2_filters(wanted)):
+        tags = _from_list(template.get("Tags"))
+        yield Resource("ec2_launch_template", template["LaunchTemplateId"], template["LaunchTemplateName"], tags=tags)
+
+
 def list_nat_gateways(aws, wanted):
     for gateway in _paginate(aws("ec2"), "describe_nat_gateways", "NatGateways", Filter=_ec2_filters(wanted)):
         if gateway.get("State") not in ("deleting", "deleted"):
@@ -510,6 +517,7 @@ KINDS: list[Kind] = [
     # Alarms first: an idle-stop alarm watches (and can stop) an instance below.
     Kind("cloudwatch_alarm", list_alarms, lambda aws, res: call(aws("cloudwatch").delete_alarms, AlarmNames=[res.id])),
     Kind("ec2_instance", list_instances, delete_instances, batch=True),
+    Kind("ec2_launch_template", list_launch_templates, _simple("ec2", "delete_launch_template", "LaunchTemplateId")),
     Kind("ecs_service", list_ecs_services, delete_ecs_service),
     Kind("ecs_cluster", list_ecs_clusters, _simple("ecs", "delete_cluster", "cluster")),
     Kind("ecs_task_definition", list_task_definitions, _simple("ecs", "deregister_task_definition", "taskDefinition")),
@@ -540,7 +548,7 @@ KIND_NAMES = [kind.name for kind in KINDS]
 # ARN. Anything tagged for the lab outside these is reported as a leftover nobody knows how to delete.
 COVERED_ARN_TYPES = {
     "ec2:instance", "ec2:security-group", "ec2:internet-gateway", "ec2:route-table", "ec2:subnet", "ec2:vpc",
-    "ec2:key-pair", "ec2:natgateway", "ec2:volume", "ecs:service", "ecs:cluster", "ecs:task-definition",
+    "ec2:key-pair", "ec2:natgateway", "ec2:launch-template", "ec2:volume", "ecs:service", "ecs:cluster", "ecs:task-definition",
     "apigateway:restapis", "events:rule", "lambda:function", "cloudwatch:alarm", "sqs:", "dynamodb:table", "s3:",
     "logs:log-group", "ecr:repository", "iam:role", "iam:policy",
 }

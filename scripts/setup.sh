@@ -31,8 +31,9 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# System packages: the OpenSSH server stands in for the lab instances; Chromium drives the browser tests.
-apt_install openssh-server openssh-client chromium chromium-driver
+# System packages: the OpenSSH server stands in for the lab instances; Chromium drives the browser tests;
+# systemd-analyze checks the JupyterLab unit (systemd need not be running).
+apt_install openssh-server openssh-client chromium chromium-driver systemd
 
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python 3.11 or newer is needed ($PYTHON is $("$PYTHON" -V 2>&1))"
 if [ ! -x "$VENV/bin/python" ]; then

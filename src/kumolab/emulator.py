@@ -35,7 +35,8 @@ START_TIMEOUT_S = 30.0
 SEED_PREFIX = "/kumolab/emulator"
 SEED_DLAMI_FLAVORS = ("base-oss-nvidia-driver-gpu-ubuntu-24.04",)
 SEED_DLAMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) {date}"
-SEED_QUOTAS_VCPUS = {"L-DB2E81BA": 8, "L-417A185B": 0}  # G and VT: one g4dn.2xlarge; P: none
+# On-demand G and VT: one g4dn.2xlarge; Spot G and VT: the same; P (on-demand and Spot): none.
+SEED_QUOTAS_VCPUS = {"L-DB2E81BA": 8, "L-3819A6DF": 8, "L-417A185B": 0, "L-7212CCBC": 0}
 
 
 class EmulatorError(RuntimeError):

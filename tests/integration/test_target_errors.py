@@ -46,3 +46,21 @@ def test_missing_ami_parameter_names_the_parameter_and_the_region(run_playbook, 
     assert instances["Reservations"] == []
     cleanup = run_playbook("teardown.yml", "-e", "lab=ec2")
     assert cleanup.rc == 0, cleanup.output[-2000:]
+
+
+def test_unknown_purchase_option_is_refused_before_anything_is_created(run_playbook, aws):
+    run = run_playbook("gpu_lab.yml", "-e", "gpu_lab_market=reserved")
+    assert run.rc != 0
+    assert "gpu_lab_market is 'reserved'; use on-demand or spot" in run.output
+    assert lab_vpcs(aws) == []
+
+
+@pytest.mark.parametrize(("market", "quota"), [("on-demand", "Running On-Demand P instances"),
+                                               ("spot", "All P Spot Instance Requests")])
+def test_gpu_quota_of_zero_says_what_to_request_and_creates_nothing(run_playbook, aws, market, quota):
+    # The emulator seeds the P quotas at 0 vCPUs, as on a new account.
+    run = run_playbook("gpu_lab.yml", "-e", "gpu_lab_instance_type=p4d.24xlarge", "-e", f"gpu_lab_market={market}")
+    assert run.rc != 0
+    assert f"may run 0 vCPUs of '{quota}' in ap-northeast-1, but one p4d.24xlarge needs 96" in run.output
+    assert "request-service-quota-increase --service-code ec2" in run.output
+    assert lab_vpcs(aws) == []

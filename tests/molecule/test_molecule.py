@@ -1,4 +1,4 @@
-"""Every role's molecule `default` scenario (shared settings in .config/molecule/config.yml).
+"""Every molecule scenario of every role (shared settings in .config/molecule/config.yml).
 
 The GPU-lab roles' scenarios share the PyTorch venv at <repo>/.state/lab-host/pytorch-venv with the
 local lab host, so torch is installed once per machine: pytorch_env's scenario runs first.
@@ -14,6 +14,9 @@ import pytest
 from conftest import ARTIFACTS, REPO
 
 ROLES = sorted((p.parents[2].name for p in REPO.glob("roles/*/molecule/default/molecule.yml")), key=lambda r: (r != "pytorch_env", r))
+# (role, scenario): default scenarios first in ROLES order, then the extra ones (lab_instance/spot).
+SCENARIOS = [(role, "default") for role in ROLES] + sorted(
+    (p.parents[2].name, p.parent.name) for p in REPO.glob("roles/*/molecule/*/molecule.yml") if p.parent.name != "default")
 
 
 def test_every_role_has_a_scenario():
@@ -21,17 +24,17 @@ def test_every_role_has_a_scenario():
     assert roles and set(roles) == set(ROLES), f"roles without a molecule scenario: {set(roles) - set(ROLES)}"
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_molecule_default_scenario(role, lab_env):
+@pytest.mark.parametrize(("role", "scenario"), SCENARIOS, ids=[f"{r}-{s}" for r, s in SCENARIOS])
+def test_molecule_scenario(role, scenario, lab_env):
     proc = subprocess.run(
-        ["molecule", "test"], cwd=REPO / "roles" / role, env={**os.environ, "NO_COLOR": "1"},
+        ["molecule", "test", "--scenario-name", scenario], cwd=REPO / "roles" / role, env={**os.environ, "NO_COLOR": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800, stdin=subprocess.DEVNULL,
     )
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / f"molecule-{role}.log").write_text(proc.stdout)
+    (ARTIFACTS / f"molecule-{role}-{scenario}.log").write_text(proc.stdout)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "idempotence" in proc.stdout and "Idempotence test failed" not in proc.stdout
-    if role == "jupyterlab":
+    if (role, scenario) == ("jupyterlab", "default"):
         # its verify step saves a headless-Chromium screenshot of the lab UI
         png = (ARTIFACTS / "jupyterlab.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

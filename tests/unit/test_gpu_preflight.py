@@ -40,6 +40,13 @@ def test_quota_code_by_family(instance_type, code):
     assert preflight.quota_for(instance_type)[0] == code
 
 
+@pytest.mark.parametrize(("instance_type", "code", "name"), [
+    ("g4dn.xlarge", "L-3819A6DF", "All G and VT Spot Instance Requests"),
+    ("p4d.24xlarge", "L-7212CCBC", "All P Spot Instance Requests")])
+def test_spot_has_its_own_quota(instance_type, code, name):
+    assert preflight.quota_for(instance_type, "spot") == (code, name)
+
+
 def test_non_gpu_type_is_refused():
     with pytest.raises(preflight.PreflightError, match="not a GPU instance type"):
         preflight.quota_for("t3.micro")

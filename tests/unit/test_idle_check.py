@@ -123,6 +123,8 @@ IDLE_PLAY = """
   hosts: localhost
   connection: local
   gather_facts: false
+  vars:
+    instance_lifecycle: "{lifecycle}"
   roles:
     - role: idle_stop
       vars:
@@ -158,7 +160,8 @@ def test_role_installs_the_check_and_creates_the_stop_alarm_with_the_configured_
     aws = clients(emulator.endpoint)
     instance = aws("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")["Instances"][0]["InstanceId"]
     playbook = tmp_path / "idle.yml"
-    playbook.write_text(IDLE_PLAY.format(python=sys.executable, tmp=tmp_path, instance=instance, endpoint=emulator.endpoint))
+    playbook.write_text(IDLE_PLAY.format(python=sys.executable, tmp=tmp_path, instance=instance, endpoint=emulator.endpoint,
+                                         lifecycle=""))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     proc = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=180)
@@ -179,3 +182,23 @@ def test_role_installs_the_check_and_creates_the_stop_alarm_with_the_configured_
     assert script.exists() and os.access(script, os.X_OK)
     assert (tmp_path / "state/idle_state.json").exists()  # the role's dry-run probe ran it
     assert not (tmp_path / "stopped").exists()
+
+
+def test_a_spot_instance_gets_a_terminate_alarm(emulator, tmp_path):
+    """A one-time Spot instance cannot be stopped: the aws_ec2 inventory's instance_lifecycle=spot turns the
+    alarm's action into terminate, and its description does not tell the user to start the instance again."""
+    import os
+    import subprocess
+    from cost_safety_support import clients
+    aws = clients(emulator.endpoint)
+    instance = aws("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")["Instances"][0]["InstanceId"]
+    playbook = tmp_path / "idle.yml"
+    playbook.write_text(IDLE_PLAY.format(python=sys.executable, tmp=tmp_path, instance=instance, endpoint=emulator.endpoint,
+                                         lifecycle="spot"))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    proc = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    alarm = aws("cloudwatch").describe_alarms(AlarmNames=[f"kumolab-gpu-idle-stop-{instance}"])["MetricAlarms"][0]
+    assert alarm["AlarmActions"] == ["arn:aws:automate:ap-northeast-1:ec2:terminate"]
+    assert "terminates" in alarm["AlarmDescription"] and "start-instances" not in alarm["AlarmDescription"]

@@ -373,3 +373,40 @@ def test_moto_atomic_wrapper_loses_no_concurrent_add(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_moto_wrapper_keeps_a_launch_templates_own_tags_out_of_its_data(tmp_path):
+    """AWS keeps CreateLaunchTemplate's TagSpecifications (the template's own tags) out of the version
+    data; plain moto copies them in, which made amazon.aws.ec2_launch_template add a version on re-run."""
+    import socket
+    import subprocess
+
+    import boto3
+
+    from kumolab.emulator import is_moto
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "kumolab.runtime.moto_atomic", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not is_moto(f"http://127.0.0.1:{port}", timeout=0.5):
+            assert time.monotonic() < deadline and proc.poll() is None, "wrapped moto did not start"
+            time.sleep(0.2)
+        ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{port}", region_name="ap-northeast-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        instance_tags = [{"ResourceType": "instance", "Tags": [{"Key": "Role", "Value": "lab_host"}]}]
+        for name, data in (("plain", {"InstanceMarketOptions": {"MarketType": "spot"}}),
+                           ("with-instance-tags", {"InstanceType": "t3.micro", "TagSpecifications": instance_tags})):
+            ec2.create_launch_template(
+                LaunchTemplateName=name, LaunchTemplateData=data,
+                TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "Project", "Value": "kumolab"}]}])
+            template = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"][0]
+            version = ec2.describe_launch_template_versions(LaunchTemplateName=name)["LaunchTemplateVersions"][0]
+            assert template["Tags"] == [{"Key": "Project", "Value": "kumolab"}]
+            assert version["LaunchTemplateData"].get("TagSpecifications") == data.get("TagSpecifications"), name
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

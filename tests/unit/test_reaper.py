@@ -69,6 +69,9 @@ def build_lab(aws, lab, expires, project="kumolab", cidr="10.20.0.0/23"):
     ids["ec2_key_pair"] = ec2.create_key_pair(KeyName=f"{lab}-key", TagSpecifications=spec("key-pair"))["KeyName"]
     ids["ec2_instance"] = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnet,
                                             SecurityGroupIds=[sg], KeyName=f"{lab}-key", TagSpecifications=spec("instance"))["Instances"][0]["InstanceId"]
+    ids["ec2_launch_template"] = ec2.create_launch_template(
+        LaunchTemplateName=f"{lab}-spot", LaunchTemplateData={"InstanceMarketOptions": {"MarketType": "spot"}},
+        TagSpecifications=spec("launch-template"))["LaunchTemplate"]["LaunchTemplateId"]
     ids["dynamodb_table"] = table = f"{lab}-answers"
     aws("dynamodb").create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
                                  AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST", Tags=tags)
@@ -96,6 +99,8 @@ def exists(aws, kind, ident):
         "dynamodb_table": lambda: [t for t in aws("dynamodb").list_tables()["TableNames"] if t == ident],
         "s3_bucket": lambda: [b for b in aws("s3").list_buckets()["Buckets"] if b["Name"] == ident],
         "ec2_nat_gateway": lambda: [g for g in ec2.describe_nat_gateways(NatGatewayIds=[ident])["NatGateways"] if g["State"] != "deleted"],
+        "ec2_launch_template": lambda: [t for t in ec2.describe_launch_templates()["LaunchTemplates"]
+                                        if t["LaunchTemplateId"] == ident],
         "ec2_volume": lambda: ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [ident]}])["Volumes"],
         "sqs_queue": lambda: [u for u in aws("sqs").list_queues().get("QueueUrls", []) if u == ident],
     }
@@ -175,14 +180,14 @@ def test_deletions_are_posted_to_the_webhook_from_ssm(aws):
     thread.start()
     try:
         aws("ssm").put_parameter(Name="/kumolab/notify/webhook", Type="SecureString", Value=f"http://127.0.0.1:{server.server_port}/hook", Overwrite=True)
-        build_lab(aws, "hooklab", PAST, cidr="10.80.0.0/23")
+        lab = build_lab(aws, "hooklab", PAST, cidr="10.80.0.0/23")
         import os
         env = dict(os.environ, KUMOLAB_NOTIFY_SSM_PARAMETER="/kumolab/notify/webhook")
         report = handler.lambda_handler({}, None, environ=env)
         assert report["notification"] == "sent (200)"
         assert len(received) == 1
         text = received[0]["text"]
-        assert "deleted 10 expired resource(s)" in text and "ec2_vpc" in text and "hooklab" in text
+        assert f"deleted {len(lab)} expired resource(s)" in text and "ec2_vpc" in text and "hooklab" in text
     finally:
         server.shutdown()
 

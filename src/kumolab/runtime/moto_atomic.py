@@ -1,16 +1,24 @@
-"""Run moto's server with DynamoDB writes made atomic, as they are on AWS.
+"""Run moto's server with two fidelity fixes: atomic DynamoDB writes and clean launch-template data.
 
 moto's DynamoDB backend has no locking: ``UpdateItem`` with ``ADD`` reads the old value and writes the
 new one in Python, so two concurrent requests on moto's threaded server can both read N and both write
 N+1 — a lost update that AWS never produces (seen here: 1,000 concurrent likes counted 999). This
 wrapper serialises moto's DynamoDB item writes (and the conditional checks inside them) with one lock;
-reads stay concurrent. Use it instead of ``python -m moto.server``:
+reads stay concurrent.
+
+moto also copies the tags given for a launch template itself (``CreateLaunchTemplate``'s
+``TagSpecifications``) into the template's version data, where AWS keeps only the template data that was
+sent. ``amazon.aws.ec2_launch_template`` then sees a difference on its second run and creates a new
+version every time it is first re-run; the fix removes what moto added.
+
+Use it instead of ``python -m moto.server``:
 
     python -m kumolab.runtime.moto_atomic -H 127.0.0.1 -p 5127
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import sys
 import threading
@@ -37,8 +45,33 @@ def install() -> None:
         setattr(DynamoHandler, name, locked)
 
 
+def install_launch_template_fix() -> None:
+    """Keep ``CreateLaunchTemplate``'s own tags out of version 1's data (idempotent)."""
+    from moto.ec2.responses.launch_templates import LaunchTemplates
+
+    original = LaunchTemplates.create_launch_template
+    if getattr(original, "_kumolab_fixed", False):
+        return
+
+    @functools.wraps(original)
+    def create_launch_template(self, *args, **kwargs):
+        sent = copy.deepcopy(self._get_param("LaunchTemplateData.TagSpecifications"))
+        result = original(self, *args, **kwargs)
+        template = self.ec2_backend.get_launch_template_by_name(self._get_param("LaunchTemplateName"))
+        data = template.versions[0].data
+        if sent:
+            data["TagSpecifications"] = sent
+        else:
+            data.pop("TagSpecifications", None)
+        return result
+
+    create_launch_template._kumolab_fixed = True  # type: ignore[attr-defined]
+    LaunchTemplates.create_launch_template = create_launch_template
+
+
 def main(argv: list[str] | None = None) -> None:
     install()
+    install_launch_template_fix()
     from moto.server import main as moto_main
 
     moto_main(argv if argv is not None else sys.argv[1:])
