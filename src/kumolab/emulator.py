@@ -1,8 +1,8 @@
 """The embedded AWS emulator: moto in server mode on 127.0.0.1, run in the background.
 
 ``kumolab-emulator start`` starts it (or reuses the one already up), ``stop`` stops it, ``status``
-reports, ``endpoint`` prints the URL. State lives in ``<state dir>/emulator/``: ``pid``, ``port``,
-``moto.log``. The port comes from ``--port``, else ``$KUMOLAB_EMULATOR_PORT``, else 5127 — the same
+reports, ``endpoint`` prints the URL. State lives in ``<state dir>/emulator/``: ``pid`` and
+``moto.log`` (a :class:`kumolab.runtime.process.BackgroundService`). The port comes from ``--port``, else ``$KUMOLAB_EMULATOR_PORT``, else 5127 — the same
 default the local inventory uses — so the playbooks and the emulator always agree.
 
 Teardown never stops the emulator: what a teardown left behind can still be inspected. Stop it
@@ -15,16 +15,15 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kumolab.paths import state_dir
-from kumolab.runtime.process import pid_alive, stop_pid
+from kumolab.runtime.process import BackgroundService, ServiceError, python_module_argv
 
 DEFAULT_PORT = 5127
 HOST = "127.0.0.1"
@@ -73,6 +72,18 @@ def is_moto(endpoint: str, timeout: float = 2.0) -> bool:
 class Emulator:
     port: int
     directory: Path
+    service: BackgroundService = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.service = BackgroundService(
+            name="moto",
+            # moto's server with two fidelity fixes (atomic DynamoDB writes, launch templates): moto_atomic.
+            argv=python_module_argv("kumolab.runtime.moto_atomic", "-H", HOST, "-p", str(self.port)),
+            healthy=lambda _service: is_moto(self.endpoint, timeout=0.5),
+            env=dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true"),
+            start_timeout_s=START_TIMEOUT_S,
+            directory=self.directory,
+        )
 
     @classmethod
     def from_environment(cls, port: int | None = None) -> "Emulator":
@@ -83,22 +94,14 @@ class Emulator:
         return f"http://{HOST}:{self.port}"
 
     @property
-    def pid_file(self) -> Path:
-        return self.directory / "pid"
-
-    @property
     def log_file(self) -> Path:
-        return self.directory / "moto.log"
+        return self.service.log_file
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return self.service.pid()
 
     def running(self) -> bool:
-        return self.pid() is not None and is_moto(self.endpoint)
+        return self.service.running()
 
     def start(self) -> bool:
         """Start the emulator unless it is already up. Returns True when a new process was started."""
@@ -110,31 +113,12 @@ class Emulator:
                 f"Port {self.port} on {HOST} is already in use by {owner}. Stop it, or pick a free port for "
                 f"the emulator: export KUMOLAB_EMULATOR_PORT=<port> (the local inventory reads the same variable)."
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true")
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(
-                # moto's server, with DynamoDB item writes made atomic as on AWS (see moto_atomic).
-                [sys.executable, "-m", "kumolab.runtime.moto_atomic", "-H", HOST, "-p", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(f"{proc.pid}\n")
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise EmulatorError(
-                    f"The emulator exited with status {proc.returncode} right after starting; see {self.log_file}."
-                )
-            if is_moto(self.endpoint, timeout=0.5):
-                self._configure()
-                return True
-            time.sleep(0.2)
-        self.stop()
-        raise EmulatorError(f"The emulator did not answer on {self.endpoint} within {START_TIMEOUT_S:.0f} s; see {self.log_file}.")
+        try:
+            self.service.start()
+        except ServiceError as exc:
+            raise EmulatorError(f"The emulator did not start on {self.endpoint}: {exc}") from exc
+        self._configure()
+        return True
 
     def seed(self, region: str) -> None:
         """Publish, idempotently, the public parameters moto lacks (Deep Learning AMI, EC2 GPU quotas)."""
@@ -178,13 +162,7 @@ class Emulator:
 
     def stop(self) -> bool:
         """Stop the emulator. Returns True when a process was stopped."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        stop_pid(pid)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return self.service.stop()
 
     def status(self) -> dict:
         return {"running": self.running(), "endpoint": self.endpoint, "pid": self.pid(), "log": str(self.log_file)}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 import time
 
 import pytest
 
-from cost_safety_support import REPO
+from cost_safety_support import REPO, clients
 
 spec = importlib.util.spec_from_file_location("kumolab_idle_check", REPO / "files/idle_stop/kumolab_idle_check.py")
 idle = importlib.util.module_from_spec(spec)
@@ -153,19 +155,23 @@ def emulator(tmp_path_factory):
         emu.stop()
 
 
-def test_role_installs_the_check_and_creates_the_stop_alarm_with_the_configured_threshold(emulator, tmp_path):
-    import os
-    import subprocess
-    from cost_safety_support import clients
+def run_idle_role(emulator, tmp_path, lifecycle=""):
+    """Run the idle_stop role for a new emulated instance (``lifecycle`` as the aws_ec2 inventory gives
+    it); return (client factory, instance id)."""
     aws = clients(emulator.endpoint)
     instance = aws("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")["Instances"][0]["InstanceId"]
     playbook = tmp_path / "idle.yml"
     playbook.write_text(IDLE_PLAY.format(python=sys.executable, tmp=tmp_path, instance=instance, endpoint=emulator.endpoint,
-                                         lifecycle=""))
+                                         lifecycle=lifecycle))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     proc = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return aws, instance
+
+
+def test_role_installs_the_check_and_creates_the_stop_alarm_with_the_configured_threshold(emulator, tmp_path):
+    aws, instance = run_idle_role(emulator, tmp_path)
     # Idempotence (a second run changes nothing) is checked by the role's molecule scenario.
 
     alarms = aws("cloudwatch").describe_alarms(AlarmNames=[f"kumolab-gpu-idle-stop-{instance}"])["MetricAlarms"]
@@ -187,18 +193,7 @@ def test_role_installs_the_check_and_creates_the_stop_alarm_with_the_configured_
 def test_a_spot_instance_gets_a_terminate_alarm(emulator, tmp_path):
     """A one-time Spot instance cannot be stopped: the aws_ec2 inventory's instance_lifecycle=spot turns the
     alarm's action into terminate, and its description does not tell the user to start the instance again."""
-    import os
-    import subprocess
-    from cost_safety_support import clients
-    aws = clients(emulator.endpoint)
-    instance = aws("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")["Instances"][0]["InstanceId"]
-    playbook = tmp_path / "idle.yml"
-    playbook.write_text(IDLE_PLAY.format(python=sys.executable, tmp=tmp_path, instance=instance, endpoint=emulator.endpoint,
-                                         lifecycle="spot"))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-    proc = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    aws, instance = run_idle_role(emulator, tmp_path, lifecycle="spot")
     alarm = aws("cloudwatch").describe_alarms(AlarmNames=[f"kumolab-gpu-idle-stop-{instance}"])["MetricAlarms"][0]
     assert alarm["AlarmActions"] == ["arn:aws:automate:ap-northeast-1:ec2:terminate"]
     assert "terminates" in alarm["AlarmDescription"] and "start-instances" not in alarm["AlarmDescription"]

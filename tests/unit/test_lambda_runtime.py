@@ -332,81 +332,54 @@ def test_ecs_service_workers_follow_desired_count(aws_config, tmp_path):
     assert runner.tasks() == []
 
 
-# -- moto with atomic DynamoDB writes -------------------------------------------------------------------
+# -- the emulator's fixes to moto (kumolab.runtime.moto_atomic) ----------------------------------------
 
-def test_moto_atomic_wrapper_loses_no_concurrent_add(tmp_path):
-    """moto alone loses ADD updates under concurrency (seen: 994-999 of 1,000); the wrapper must not."""
-    import socket
-    import subprocess
+def test_emulator_loses_no_concurrent_add(emulator):
+    """moto alone loses ADD updates under concurrency (seen: 994-999 of 1,000); the emulator must not."""
     from concurrent.futures import ThreadPoolExecutor
 
     import boto3
     from botocore.config import Config
 
-    from kumolab.emulator import is_moto
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "kumolab.runtime.moto_atomic", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ddb = boto3.client("dynamodb", endpoint_url=emulator, region_name="ap-northeast-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing",
+                       config=Config(max_pool_connections=96))
+    table = f"race-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}])
     try:
-        deadline = time.monotonic() + 30
-        while not is_moto(f"http://127.0.0.1:{port}", timeout=0.5):
-            assert time.monotonic() < deadline and proc.poll() is None, "wrapped moto did not start"
-            time.sleep(0.2)
-        ddb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="ap-northeast-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing",
-                           config=Config(max_pool_connections=96))
-        ddb.create_table(TableName="race", BillingMode="PAY_PER_REQUEST",
-                         AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-                         KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}])
-        ddb.put_item(TableName="race", Item={"k": {"S": "a"}, "n": {"N": "0"}})
+        ddb.put_item(TableName=table, Item={"k": {"S": "a"}, "n": {"N": "0"}})
 
         def add(_):
-            ddb.update_item(TableName="race", Key={"k": {"S": "a"}}, UpdateExpression="ADD n :one",
+            ddb.update_item(TableName=table, Key={"k": {"S": "a"}}, UpdateExpression="ADD n :one",
                             ExpressionAttributeValues={":one": {"N": "1"}})
 
         with ThreadPoolExecutor(96) as pool:
             list(pool.map(add, range(1000)))
-        assert ddb.get_item(TableName="race", Key={"k": {"S": "a"}})["Item"]["n"]["N"] == "1000"
+        assert ddb.get_item(TableName=table, Key={"k": {"S": "a"}})["Item"]["n"]["N"] == "1000"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        ddb.delete_table(TableName=table)
 
 
-def test_moto_wrapper_keeps_a_launch_templates_own_tags_out_of_its_data(tmp_path):
+def test_emulator_keeps_a_launch_templates_own_tags_out_of_its_data(emulator):
     """AWS keeps CreateLaunchTemplate's TagSpecifications (the template's own tags) out of the version
     data; plain moto copies them in, which made amazon.aws.ec2_launch_template add a version on re-run."""
-    import socket
-    import subprocess
-
     import boto3
 
-    from kumolab.emulator import is_moto
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "kumolab.runtime.moto_atomic", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not is_moto(f"http://127.0.0.1:{port}", timeout=0.5):
-            assert time.monotonic() < deadline and proc.poll() is None, "wrapped moto did not start"
-            time.sleep(0.2)
-        ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{port}", region_name="ap-northeast-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
-        instance_tags = [{"ResourceType": "instance", "Tags": [{"Key": "Role", "Value": "lab_host"}]}]
-        for name, data in (("plain", {"InstanceMarketOptions": {"MarketType": "spot"}}),
-                           ("with-instance-tags", {"InstanceType": "t3.micro", "TagSpecifications": instance_tags})):
-            ec2.create_launch_template(
-                LaunchTemplateName=name, LaunchTemplateData=data,
-                TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "Project", "Value": "kumolab"}]}])
+    ec2 = boto3.client("ec2", endpoint_url=emulator, region_name="ap-northeast-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    instance_tags = [{"ResourceType": "instance", "Tags": [{"Key": "Role", "Value": "lab_host"}]}]
+    for data in ({"InstanceMarketOptions": {"MarketType": "spot"}},
+                 {"InstanceType": "t3.micro", "TagSpecifications": instance_tags}):
+        name = f"fidelity-{uuid.uuid4().hex[:8]}"
+        ec2.create_launch_template(
+            LaunchTemplateName=name, LaunchTemplateData=data,
+            TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "Project", "Value": "kumolab"}]}])
+        try:
             template = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"][0]
             version = ec2.describe_launch_template_versions(LaunchTemplateName=name)["LaunchTemplateVersions"][0]
             assert template["Tags"] == [{"Key": "Project", "Value": "kumolab"}]
-            assert version["LaunchTemplateData"].get("TagSpecifications") == data.get("TagSpecifications"), name
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+            assert version["LaunchTemplateData"].get("TagSpecifications") == data.get("TagSpecifications"), data
+        finally:
+            ec2.delete_launch_template(LaunchTemplateName=name)
