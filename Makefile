@@ -5,9 +5,11 @@
 run: setup
 	.venv/bin/ansible-playbook playbooks/$(or $(LAB),gpu_lab).yml
 
-# The whole test suite (unit, molecule, lint, integration against the emulator, browser).
+# The whole test suite (unit, molecule, lint, integration against the emulator, browser), on TEST_WORKERS
+# pytest-xdist workers (one per core of a 2-core CI machine; TEST_WORKERS=0 runs it in one process).
+TEST_WORKERS ?= 2
 test: setup
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 setup:
 	scripts/setup.sh

@@ -31,6 +31,27 @@ VENV_BIN = Path(sys.executable).parent
 ARTIFACTS = REPO / "test-artifacts"
 REGION = "ap-northeast-1"
 
+# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup), each with its own emulator, SSH
+# host and ports (lab_env). A test file is one unit of work, so its tests keep their order and share their
+# module fixtures. The tests that build or use the lab host's PyTorch venv (<repo>/.state/lab-host, shared on
+# purpose: 5.5 GB, minutes to build) form one group instead, so that two workers never build it at once.
+LAB_HOST_VENV_GROUP = "lab-host-venv"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+def pytest_xdist_node_collection_finished(node, ids):
+    # xdist tells the scheduler a test's group by appending "@<group>" to its node id; on pytest 9.2 that has no
+    # effect (pytest-xdist#1386) and the tests are spread one by one, which breaks every module fixture.
+    if node.config.getvalue("dist") == "loadgroup" and ids and "@" not in ids[0]:
+        raise pytest.UsageError("pytest-xdist cannot apply --dist loadgroup with this pytest (pytest-xdist#1386): "
+                                "install requirements/test.txt, which keeps pytest below 9.2")
+
 
 @pytest.fixture(scope="session")
 def lab_env(tmp_path_factory):
@@ -144,3 +165,24 @@ def audit(run_playbook, lab_env):
         return report
 
     return run
+
+
+def ecs_arn_is_inactive(ecs, arn: str) -> bool:
+    """True for an ECS service, cluster or task definition that is deleted but still listed (INACTIVE).
+
+    moto's tagging index keeps deleted ECS resources, as AWS lists them for a while; each one must be
+    INACTIVE by its own API. Any other ARN is False: it is still there.
+    """
+    kind = arn.split(":", 5)[5].split("/", 1)[0] if arn.startswith("arn:aws:ecs:") else ""
+    if kind == "service":
+        _, cluster, service = arn.rsplit("/", 2)
+        try:
+            found = ecs.describe_services(cluster=cluster, services=[service])["services"]
+        except ecs.exceptions.ClusterNotFoundException:
+            return True  # gone with its cluster
+        return all(s["status"] == "INACTIVE" for s in found)
+    if kind == "cluster":
+        return all(c["status"] == "INACTIVE" for c in ecs.describe_clusters(clusters=[arn])["clusters"])
+    if kind == "task-definition":
+        return ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["status"] == "INACTIVE"
+    return False

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+from conftest import LAB_HOST_VENV_GROUP
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group(LAB_HOST_VENV_GROUP)]
 
 # One epoch of the fast configuration on all 60k images, small matmuls: minutes on 2 CPU cores.
 CI_SETTINGS = ["-e", "mnist_epochs=1", "-e", "mnist_min_test_accuracy=0.985", "-e", '{"matmul_benchmark_sizes": [256, 1024]}']

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ARTIFACTS, REPO, VENV_BIN
+from conftest import ARTIFACTS, REPO, VENV_BIN, ecs_arn_is_inactive
 
 pytestmark = pytest.mark.integration
 
@@ -123,9 +123,12 @@ def snapshot(aws) -> set[tuple[str, str]]:
 
 
 def tagged_for(aws, lab: str) -> list[str]:
-    """ARNs the tagging API lists for the lab, less instances that are already terminated (it lags)."""
+    """ARNs the tagging API lists for the lab, less what it still lists after deletion: terminated instances
+    (it lags) and INACTIVE ECS resources (an earlier deploy of the lab that was torn down)."""
     filters = [{"Key": "Project", "Values": ["kumolab"]}, {"Key": "Lab", "Values": [lab]}]
     arns = [m["ResourceARN"] for m in aws("resourcegroupstaggingapi").get_resources(TagFilters=filters)["ResourceTagMappingList"]]
+    ecs = aws("ecs")
+    arns = [arn for arn in arns if not ecs_arn_is_inactive(ecs, arn)]
     instance_ids = [arn.rsplit("/", 1)[-1] for arn in arns if ":instance/" in arn]
     if instance_ids:
         reservations = aws("ec2").describe_instances(InstanceIds=instance_ids)["Reservations"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ecs_arn_is_inactive
 from kumolab.runtime.process import pid_alive
 
 pytestmark = pytest.mark.integration
@@ -43,22 +44,6 @@ def runtime_status() -> dict:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
-
-
-def _inactive_ecs(ecs, arn: str) -> bool:
-    kind = arn.split(":", 5)[5].split("/", 1)[0] if arn.startswith("arn:aws:ecs:") else ""
-    if kind == "service":
-        _, cluster, service = arn.rsplit("/", 2)
-        try:
-            found = ecs.describe_services(cluster=cluster, services=[service])["services"]
-        except ecs.exceptions.ClusterNotFoundException:
-            return True  # gone with its cluster
-        return all(s["status"] == "INACTIVE" for s in found)
-    if kind == "cluster":
-        return all(c["status"] == "INACTIVE" for c in ecs.describe_clusters(clusters=[arn])["clusters"])
-    if kind == "task-definition":
-        return ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["status"] == "INACTIVE"
-    return False
 
 
 def test_without_an_image_or_a_docker_engine_the_playbook_names_both_ways_out(run_playbook, lab_env):
@@ -235,9 +220,7 @@ def test_teardown_leaves_nothing_and_stops_the_workers(deployed, run_playbook, a
     tagged = aws("resourcegroupstaggingapi").get_resources(
         TagFilters=[{"Key": "Project", "Values": ["kumolab"]}, {"Key": "Lab", "Values": ["qa_bot"]}]
     )["ResourceTagMappingList"]
-    # moto's tagging index keeps deleted ECS services, clusters and task definitions (INACTIVE, as AWS
-    # lists them for a while): each one left must be INACTIVE by its own API; anything else is a leftover.
-    assert [m["ResourceARN"] for m in tagged if not _inactive_ecs(ecs, m["ResourceARN"])] == []
+    assert [m["ResourceARN"] for m in tagged if not ecs_arn_is_inactive(ecs, m["ResourceARN"])] == []
     status = runtime_status()
     assert status["tasks"] == [] and not status["runner"]["running"]
     deadline = time.monotonic() + 15
