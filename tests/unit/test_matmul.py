@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from workloads_support import WORKLOADS
-from kumolab_workloads import matmul
+from kumolab_workloads import common, matmul
 
 
 def test_flops_of_square_matmul_is_two_n_cubed():
@@ -76,6 +76,20 @@ def test_skip_reasons_without_gpu_and_above_caps():
     assert "cpu-max-size 4000" in matmul.skip_reason("cpu", "fp32", 10000, 4000)
     assert matmul.skip_reason("cpu", "fp32", 4000, 4000) is None
     assert "cpu-bf16-max-size" in matmul.skip_reason("cpu", "bf16", 2000, 4000, 1000)
+    # With AMX/AVX512-BF16 the CPU multiplies bf16 in hardware: only the general CPU cap applies.
+    assert matmul.skip_reason("cpu", "bf16", 2000, 4000, 1000, cpu_native_bf16=True) is None
+    assert "cpu-max-size 4000" in matmul.skip_reason("cpu", "bf16", 5000, 4000, 1000, cpu_native_bf16=True)
+
+
+@pytest.mark.parametrize(("cpuinfo", "native"), [
+    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile amx_bf16\n", True),  # Sapphire Rapids
+    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n", False),  # no bf16 arithmetic
+    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n", False),  # an AVX2-only EPYC
+    ("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n", True),  # Graviton 3 (aarch64)
+    ("", False),
+])
+def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
+    assert common.cpu_has_native_bf16(cpuinfo) is native
 
 
 def test_cli_small_cpu_run_writes_consistent_json_and_png(tmp_path):
@@ -93,7 +107,9 @@ def test_cli_small_cpu_run_writes_consistent_json_and_png(tmp_path):
     assert fp32["seconds"] == sorted(fp32["seconds_all"])[1]  # median of 3
     assert fp32["tflops"] == pytest.approx(2 * 200**3 / fp32["seconds"] / 1e12)
     assert rows[("cpu", "bf16", 64)]["status"] == "ok"
-    assert rows[("cpu", "bf16", 200)]["status"] == "skipped"
+    assert result["cpu_native_bf16"] is common.cpu_has_native_bf16()
+    # --cpu-bf16-max-size 64 caps bf16 only on a CPU that emulates it
+    assert rows[("cpu", "bf16", 200)]["status"] == ("ok" if result["cpu_native_bf16"] else "skipped")
     assert rows[("cpu", "tf32", 64)]["status"] == "skipped"
     import torch
     if not torch.cuda.is_available():

@@ -64,6 +64,24 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# CPU flags (/proc/cpuinfo) of hardware bf16 arithmetic: Intel AMX and AVX512-BF16, Arm's BF16 extension.
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU multiplies bf16 in hardware; without it PyTorch emulates bf16 matmuls (~100x slower)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return not NATIVE_BF16_FLAGS.isdisjoint(value.split())
+    return False
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

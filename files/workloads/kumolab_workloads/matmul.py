@@ -103,8 +103,11 @@ def _torch_dtype(dtype: str) -> torch.dtype:
 
 
 def skip_reason(device: str, dtype: str, size: int, cpu_max_size: int | None,
-                cpu_bf16_max_size: int | None = None) -> str | None:
-    """Why a (device, dtype, size) row cannot or should not run here, or None if it can."""
+                cpu_bf16_max_size: int | None = None, cpu_native_bf16: bool = False) -> str | None:
+    """Why a (device, dtype, size) row cannot or should not run here, or None if it can.
+
+    ``cpu_bf16_max_size`` caps CPU bf16 rows only where bf16 is emulated (``cpu_native_bf16`` false).
+    """
     if device == "cuda":
         if not torch.cuda.is_available():
             return "no CUDA device (torch.cuda.is_available() is False)"
@@ -118,9 +121,9 @@ def skip_reason(device: str, dtype: str, size: int, cpu_max_size: int | None,
         return "TF32 is an NVIDIA tensor-core mode (GPU only)"
     if cpu_max_size is not None and size > cpu_max_size:
         return f"size {size} above --cpu-max-size {cpu_max_size}"
-    if dtype == "bf16" and cpu_bf16_max_size is not None and size > cpu_bf16_max_size:
-        return (f"size {size} above --cpu-bf16-max-size {cpu_bf16_max_size} (bf16 matmul is emulated, "
-                "~100x slower than fp32, on CPUs without AVX512-BF16/AMX)")
+    if dtype == "bf16" and not cpu_native_bf16 and cpu_bf16_max_size is not None and size > cpu_bf16_max_size:
+        return (f"size {size} above --cpu-bf16-max-size {cpu_bf16_max_size} (this CPU has no AMX/AVX512-BF16: "
+                "bf16 matmul is emulated, ~100x slower than fp32)")
     return None
 
 
@@ -187,6 +190,7 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"unknown dtype(s) {unknown}; choose from {DTYPES}")
     threads = common.setup_cpu_threads()
+    native_bf16 = common.cpu_has_native_bf16()
     gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     peak = lookup_peak(gpu_name) if gpu_name else None
     rows: list[dict[str, Any]] = []
@@ -198,7 +202,7 @@ def run_benchmark(
                     "device_name": (gpu_name if device == "cuda" else common.cpu_model_name()),
                     "dtype": dtype, "size": n, "flops": matmul_flops(n),
                 }
-                reason = skip_reason(device, dtype, n, cpu_max_size, cpu_bf16_max_size)
+                reason = skip_reason(device, dtype, n, cpu_max_size, cpu_bf16_max_size, native_bf16)
                 if reason:
                     row.update(status="skipped", reason=reason)
                     log(f"{device:4s} {dtype:4s} n={n:<6d} skipped: {reason}")
@@ -234,6 +238,7 @@ def run_benchmark(
         "repeats": repeats,
         "cpu_max_size": cpu_max_size,
         "cpu_bf16_max_size": cpu_bf16_max_size,
+        "cpu_native_bf16": native_bf16,
         "rows": rows,
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -272,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-max-size", type=int, default=4000,
                         help="skip CPU rows above this n (0: no cap); 10000 fp32 takes ~minutes per run on a small CPU")
     parser.add_argument("--cpu-bf16-max-size", type=int, default=1000,
-                        help="skip CPU bf16 rows above this n (0: no cap)")
+                        help="skip CPU bf16 rows above this n where the CPU emulates bf16 (no AMX/AVX512-BF16; 0: no cap)")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     try:
