@@ -35,6 +35,29 @@ def test_fast_network_is_about_100k_parameters_two_convs():
     assert 80_000 <= mnist.count_parameters(model) <= 120_000
     cfg = mnist.CONFIGS["fast"]
     assert cfg.resident and cfg.channels_last and cfg.schedule == "onecycle" and cfg.epochs == 2
+    assert 0.9 < cfg.ema_decay < 1.0
+
+
+def test_weight_ema_warms_up_then_averages_parameters_and_bn_statistics():
+    live = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = mnist.WeightEma(live, decay=0.9)
+    start = live[0].weight.detach().clone()
+    with torch.no_grad():
+        live[0].weight.fill_(1.0)
+        live[1].running_mean.fill_(4.0)
+        live[1].num_batches_tracked.fill_(7)
+    ema.update()  # warm-up decay min(0.9, 2/11): mostly the new value
+    d1 = 2 / 11
+    assert torch.allclose(ema.module[0].weight, d1 * start + (1 - d1))
+    assert torch.allclose(ema.module[1].running_mean, torch.full((2,), (1 - d1) * 4.0))
+    assert ema.module[1].num_batches_tracked.item() == 7  # integer buffers are copied
+    for _ in range(200):
+        ema.update()
+    assert torch.allclose(ema.module[0].weight, torch.ones(2, 2), atol=1e-6)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    assert live[0].weight.requires_grad  # the live model is untouched
+    with pytest.raises(ValueError, match="decay"):
+        mnist.WeightEma(live, decay=1.0)
 
 
 def test_fast_one_epoch_on_a_subset_learns_digits(mnist_data):

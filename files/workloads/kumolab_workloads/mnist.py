@@ -8,7 +8,8 @@ Two configurations:
 ``fast``
     Whole data set resident on the device as tensors (no per-sample ``DataLoader``), a
     ~100k-parameter two-conv network (pool before batch norm) in ``channels_last``, fused Adam with
-    a one-cycle learning-rate schedule, 2 epochs. Target: >= 99.0% on the 10k test set.
+    a one-cycle learning-rate schedule, 2 epochs, and an exponential moving average (EMA) of the
+    weights that is what gets evaluated and saved. Target: >= 99.0% on the 10k test set.
 
 Accuracy is always measured on the 10,000-image test set, never on training data.
 
@@ -24,6 +25,7 @@ Writes ``mnist_<config>.json``, ``mnist_<config>_loss.png``, ``mnist_<config>_pr
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as _dt
 import random
 import sys
@@ -58,6 +60,7 @@ class Config:
     channels_last: bool = False
     resident: bool = False  # whole data set on the device, batches by slicing
     eval_batch_size: int = 2000
+    ema_decay: float = 0.0  # > 0: evaluate and save an EMA of the weights (and BN statistics)
     # fast network shape (ignored by textbook)
     conv1: int = 8
     conv2: int = 32
@@ -72,7 +75,7 @@ CONFIGS: dict[str, Config] = {
     "fast": Config(
         name="fast", epochs=2, batch_size=128, optimizer="adam", lr=0.01, weight_decay=0.0,
         schedule="onecycle", pct_start=0.2, label_smoothing=0.05, channels_last=True,
-        resident=True,
+        resident=True, ema_decay=0.98,
     ),
 }
 
@@ -123,6 +126,48 @@ class FastNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class WeightEma:
+    """Exponential moving average of a model's parameters and batch-norm statistics.
+
+    At the high one-cycle learning rate the raw weights still jitter at the end of the first epoch
+    (test accuracy 98.6-99.1% across seeds); their average over the last ~50 steps (decay 0.98) was
+    >= 99.0% for all of 10 seeds after one epoch, so the 99% mark comes an epoch earlier.
+    ``torch.optim.swa_utils.AveragedModel`` does the same but branches on a device tensor every
+    step (``if self.n_averaged > 0``), a host sync that stalls a CUDA training loop; this does one
+    fused ``lerp`` per step and never syncs. The decay warms up as ``min(decay, (1+t)/(10+t))``
+    after ``t`` updates (as in TensorFlow's and timm's EMA), so the random initial weights do not
+    linger in short runs: without it one epoch on 5,000 images scored 90.5% instead of 95.3%.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        pairs = zip([*self.module.parameters(), *self.module.buffers()],
+                    [t.detach() for t in (*model.parameters(), *model.buffers())], strict=True)
+        self._ema_floats: list[torch.Tensor] = []
+        self._live_floats: list[torch.Tensor] = []
+        self._other_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # num_batches_tracked
+        for ema_t, live_t in pairs:
+            if ema_t.is_floating_point():
+                self._ema_floats.append(ema_t)
+                self._live_floats.append(live_t)
+            else:
+                self._other_pairs.append((ema_t, live_t))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        torch._foreach_lerp_(self._ema_floats, self._live_floats, 1.0 - decay)
+        for ema_t, live_t in self._other_pairs:
+            ema_t.copy_(live_t)
 
 
 def build_model(config: Config) -> nn.Module:
@@ -239,6 +284,9 @@ def train(
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=config.lr, total_steps=steps_per_epoch * n_epochs, pct_start=config.pct_start)
 
+    ema = WeightEma(model, config.ema_decay) if config.ema_decay > 0 else None
+    scored = ema.module if ema is not None else model  # the model that is evaluated and saved
+
     loader = None
     if not config.resident:
         loader = torch.utils.data.DataLoader(
@@ -270,9 +318,11 @@ def train(
             opt.step()
             if sched is not None:
                 sched.step()
+            if ema is not None:
+                ema.update()
             losses[step] = loss.detach()
         t1 = clock.elapsed()
-        test_loss, test_acc, last_pred = evaluate(model, x_test, y_test_dev, config.eval_batch_size, dev,
+        test_loss, test_acc, last_pred = evaluate(scored, x_test, y_test_dev, config.eval_batch_size, dev,
                                                   memory_format)
         t2 = clock.elapsed()
         epoch_loss = losses.tolist()
@@ -320,7 +370,7 @@ def train(
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     if write_outputs and out_dir is not None:
-        result["files"] = _write_outputs(Path(out_dir), config, model, result, step_losses, steps_per_epoch,
+        result["files"] = _write_outputs(Path(out_dir), config, scored, result, step_losses, steps_per_epoch,
                                          data, last_pred)
         common.write_json(Path(out_dir) / f"mnist_{config.name}.json", result)
         log(f"wrote {Path(out_dir) / f'mnist_{config.name}.json'}")
