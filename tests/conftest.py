@@ -45,6 +45,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
+@pytest.hookimpl(optionalhook=True)  # defined by pytest-xdist; absent under -p no:xdist
 def pytest_xdist_node_collection_finished(node, ids):
     # xdist tells the scheduler a test's group by appending "@<group>" to its node id; on pytest 9.2 that has no
     # effect (pytest-xdist#1386) and the tests are spread one by one, which breaks every module fixture.
