@@ -150,6 +150,113 @@ def budget_differs(current, wanted):
             or (current.get("CostFilters") or {}) != (wanted.get("CostFilters") or {}))
 
 
+CLIENT_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+
+
+class BudgetApi:
+    """The Budgets calls of one budget; every mutator is skipped in check mode and fails the module with a hint."""
+
+    def __init__(self, module, budgets, account, name):
+        self.module, self.budgets, self.account, self.name = module, budgets, account, name
+
+    def call(self, doing, method, mutates=True, **kwargs):
+        if mutates and self.module.check_mode:
+            return None
+        try:
+            return getattr(self.budgets, method)(AccountId=self.account, aws_retry=True, **kwargs)
+        except CLIENT_ERRORS as exc:
+            fail(self.module, exc, doing)
+
+    def describe(self):
+        try:
+            return self.budgets.describe_budget(AccountId=self.account, BudgetName=self.name, aws_retry=True)["Budget"]
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) not in NOT_FOUND:
+                fail(self.module, exc, f"describe budget {self.name}")
+        except botocore.exceptions.BotoCoreError as exc:
+            fail(self.module, exc, f"describe budget {self.name}")
+        return None
+
+    def notifications(self):
+        found = self.call(f"list the notifications of budget {self.name}", "describe_notifications_for_budget",
+                          mutates=False, BudgetName=self.name)
+        return {key(n): n for n in found.get("Notifications", [])}
+
+
+def delete_budget(api, current):
+    """state=absent: (changed, actions)."""
+    if current is None:
+        return False, []
+    if not api.module.check_mode:
+        try:
+            api.budgets.delete_budget(AccountId=api.account, BudgetName=api.name, aws_retry=True)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) not in NOT_FOUND:
+                fail(api.module, exc, f"delete budget {api.name}")
+    return True, [f"delete budget {api.name}"]
+
+
+def ensure_budget(api, current, wanted, limit_usd, wanted_notifs, wanted_subs):
+    """Create the budget (with its notifications) or bring its limit and filters up to date: (created, actions)."""
+    if current is None:
+        actions = [f"create budget {api.name} ({limit_usd:.2f} USD/month)"]
+        actions += [f"add notification at {k[2]:g}%" for k in sorted(wanted_notifs, key=lambda k: k[2])]
+        api.call(f"create budget {api.name}", "create_budget", Budget=wanted,
+                 NotificationsWithSubscribers=[{"Notification": n, "Subscribers": wanted_subs} for n in wanted_notifs.values()])
+        return True, actions
+    if not budget_differs(current, wanted):
+        return False, []
+    api.call(f"update budget {api.name}", "update_budget", NewBudget=wanted)
+    return False, [f"update budget {api.name} to {limit_usd:.2f} USD/month"]
+
+
+def ensure_notifications(api, existing, wanted_notifs, wanted_subs):
+    """Remove the thresholds nobody asked for, add the missing ones: actions."""
+    actions = []
+    for k in sorted(set(existing) - set(wanted_notifs), key=lambda k: k[2]):
+        actions.append(f"remove notification at {k[2]:g}%")
+        api.call(f"remove the {k[2]:g}% notification of budget {api.name}", "delete_notification",
+                 BudgetName=api.name, Notification=existing[k])
+    for k in sorted(set(wanted_notifs) - set(existing), key=lambda k: k[2]):
+        actions.append(f"add notification at {k[2]:g}%")
+        api.call(f"add the {k[2]:g}% notification to budget {api.name}", "create_notification",
+                 BudgetName=api.name, Notification=wanted_notifs[k], Subscribers=wanted_subs)
+    return actions
+
+
+def ensure_subscribers(api, existing, wanted_notifs, wanted_subs):
+    """Subscribe and unsubscribe on the notifications that stay: (actions, verified)."""
+    actions, verified = [], True
+    for k in sorted(set(wanted_notifs) & set(existing), key=lambda k: k[2]):
+        try:
+            subs = api.budgets.describe_subscribers_for_notification(
+                AccountId=api.account, BudgetName=api.name, Notification=existing[k], aws_retry=True).get("Subscribers", [])
+        except CLIENT_ERRORS:
+            verified = False  # e.g. an emulator without this API: leave the subscribers as they are
+            continue
+        for sub in [s for s in wanted_subs if sub_key([s])[0] not in sub_key(subs)]:
+            actions.append(f"subscribe {sub['Address']} to the {k[2]:g}% notification")
+            api.call(f"subscribe {sub['Address']}", "create_subscriber", BudgetName=api.name,
+                     Notification=existing[k], Subscriber=sub)
+        for sub in [s for s in subs if sub_key([s])[0] not in sub_key(wanted_subs)]:
+            actions.append(f"unsubscribe {sub['Address']} from the {k[2]:g}% notification")
+            api.call(f"unsubscribe {sub['Address']}", "delete_subscriber", BudgetName=api.name,
+                     Notification=existing[k], Subscriber=sub)
+    return actions, verified
+
+
+def validate(module, p):
+    if p["state"] != "present":
+        return
+    if not p["email_addresses"] and not p["sns_topic_arn"]:
+        module.fail_json(msg="A budget alert needs someone to tell: set email_addresses or sns_topic_arn (or state=absent).")
+    if p["limit_usd"] <= 0:
+        module.fail_json(msg=f"limit_usd must be positive, got {p['limit_usd']}")
+    bad = [t for t in p["thresholds"] if not 0 < t <= 1000]
+    if bad:
+        module.fail_json(msg=f"thresholds are percentages of the limit in (0, 1000]; got {bad}")
+
+
 def main():
     module = AnsibleAWSModule(
         argument_spec=dict(
@@ -167,122 +274,43 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p["state"] == "present":
-        if not p["email_addresses"] and not p["sns_topic_arn"]:
-            module.fail_json(msg="A budget alert needs someone to tell: set email_addresses or sns_topic_arn (or state=absent).")
-        if p["limit_usd"] <= 0:
-            module.fail_json(msg=f"limit_usd must be positive, got {p['limit_usd']}")
-        bad = [t for t in p["thresholds"] if not 0 < t <= 1000]
-        if bad:
-            module.fail_json(msg=f"thresholds are percentages of the limit in (0, 1000]; got {bad}")
-
-    budgets = client(module, "budgets")
+    validate(module, p)
     account = p["account_id"]
     if not account:
         try:
             account = client(module, "sts").get_caller_identity(aws_retry=True)["Account"]
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        except CLIENT_ERRORS as exc:
             fail(module, exc, "find the account id (sts:GetCallerIdentity)")
+    api = BudgetApi(module, client(module, "budgets"), account, p["name"])
+    current = api.describe()
 
-    try:
-        current = budgets.describe_budget(AccountId=account, BudgetName=p["name"], aws_retry=True)["Budget"]
-    except botocore.exceptions.ClientError as exc:
-        if error_code(exc) not in NOT_FOUND:
-            fail(module, exc, f"describe budget {p['name']}")
-        current = None
-    except botocore.exceptions.BotoCoreError as exc:
-        fail(module, exc, f"describe budget {p['name']}")
-
-    actions = []
     if p["state"] == "absent":
-        if current is None:
-            module.exit_json(changed=False, actions=[])
-        actions.append(f"delete budget {p['name']}")
-        if not module.check_mode:
-            try:
-                budgets.delete_budget(AccountId=account, BudgetName=p["name"], aws_retry=True)
-            except botocore.exceptions.ClientError as exc:
-                if error_code(exc) not in NOT_FOUND:
-                    fail(module, exc, f"delete budget {p['name']}")
-        module.exit_json(changed=True, actions=actions, diff={"before": {"budget": p["name"]}, "after": {}})
+        changed, actions = delete_budget(api, current)
+        diff = {"before": {"budget": p["name"]}, "after": {}} if changed else {"before": {}, "after": {}}
+        module.exit_json(changed=changed, actions=actions, diff=diff)
 
     wanted = desired_budget(p["name"], p["limit_usd"], p["cost_filters"])
     wanted_notifs = {key(n): n for n in (notification(t, p["notification_type"]) for t in p["thresholds"])}
     wanted_subs = subscribers(p["email_addresses"], p["sns_topic_arn"])
-    verified = True
+    created, actions = ensure_budget(api, current, wanted, p["limit_usd"], wanted_notifs, wanted_subs)
+    verified, before = True, {}
+    if not created:
+        existing = api.notifications()
+        before = {"limit_usd": float(current["BudgetLimit"]["Amount"]), "cost_filters": current.get("CostFilters") or {},
+                  "thresholds": sorted(k[2] for k in existing)}
+        actions += ensure_notifications(api, existing, wanted_notifs, wanted_subs)
+        sub_actions, verified = ensure_subscribers(api, existing, wanted_notifs, wanted_subs)
+        actions += sub_actions
 
-    if current is None:
-        actions.append(f"create budget {p['name']} ({p['limit_usd']:.2f} USD/month)")
-        actions += [f"add notification at {k[2]:g}%" for k in sorted(wanted_notifs, key=lambda k: k[2])]
-        if not module.check_mode:
-            try:
-                budgets.create_budget(AccountId=account, Budget=wanted, aws_retry=True,
-                                      NotificationsWithSubscribers=[{"Notification": n, "Subscribers": wanted_subs} for n in wanted_notifs.values()])
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                fail(module, exc, f"create budget {p['name']}")
-        before = {}
-    else:
-        before = {"limit_usd": float(current["BudgetLimit"]["Amount"]), "cost_filters": current.get("CostFilters") or {}}
-        if budget_differs(current, wanted):
-            actions.append(f"update budget {p['name']} to {p['limit_usd']:.2f} USD/month")
-            if not module.check_mode:
-                try:
-                    budgets.update_budget(AccountId=account, NewBudget=wanted, aws_retry=True)
-                except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                    fail(module, exc, f"update budget {p['name']}")
-        try:
-            existing = budgets.describe_notifications_for_budget(AccountId=account, BudgetName=p["name"], aws_retry=True).get("Notifications", [])
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            fail(module, exc, f"list the notifications of budget {p['name']}")
-        existing = {key(n): n for n in existing}
-        before["thresholds"] = sorted(k[2] for k in existing)
-        for k in sorted(set(existing) - set(wanted_notifs), key=lambda k: k[2]):
-            actions.append(f"remove notification at {k[2]:g}%")
-            if not module.check_mode:
-                try:
-                    budgets.delete_notification(AccountId=account, BudgetName=p["name"], Notification=existing[k], aws_retry=True)
-                except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                    fail(module, exc, f"remove the {k[2]:g}% notification of budget {p['name']}")
-        for k in sorted(set(wanted_notifs) - set(existing), key=lambda k: k[2]):
-            actions.append(f"add notification at {k[2]:g}%")
-            if not module.check_mode:
-                try:
-                    budgets.create_notification(AccountId=account, BudgetName=p["name"], Notification=wanted_notifs[k],
-                                                Subscribers=wanted_subs, aws_retry=True)
-                except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                    fail(module, exc, f"add the {k[2]:g}% notification to budget {p['name']}")
-        for k in sorted(set(wanted_notifs) & set(existing), key=lambda k: k[2]):
-            try:
-                subs = budgets.describe_subscribers_for_notification(AccountId=account, BudgetName=p["name"], Notification=existing[k],
-                                                                     aws_retry=True).get("Subscribers", [])
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
-                verified = False  # e.g. an emulator without this API: leave the subscribers as they are
-                continue
-            for sub in [s for s in wanted_subs if sub_key([s])[0] not in sub_key(subs)]:
-                actions.append(f"subscribe {sub['Address']} to the {k[2]:g}% notification")
-                if not module.check_mode:
-                    try:
-                        budgets.create_subscriber(AccountId=account, BudgetName=p["name"], Notification=existing[k], Subscriber=sub, aws_retry=True)
-                    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                        fail(module, exc, f"subscribe {sub['Address']}")
-            for sub in [s for s in subs if sub_key([s])[0] not in sub_key(wanted_subs)]:
-                actions.append(f"unsubscribe {sub['Address']} from the {k[2]:g}% notification")
-                if not module.check_mode:
-                    try:
-                        budgets.delete_subscriber(AccountId=account, BudgetName=p["name"], Notification=existing[k], Subscriber=sub, aws_retry=True)
-                    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                        fail(module, exc, f"unsubscribe {sub['Address']}")
-
-    after = {"limit_usd": float(wanted["BudgetLimit"]["Amount"]), "cost_filters": p["cost_filters"], "thresholds": sorted(k[2] for k in wanted_notifs)}
+    after = {"limit_usd": float(wanted["BudgetLimit"]["Amount"]), "cost_filters": p["cost_filters"],
+             "thresholds": sorted(k[2] for k in wanted_notifs)}
     result = dict(changed=bool(actions), actions=actions, subscribers_verified=verified, diff={"before": before, "after": after})
     if module.check_mode:
         result.update(budget=wanted, notifications=list(wanted_notifs.values()))
     else:
-        try:
-            result["budget"] = budgets.describe_budget(AccountId=account, BudgetName=p["name"], aws_retry=True)["Budget"]
-            result["notifications"] = budgets.describe_notifications_for_budget(AccountId=account, BudgetName=p["name"], aws_retry=True).get("Notifications", [])
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            fail(module, exc, f"read back budget {p['name']}")
+        result["budget"] = api.call(f"read back budget {p['name']}", "describe_budget", mutates=False,
+                                    BudgetName=p["name"])["Budget"]
+        result["notifications"] = list(api.notifications().values())
     if not verified:
         module.warn("Could not describe the subscribers of existing notifications; they were left unchanged.")
     module.exit_json(**result)
