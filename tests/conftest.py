@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kumolab.runtime.httpserve import free_port  # noqa: F401  (tests import it from here)
+from kumolab.local.runtime.httpserve import free_port  # noqa: F401  (tests import it from here)
 
 # ansible-core patches sys.intern when it is imported; torch._dynamo (loaded lazily by torch's optimizers
 # and by transformers) then refuses to load ("substitute_in_graph expects a function"). Tests import both

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER_DIR = REPO / "files" / "containers" / "qa_bot"
 sys.path[:0] = [str(REPO / "src"), str(WORKER_DIR)]
 
-from kumolab.runtime.httpserve import free_port  # noqa: E402
+from kumolab.local.runtime.httpserve import free_port  # noqa: E402
 
 SAMPLE = REPO / "src" / "kumolab" / "qa" / "data" / "sample_questions.json"
 HELDOUT = REPO / "src" / "kumolab" / "qa" / "data" / "heldout.json"

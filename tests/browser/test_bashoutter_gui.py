@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from kumolab.local.runtime.apigateway import ApiGatewayStage
+from kumolab.local.runtime.aws import AwsConfig
+from kumolab.local.runtime.httpserve import serve
+from kumolab.local.runtime.lambda_invoke import LambdaRuntime
+from kumolab.local.runtime.website import S3Website
 from kumolab.paths import REPO_ROOT
-from kumolab.runtime.apigateway import ApiGatewayStage
-from kumolab.runtime.aws import AwsConfig
-from kumolab.runtime.httpserve import serve
-from kumolab.runtime.lambda_invoke import LambdaRuntime
-from kumolab.runtime.testing import deploy_bashoutter
-from kumolab.runtime.website import S3Website
+
+from support.runtime_fixtures import deploy_bashoutter
 
 pytestmark = pytest.mark.browser
 

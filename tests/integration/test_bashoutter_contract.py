@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from kumolab.runtime.apigateway import ApiGatewayStage
-from kumolab.runtime.aws import AwsConfig
-from kumolab.runtime.httpserve import serve
-from kumolab.runtime.lambda_invoke import LambdaRuntime
-from kumolab.runtime.testing import OPENAPI, deploy_bashoutter
+from kumolab.local.runtime.apigateway import ApiGatewayStage
+from kumolab.local.runtime.aws import AwsConfig
+from kumolab.local.runtime.httpserve import serve
+from kumolab.local.runtime.lambda_invoke import LambdaRuntime
+
+from support.runtime_fixtures import OPENAPI, deploy_bashoutter
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ecs_arn_is_inactive
-from kumolab.runtime.process import pid_alive
+from kumolab.local.process import pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +149,7 @@ def test_task_definition_service_and_autoscaling(deployed, aws):
     (container,) = taskdef["containerDefinitions"]
     assert container["cpu"] == 1024 and container["memory"] == 4096
     assert container["logConfiguration"]["logDriver"] == "awslogs"
-    assert container["dockerLabels"] == {"kumolab.local.source": "files/containers/qa_bot"}
+    assert container["dockerLabels"] == {"kumolab.runtime.source": "files/containers/qa_bot"}
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env["QUEUE_URL"] == deployed["outputs"]["queue_url"] and env["TABLE_NAME"] == deployed["outputs"]["table_name"]
     assert Path(env["MODEL_DIR"], "config.json").exists()  # the locally built model

@@ -20,8 +20,8 @@ REGION = "ap-northeast-1"
 VENV_BIN = Path(sys.executable).parent
 
 sys.path.insert(0, str(REPO / "src"))
-from kumolab.emulator import Emulator  # noqa: E402
-from kumolab.runtime.httpserve import free_port  # noqa: E402
+from kumolab.local.emulator import Emulator  # noqa: E402
+from kumolab.local.runtime.httpserve import free_port  # noqa: E402
 
 
 def start_emulator(directory: Path) -> Emulator:

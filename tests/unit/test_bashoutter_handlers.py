@@ -17,8 +17,8 @@ HANDLER_DIR = REPO_ROOT / "files" / "lambda" / "bashoutter"
 
 @pytest.fixture(scope="module")
 def handlers(emulator, monkeypatch_module):
-    from kumolab.runtime.aws import AwsConfig
-    from kumolab.runtime.testing import create_haiku_table
+    from kumolab.local.runtime.aws import AwsConfig
+    from support.runtime_fixtures import create_haiku_table
 
     table = f"unit-haiku-{uuid.uuid4().hex[:8]}"
     create_haiku_table(AwsConfig(emulator, "ap-northeast-1"), table)

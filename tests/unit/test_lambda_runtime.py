@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from kumolab.runtime.apigateway import ApiGatewayStage, Route
-from kumolab.runtime.aws import AwsConfig
-from kumolab.runtime.httpserve import serve
-from kumolab.runtime.lambda_invoke import CodeNotAvailable, LambdaRuntime
-from kumolab.runtime.package import build_zip, package
-from kumolab.runtime.testing import deploy_function
-from kumolab.runtime.website import S3Website, allows_anonymous_get
+from kumolab.local.runtime.apigateway import ApiGatewayStage, Route
+from kumolab.local.runtime.aws import AwsConfig
+from kumolab.local.runtime.httpserve import serve
+from kumolab.local.runtime.lambda_invoke import CodeNotAvailable, LambdaRuntime
+from kumolab.local.runtime.package import build_zip, package
+from kumolab.local.runtime.website import S3Website, allows_anonymous_get
+
+from support.runtime_fixtures import deploy_function
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def test_successful_event_invocation_leaves_the_queue_empty(aws_config, runtime,
 
 def test_code_that_was_not_packaged_locally_is_refused(aws_config, runtime):
     client = aws_config.client("lambda")
-    from kumolab.runtime.testing import role_arn
+    from support.runtime_fixtures import role_arn
 
     name = f"rt-{uuid.uuid4().hex[:10]}"
     client.create_function(FunctionName=name, Runtime="python3.13", Role=role_arn(aws_config), Handler="app.handler",
@@ -226,7 +227,7 @@ def test_stage_serves_proxy_events_mock_preflight_and_403s(aws_config, runtime, 
 
 
 def test_stage_throttles_with_429(aws_config, runtime, tmp_path):
-    from kumolab.runtime.apigateway import TokenBucket
+    from kumolab.local.runtime.apigateway import TokenBucket
 
     bucket = TokenBucket(rate=1, burst=3)
     assert [bucket.take() for _ in range(5)] == [True, True, True, False, False]
@@ -278,7 +279,7 @@ def test_anonymous_read_needs_an_allow_for_everyone():
 def test_boto3_can_invoke_through_the_runtime_endpoint(aws_config, runtime, tmp_path):
     import boto3
 
-    from kumolab.runtime.server import lambda_api
+    from kumolab.local.runtime.server import lambda_api
 
     name = fn(aws_config, tmp_path, "def handler(e, c): return {'got': e}")
     bad = fn(aws_config, tmp_path, "def handler(e, c): raise KeyError('X')")
@@ -300,7 +301,7 @@ def test_boto3_can_invoke_through_the_runtime_endpoint(aws_config, runtime, tmp_
 # -- ECS service workers ------------------------------------------------------------------------------
 
 def test_ecs_service_workers_follow_desired_count(aws_config, tmp_path):
-    from kumolab.runtime.ecs import EcsService
+    from kumolab.local.runtime.ecs import EcsService
 
     program = tmp_path / "programs" / "sleeper"
     program.mkdir(parents=True)
@@ -313,7 +314,7 @@ def test_ecs_service_workers_follow_desired_count(aws_config, tmp_path):
     taskdef = ecs.register_task_definition(family=f"f{uuid.uuid4().hex[:6]}", containerDefinitions=[{
         "name": "worker", "image": "python:3.13-slim", "cpu": 256, "memory": 512, "command": ["python", "-m", "sleeper"],
         "environment": [{"name": "MARK_DIR", "value": str(marks)}],
-        "dockerLabels": {"kumolab.local.source": "programs/sleeper"}}])["taskDefinition"]["taskDefinitionArn"]
+        "dockerLabels": {"kumolab.runtime.source": "programs/sleeper"}}])["taskDefinition"]["taskDefinitionArn"]
     ecs.create_service(cluster=cluster, serviceName="svc", taskDefinition=taskdef, desiredCount=2)
     runner = EcsService(aws_config, cluster, "svc", repo_root=tmp_path)
     try:
@@ -332,7 +333,7 @@ def test_ecs_service_workers_follow_desired_count(aws_config, tmp_path):
     assert runner.tasks() == []
 
 
-# -- the emulator's fixes to moto (kumolab.runtime.moto_atomic) ----------------------------------------
+# -- the emulator's fixes to moto (kumolab.local.moto_atomic) ----------------------------------------
 
 def test_emulator_loses_no_concurrent_add(emulator):
     """moto alone loses ADD updates under concurrency (seen: 994-999 of 1,000); the emulator must not."""

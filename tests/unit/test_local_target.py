@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from conftest import VENV_BIN, free_port
-from kumolab import emulator as emulator_mod
-from kumolab import sshhost
+from kumolab.local import emulator as emulator_mod
+from kumolab.local import sshhost
 
 
 @pytest.fixture

@@ -223,8 +223,8 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     import subprocess
 
     from cost_safety_support import VENV_BIN, load_library_module
-    from kumolab.runtime.aws import AwsConfig
-    from kumolab.runtime.lambda_invoke import LambdaRuntime
+    from kumolab.local.runtime.aws import AwsConfig
+    from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 
     env = dict(os.environ, KUMOLAB_STATE_DIR=str(reaper_state), KUMOLAB_EMULATOR_PORT=str(emulator.port), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")

@@ -19,11 +19,11 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote
 
-from kumolab.runtime.apigateway import ApiGatewayStage
-from kumolab.runtime.aws import AwsConfig
-from kumolab.runtime.httpserve import Request, Response, serve
-from kumolab.runtime.lambda_invoke import FunctionNotFound, LambdaRuntime
-from kumolab.runtime.website import S3Website
+from kumolab.local.runtime.apigateway import ApiGatewayStage
+from kumolab.local.runtime.aws import AwsConfig
+from kumolab.local.runtime.httpserve import Request, Response, serve
+from kumolab.local.runtime.lambda_invoke import FunctionNotFound, LambdaRuntime
+from kumolab.local.runtime.website import S3Website
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
 
@@ -58,7 +58,7 @@ def lambda_api(runtime: LambdaRuntime):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kumolab.runtime.server")
+    parser = argparse.ArgumentParser(prog="kumolab.local.runtime.server")
     parser.add_argument("--info", required=True, type=Path)
     parser.add_argument("--endpoint-url")
     parser.add_argument("--region")

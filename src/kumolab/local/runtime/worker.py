@@ -1,6 +1,6 @@
 """One Lambda execution environment: a long-lived Python process that runs one function's handler.
 
-Started by :mod:`kumolab.runtime.lambda_invoke` as ``python -I worker.py CODE_DIR HANDLER`` with the
+Started by :mod:`kumolab.local.runtime.lambda_invoke` as ``python -I worker.py CODE_DIR HANDLER`` with the
 function's environment (and nothing from kumolab on its path). Like AWS's Python runtime it imports the
 handler once (the Init phase) and then serves invocations one at a time: one JSON line in on stdin
 (``{"event", "context"}``), one JSON line out on the protocol pipe (``{"ok": payload}`` or

@@ -51,8 +51,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kumolab.local.runtime.aws import AwsConfig
 from kumolab.paths import state_dir
-from kumolab.runtime.aws import AwsConfig
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 INIT_TIMEOUT_S = 10.0

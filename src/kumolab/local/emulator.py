@@ -2,7 +2,7 @@
 
 ``kumolab-emulator start`` starts it (or reuses the one already up), ``stop`` stops it, ``status``
 reports, ``endpoint`` prints the URL. State lives in ``<state dir>/emulator/``: ``pid`` and
-``moto.log`` (a :class:`kumolab.runtime.process.BackgroundService`). The port comes from ``--port``, else ``$KUMOLAB_EMULATOR_PORT``, else 5127 — the same
+``moto.log`` (a :class:`kumolab.local.process.BackgroundService`). The port comes from ``--port``, else ``$KUMOLAB_EMULATOR_PORT``, else 5127 — the same
 default the local inventory uses — so the playbooks and the emulator always agree.
 
 Teardown never stops the emulator: what a teardown left behind can still be inspected. Stop it
@@ -22,8 +22,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kumolab.local.process import BackgroundService, ServiceError, python_module_argv
 from kumolab.paths import state_dir
-from kumolab.runtime.process import BackgroundService, ServiceError, python_module_argv
 
 DEFAULT_PORT = 5127
 HOST = "127.0.0.1"
@@ -78,7 +78,7 @@ class Emulator:
         self.service = BackgroundService(
             name="moto",
             # moto's server with two fidelity fixes (atomic DynamoDB writes, launch templates): moto_atomic.
-            argv=python_module_argv("kumolab.runtime.moto_atomic", "-H", HOST, "-p", str(self.port)),
+            argv=python_module_argv("kumolab.local.moto_atomic", "-H", HOST, "-p", str(self.port)),
             healthy=lambda _service: is_moto(self.endpoint, timeout=0.5),
             env=dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true"),
             start_timeout_s=START_TIMEOUT_S,

@@ -19,8 +19,8 @@ import json
 import mimetypes
 from urllib.parse import unquote
 
-from kumolab.runtime.aws import AwsConfig
-from kumolab.runtime.httpserve import Request, Response
+from kumolab.local.runtime.aws import AwsConfig
+from kumolab.local.runtime.httpserve import Request, Response
 
 
 def _html(status: int, code: str, message: str) -> Response:

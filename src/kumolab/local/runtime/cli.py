@@ -22,9 +22,9 @@ import time
 import urllib.error
 import urllib.request
 
+from kumolab.local.process import BackgroundService, ServiceError, python_module_argv
+from kumolab.local.runtime.aws import AwsConfig
 from kumolab.paths import state_dir
-from kumolab.runtime.aws import AwsConfig
-from kumolab.runtime.process import BackgroundService, ServiceError, python_module_argv
 
 DEFAULT_PORTS = {
     "serverless": {"lambda": 5131, "api": 5132, "web": 5133},
@@ -46,7 +46,7 @@ def _healthy(service: BackgroundService) -> bool:
 
 def service_for(lab: str, server_args: list[str] | None = None) -> BackgroundService:
     directory = state_dir() / "runtime" / lab
-    argv = python_module_argv("kumolab.runtime.server", "--info", str(directory / "info.json"), *(server_args or []))
+    argv = python_module_argv("kumolab.local.runtime.server", "--info", str(directory / "info.json"), *(server_args or []))
     return BackgroundService(name=lab, argv=argv, healthy=_healthy, directory=directory)
 
 
@@ -109,7 +109,7 @@ def invoke(function: str, payload: str, invocation_type: str, lab: str | None) -
         except urllib.error.HTTPError as exc:
             body, status, error = exc.read(), exc.code, None
         return status, {"StatusCode": status, "FunctionError": error, "Payload": body.decode(errors="replace")}
-    from kumolab.runtime.lambda_invoke import LambdaRuntime
+    from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 
     runtime = LambdaRuntime(AwsConfig.from_environment())
     try:
@@ -128,11 +128,11 @@ def invoke(function: str, payload: str, invocation_type: str, lab: str | None) -
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ecs"]:
-        from kumolab.runtime.ecs import main as ecs_main
+        from kumolab.local.runtime.ecs import main as ecs_main
 
         return ecs_main(argv[1:])
     if argv[:1] == ["package"]:
-        from kumolab.runtime.package import main as package_main
+        from kumolab.local.runtime.package import main as package_main
 
         return package_main(argv[1:])
     parser = argparse.ArgumentParser(prog="kumolab-runtime", description=__doc__.splitlines()[0])

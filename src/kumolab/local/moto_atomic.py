@@ -13,7 +13,7 @@ version every time it is first re-run; the fix removes what moto added.
 
 Use it instead of ``python -m moto.server``:
 
-    python -m kumolab.runtime.moto_atomic -H 127.0.0.1 -p 5127
+    python -m kumolab.local.moto_atomic -H 127.0.0.1 -p 5127
 """
 
 from __future__ import annotations

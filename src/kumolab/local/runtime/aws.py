@@ -16,7 +16,7 @@ class AwsConfig:
     @classmethod
     def from_environment(cls, endpoint_url: str | None = None, region: str | None = None) -> "AwsConfig":
         if endpoint_url is None:
-            from kumolab.emulator import Emulator
+            from kumolab.local.emulator import Emulator
 
             endpoint_url = Emulator.from_environment().endpoint
         region = region or os.environ.get("KUMOLAB_AWS_REGION") or DEFAULT_REGION

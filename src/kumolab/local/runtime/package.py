@@ -3,7 +3,7 @@
 Fixed timestamps (1980-01-01), sorted entries, fixed permissions, no directory entries - so the
 CodeSha256 of a re-built package equals the deployed one and ``amazon.aws.lambda`` reports no change.
 The zip is written under ``<state dir>/artifacts/lambda/`` by default, the artifact store the local
-runtime reads deployed code from (see :mod:`kumolab.runtime.lambda_invoke`).
+runtime reads deployed code from (see :mod:`kumolab.local.runtime.lambda_invoke`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from kumolab.runtime.lambda_invoke import artifact_dir
+from kumolab.local.runtime.lambda_invoke import artifact_dir
 
 EPOCH = (1980, 1, 1, 0, 0, 0)
 

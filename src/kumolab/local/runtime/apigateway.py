@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, unquote
 
-from kumolab.runtime.aws import AwsConfig
-from kumolab.runtime.httpserve import Request, Response
-from kumolab.runtime.lambda_invoke import LambdaRuntime
+from kumolab.local.runtime.aws import AwsConfig
+from kumolab.local.runtime.httpserve import Request, Response
+from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 
 INTEGRATION_TIMEOUT_S = 29.0
 FUNCTION_IN_URI = re.compile(r":lambda:path/2015-03-31/functions/(?P<arn>.+?)/invocations$")

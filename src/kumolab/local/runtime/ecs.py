@@ -8,14 +8,14 @@ container becomes one local process:
 - environment: the container's ``environment`` on top of a minimal base, plus what the task would get
   from its role and the endpoint (``AWS_REGION``, ``AWS_ENDPOINT_URL`` and dummy keys on the emulator)
   and ``ECS_CLUSTER``/``ECS_SERVICE``/``ECS_TASK_DEFINITION``/``ECS_TASK_INDEX``;
-- program: the ``dockerLabels`` entry ``kumolab.local.source`` names a repo-relative directory (what
+- program: the ``dockerLabels`` entry ``kumolab.runtime.source`` names a repo-relative directory (what
   the image's Dockerfile copies in); it is the working directory and ``PYTHONPATH``.
 
 :func:`EcsService.sync` reconciles the number of running tasks to ``desiredCount`` (start missing
 ones, stop surplus ones, replace every task when the task definition changed, restart crashed ones)
 and can be called from any process: tasks are tracked by pid files in
 ``<state dir>/runtime/ecs/<cluster>/<service>/``. ``run_forever`` does that every few seconds; it is
-what ``kumolab-runtime ecs start`` runs in the background (see :mod:`kumolab.runtime.process`).
+what ``kumolab-runtime ecs start`` runs in the background (see :mod:`kumolab.local.process`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ import threading
 import time
 from pathlib import Path
 
+from kumolab.local.process import BackgroundService, ServiceError, pid_alive, python_module_argv, stop_pid
+from kumolab.local.runtime.aws import AwsConfig
 from kumolab.paths import REPO_ROOT, state_dir
-from kumolab.runtime.aws import AwsConfig
-from kumolab.runtime.process import BackgroundService, ServiceError, pid_alive, python_module_argv, stop_pid
 
-SOURCE_LABEL = "kumolab.local.source"
+SOURCE_LABEL = "kumolab.runtime.source"
 
 
 class EcsService:
@@ -156,7 +156,7 @@ class EcsService:
 
 def background(cluster: str, service: str, interval: float = 3.0) -> BackgroundService:
     directory = state_dir() / "runtime" / "ecs" / cluster / service / "runner"
-    argv = python_module_argv("kumolab.runtime.ecs", "run", "--cluster", cluster, "--service", service,
+    argv = python_module_argv("kumolab.local.runtime.ecs", "run", "--cluster", cluster, "--service", service,
                               "--interval", str(interval), "--info", str(directory / "info.json"))
     return BackgroundService(name=f"ecs-{cluster}-{service}", argv=argv, directory=directory)
 

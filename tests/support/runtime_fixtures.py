@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
+from kumolab.local.runtime.aws import AwsConfig
+from kumolab.local.runtime.lambda_invoke import artifact_dir
+from kumolab.local.runtime.package import package
 from kumolab.paths import REPO_ROOT
-from kumolab.runtime.aws import AwsConfig
-from kumolab.runtime.lambda_invoke import artifact_dir
-from kumolab.runtime.package import package
 
 OPENAPI = REPO_ROOT / "files" / "api" / "bashoutter.openapi.yaml"
 BASHOUTTER_SRC = REPO_ROOT / "files" / "lambda" / "bashoutter"

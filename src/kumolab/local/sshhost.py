@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kumolab.emulator import HOST, Emulator, EmulatorError
+from kumolab.local.emulator import HOST, Emulator, EmulatorError
 from kumolab.paths import state_dir
 
 DEFAULT_PORT = 2227
@@ -105,7 +105,7 @@ class SshHost:
         # sshd runs AuthorizedKeysCommand only if the program and every directory above it are owned by
         # root and not writable by others; a checkout under /tmp or a home directory fails that, so the
         # program is root-owned /usr/bin/env, which starts this package with the current interpreter.
-        command = f"/usr/bin/env {sys.executable} -m kumolab.sshhost"
+        command = f"/usr/bin/env {sys.executable} -m kumolab.local.sshhost"
         self.config_file.write_text(
             "\n".join(
                 [
