@@ -67,12 +67,11 @@ except ImportError:
     pass  # handled by AnsibleAWSModule
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible.module_utils.kumolab_aws import fail
+from ansible.module_utils.kumolab_aws import fail, retry_decorator
 
-RETRY = AWSRetry.jittered_backoff(retries=8, delay=1, max_delay=15,
-                                  catch_extra_error_codes=["TooManyRequestsException", "ConflictException"])
+# The project's retry vocabulary, plus API Gateway's answer to a stage update while another is under way.
+RETRY = retry_decorator(extra_codes=["ConflictException"], max_delay=15)
 
 
 def current(client, api_id, stage):

@@ -142,14 +142,12 @@ except ImportError:
     pass  # handled by AnsibleAWSModule
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible.module_utils.kumolab_aws import fail
+from ansible.module_utils.kumolab_aws import fail, retry_decorator
 
-# Throttling is retried by AWSRetry already; a table that is being created or updated answers
-# ResourceInUseException, and limits on concurrent control-plane calls LimitExceededException.
-RETRY = AWSRetry.jittered_backoff(retries=10, delay=1, max_delay=15,
-                                  catch_extra_error_codes=["ResourceInUseException", "LimitExceededException"])
+# The project's retry vocabulary (a table that is being created or updated answers ResourceInUseException),
+# plus DynamoDB's limit on concurrent control-plane calls, LimitExceededException.
+RETRY = retry_decorator(extra_codes=["LimitExceededException"], retries=10, max_delay=15)
 
 
 def describe(client, name):

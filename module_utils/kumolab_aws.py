@@ -6,29 +6,32 @@ from __future__ import annotations
 
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-# Throttling codes are retried by AWSRetry already; these are the eventual-consistency and
-# "still in use" codes that clear up by themselves when we wait a little.
-EVENTUAL_CONSISTENCY_CODES = [
-    "DependencyViolation",
-    "InvalidGroup.InUse",
-    "InvalidInternetGatewayID.NotFound",
-    "InvalidVpcID.NotFound",
-    "ResourceInUseException",
-    "ResourceConflictException",
-    "ConcurrentModificationException",
-    "InvalidParameterValueException",
-    "TooManyRequestsException",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-]
+from ansible.module_utils.kumolab_resources import (  # noqa: F401  (tag names and error_code: re-exported)
+    EXPIRES_TAG,
+    IN_USE_CODES,
+    LAB_TAG,
+    NOT_YET_VISIBLE_CODES,
+    PROJECT_TAG,
+    THROTTLING_CODES,
+    error_code,
+)
 
-RETRY = AWSRetry.jittered_backoff(retries=8, delay=1, max_delay=20, catch_extra_error_codes=EVENTUAL_CONSISTENCY_CODES)
+# The project's one retry vocabulary (module_utils/kumolab_resources.py, shared with teardown and the reaper):
+# throttling, "still in use" and "just created, not yet visible" clear up by themselves when we wait a
+# little. AWSRetry retries the common throttling codes already; the rest are added. A module whose service
+# has codes of its own extends this list (retry_decorator(extra_codes=...)), never replaces it.
+EVENTUAL_CONSISTENCY_CODES = sorted(THROTTLING_CODES | IN_USE_CODES | NOT_YET_VISIBLE_CODES)
 
-PROJECT_TAG = "Project"
-LAB_TAG = "Lab"
+
+def retry_decorator(extra_codes=(), retries=8, delay=1, max_delay=20):
+    """Jittered backoff on the vocabulary above plus a module's ``extra_codes``."""
+    codes = sorted(set(EVENTUAL_CONSISTENCY_CODES) | set(extra_codes))
+    return AWSRetry.jittered_backoff(retries=retries, delay=delay, max_delay=max_delay, catch_extra_error_codes=codes)
+
+
+RETRY = retry_decorator()
+
 OWNER_TAG = "Owner"
-EXPIRES_TAG = "ExpiresAt"
 
 ACTIONABLE = {
     "UnauthorizedOperation": "the credentials in use are not allowed to do this; check the IAM policy of the user or role",
@@ -40,13 +43,10 @@ ACTIONABLE = {
 }
 
 
-def client(module, service):
-    """A boto3 client for ``service`` whose calls retry on throttling and eventual consistency."""
-    return module.client(service, retry_decorator=RETRY)
-
-
-def error_code(exc):
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+def client(module, service, retry=RETRY):
+    """A boto3 client for ``service`` whose calls (with ``aws_retry=True``) retry on throttling and eventual
+    consistency; ``retry`` is a module's extended ``retry_decorator(...)``."""
+    return module.client(service, retry_decorator=retry)
 
 
 def fail(module, exc, doing):

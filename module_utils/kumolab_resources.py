@@ -11,15 +11,20 @@ the VPC, services before their cluster, ...).
 
 API:
 
-- ``find(aws, wanted, kinds=KINDS, exclude_labs=(), errors=None) -> list[Resource]``: everything carrying all
-  of ``wanted`` (each ``Resource`` keeps its ``tags``). Idle-stop alarms, which amazon.aws cannot tag, are
-  found by name (``<project>-<lab>-idle-stop-<instance id>``) even when their instance is gone.
+- ``find(aws, wanted, kinds=KINDS, exclude_labs=(), errors=None, prefixes=None) -> list[Resource]``: everything
+  carrying all of ``wanted`` (each ``Resource`` keeps its ``tags``). Idle-stop alarms, which amazon.aws cannot
+  tag, are found by name (``<lab prefix>-idle-stop-<instance id>``) even when their instance is gone.
+  ``prefixes`` maps each lab to its resource-name prefix (``{"qa_bot": "kumolab-qa-bot"}``): the callers pass
+  it in from the lab registry (``inventories/shared/labs.yml``), which this file never reads; a lab that is
+  not in it has the prefix ``<project>-<lab>``.
 - ``delete(aws, resources, log)``: delete in dependency order, raise on the first failure (teardown);
   ``delete_all(aws, resources, log)``: the same, but a failure is recorded and the rest still goes (reaper).
 - ``untracked(aws, wanted, exclude_labs=())``: tagging-API ARNs of kinds the catalogue does not cover.
 - ``expired(tags, now)`` / ``select_expired(resources, now)``: the reaper's choice of what has expired.
 - ``call(fn, ...)``: one AWS call with full-jitter backoff on throttling and eventual-consistency codes
   (``RETRIES`` / ``BASE_DELAY`` / ``MAX_DELAY``).
+- The retry vocabulary (``THROTTLING_CODES``, ``IN_USE_CODES``, ``NOT_YET_VISIBLE_CODES``, ``GONE_CODES``),
+  which ``module_utils/kumolab_aws.py`` builds the Ansible modules' retries from.
 """
 
 from __future__ import annotations
@@ -30,13 +35,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-RETRY_CODES = {
+# --- The retry vocabulary: one set of error codes for every kumolab AWS call ---------------------------
+# module_utils/kumolab_aws.py builds the Ansible modules' retry decorator from these; a module only extends
+# them (its service's own codes). Plain sets, so this file stays importable without Ansible (the reaper).
+
+# Too many calls: wait and try again.
+THROTTLING_CODES = {
     "Throttling",
     "ThrottlingException",
     "RequestLimitExceeded",
     "TooManyRequestsException",
     "RequestThrottled",
     "SlowDown",
+}
+# Still in use, or another change is under way: clears by itself once the dependent resource has gone or the
+# change has finished.
+IN_USE_CODES = {
     "DependencyViolation",
     "InvalidGroup.InUse",
     "ResourceInUseException",
@@ -48,6 +62,16 @@ RETRY_CODES = {
     "IncorrectState",
     "OperationAborted",
 }
+# Just created and not yet visible everywhere (a new VPC or gateway, an IAM role that Lambda cannot assume
+# yet). Retried when creating; when deleting, "not found" means already gone (GONE_CODES).
+NOT_YET_VISIBLE_CODES = {
+    "InvalidVpcID.NotFound",
+    "InvalidInternetGatewayID.NotFound",
+    "InvalidParameterValueException",
+}
+# What ``call`` (teardown, reaper) retries.
+RETRY_CODES = THROTTLING_CODES | IN_USE_CODES
+# What a delete treats as "already absent".
 GONE_CODES = {
     "NoSuchEntity",
     "NoSuchBucket",
@@ -279,34 +303,34 @@ def delete_ecs_service(aws, res):
     call(ecs.delete_service, cluster=res.extra["cluster"], service=res.id, force=True)
 
 
-def _untagged_by_name(name: str, tags: dict, wanted: dict) -> dict | None:
-    """Tags to claim an *untagged* resource by its name: ``<project>-<lab>`` or ``<project>-<lab>-...``
-    (lab with ``-`` for ``_``). ECS clusters, task definitions and ECR repositories are created untagged and
-    tagged by the next task (their community.aws modules take no tags), so a deploy killed in between leaves
-    one that only its name ties to the lab. Like idle-stop alarms, only when ``wanted`` is Project and Lab."""
+def _untagged_by_name(name: str, tags: dict, wanted: dict, prefixes: dict | None = None) -> dict | None:
+    """Tags to claim an *untagged* resource by its name: the lab's prefix (``kumolab-qa-bot``) or
+    ``<prefix>-...``. ECS clusters, task definitions and ECR repositories are created untagged and tagged by
+    the next task (their community.aws modules take no tags), so a deploy killed in between leaves one that
+    only its name ties to the lab. Like idle-stop alarms, only when ``wanted`` is Project and Lab."""
     if tags or set(wanted) != {PROJECT_TAG, LAB_TAG}:
         return None
-    prefix = f"{wanted[PROJECT_TAG]}-{wanted[LAB_TAG].replace('_', '-')}"
+    prefix = lab_prefix(wanted[LAB_TAG], wanted[PROJECT_TAG], prefixes)
     return dict(wanted) if name == prefix or name.startswith(prefix + "-") else None
 
 
-def list_ecs_clusters(aws, wanted):
+def list_ecs_clusters(aws, wanted, prefixes=None):
     ecs = aws("ecs")
     arns = list(_paginate(ecs, "list_clusters", "clusterArns"))
     for start in range(0, len(arns), 100):
         for cluster in ecs.describe_clusters(clusters=arns[start : start + 100], include=["TAGS"])["clusters"]:
             tags = _from_list(cluster.get("tags"))
-            tags = _untagged_by_name(cluster["clusterName"], tags, wanted) or tags
+            tags = _untagged_by_name(cluster["clusterName"], tags, wanted, prefixes) or tags
             if cluster["status"] == "ACTIVE" and _tags_match(tags, wanted):
                 yield Resource("ecs_cluster", cluster["clusterArn"], cluster["clusterName"], tags=tags)
 
 
-def list_task_definitions(aws, wanted):
+def list_task_definitions(aws, wanted, prefixes=None):
     ecs = aws("ecs")
     for arn in _paginate(ecs, "list_task_definitions", "taskDefinitionArns", status="ACTIVE"):
         described = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
         tags = _from_list(described.get("tags"))
-        tags = _untagged_by_name(described["taskDefinition"]["family"], tags, wanted) or tags
+        tags = _untagged_by_name(described["taskDefinition"]["family"], tags, wanted, prefixes) or tags
         if _tags_match(tags, wanted):
             yield Resource("ecs_task_definition", arn, arn.rsplit("/", 1)[-1], tags=tags)
 
@@ -352,14 +376,24 @@ def delete_event_rule(aws, res):
 IDLE_STOP_MARKER = "-idle-stop-"
 
 
-def idle_stop_lab(alarm_name: str, project: str) -> str | None:
-    """The lab of an idle-stop alarm named ``<project>-<lab>-idle-stop-<instance id>`` (``roles/idle_stop``),
-    or None when the name is not one."""
-    prefix = f"{project}-"
-    if not alarm_name.startswith(prefix) or IDLE_STOP_MARKER not in alarm_name[len(prefix):]:
+def lab_prefix(lab: str, project: str, prefixes: dict | None = None) -> str:
+    """What the names of ``lab``'s resources start with: its entry in ``prefixes`` (from the lab registry),
+    else ``<project>-<lab>``."""
+    return (prefixes or {}).get(lab) or f"{project}-{lab}"
+
+
+def idle_stop_lab(alarm_name: str, project: str, prefixes: dict | None = None) -> str | None:
+    """The lab of an idle-stop alarm named ``<lab prefix>-idle-stop-<instance id>`` (``roles/idle_stop``), or
+    None when the name is not one: the lab whose prefix in ``prefixes`` it is, else ``<name>`` for
+    ``<project>-<name>-idle-stop-...``."""
+    if IDLE_STOP_MARKER not in alarm_name:
         return None
-    lab = alarm_name[len(prefix):].split(IDLE_STOP_MARKER, 1)[0]
-    return lab or None
+    head = alarm_name.split(IDLE_STOP_MARKER, 1)[0]
+    for lab, prefix in (prefixes or {}).items():
+        if head == prefix:
+            return lab
+    start = f"{project}-"
+    return (head[len(start):] or None) if head.startswith(start) else None
 
 
 def _instances_alive(ec2, instance_ids: list) -> bool:
@@ -372,7 +406,7 @@ def _instances_alive(ec2, instance_ids: list) -> bool:
     return any(i["State"]["Name"] not in ("terminated", "shutting-down") for r in reservations for i in r["Instances"])
 
 
-def list_alarms(aws, wanted):
+def list_alarms(aws, wanted, prefixes=None):
     """Alarms tagged ``wanted``, and idle-stop alarms recognised by name (amazon.aws.cloudwatch_metric_alarm
     cannot tag them). A name carries only project and lab, so name matching applies only when ``wanted`` is
     ``Project`` (and ``Lab``); such an alarm gets those as its tags, and ``extra`` says which instances it
@@ -383,7 +417,7 @@ def list_alarms(aws, wanted):
     for alarm in _paginate(cloudwatch, "describe_alarms", "MetricAlarms"):
         name = alarm["AlarmName"]
         tags = _from_list(cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags"))
-        lab = idle_stop_lab(name, project) if by_name else None
+        lab = idle_stop_lab(name, project, prefixes) if by_name else None
         instance_ids = [d["Value"] for d in alarm.get("Dimensions", []) if d["Name"] == "InstanceId"]
         if lab is not None and instance_ids and wanted.get(LAB_TAG, lab) == lab:
             extra = {"idle_stop_instances": instance_ids,
@@ -450,11 +484,11 @@ def list_log_groups(aws, wanted):
             yield Resource("logs_log_group", group["logGroupName"], group["logGroupName"], tags=tags)
 
 
-def list_repositories(aws, wanted):
+def list_repositories(aws, wanted, prefixes=None):
     ecr = aws("ecr")
     for repo in _paginate(ecr, "describe_repositories", "repositories"):
         tags = _from_list(ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags"))
-        tags = _untagged_by_name(repo["repositoryName"], tags, wanted) or tags
+        tags = _untagged_by_name(repo["repositoryName"], tags, wanted, prefixes) or tags
         if _tags_match(tags, wanted):
             yield Resource("ecr_repository", repo["repositoryName"], repo["repositoryName"], tags=tags)
 
@@ -504,6 +538,7 @@ class Kind:
     lister: Callable
     deleter: Callable
     batch: bool = False  # deleter takes the whole list (instances: terminate together, wait once)
+    by_name: bool = False  # lister also claims resources by name, so it takes the labs' name prefixes
 
 
 def _simple(service: str, method: str, param: str):
@@ -515,12 +550,14 @@ def _simple(service: str, method: str, param: str):
 
 KINDS: list[Kind] = [
     # Alarms first: an idle-stop alarm watches (and can stop) an instance below.
-    Kind("cloudwatch_alarm", list_alarms, lambda aws, res: call(aws("cloudwatch").delete_alarms, AlarmNames=[res.id])),
+    Kind("cloudwatch_alarm", list_alarms, lambda aws, res: call(aws("cloudwatch").delete_alarms, AlarmNames=[res.id]),
+         by_name=True),
     Kind("ec2_instance", list_instances, delete_instances, batch=True),
     Kind("ec2_launch_template", list_launch_templates, _simple("ec2", "delete_launch_template", "LaunchTemplateId")),
     Kind("ecs_service", list_ecs_services, delete_ecs_service),
-    Kind("ecs_cluster", list_ecs_clusters, _simple("ecs", "delete_cluster", "cluster")),
-    Kind("ecs_task_definition", list_task_definitions, _simple("ecs", "deregister_task_definition", "taskDefinition")),
+    Kind("ecs_cluster", list_ecs_clusters, _simple("ecs", "delete_cluster", "cluster"), by_name=True),
+    Kind("ecs_task_definition", list_task_definitions, _simple("ecs", "deregister_task_definition", "taskDefinition"),
+         by_name=True),
     Kind("apigateway_rest_api", list_rest_apis, _simple("apigateway", "delete_rest_api", "restApiId")),
     Kind("events_rule", list_event_rules, delete_event_rule),
     Kind("lambda_function", list_functions, delete_function),
@@ -532,7 +569,8 @@ KINDS: list[Kind] = [
     Kind("dynamodb_table", list_tables, delete_table),
     Kind("s3_bucket", list_buckets, delete_bucket),
     Kind("logs_log_group", list_log_groups, _simple("logs", "delete_log_group", "logGroupName")),
-    Kind("ecr_repository", list_repositories, lambda aws, res: call(aws("ecr").delete_repository, repositoryName=res.id, force=True)),
+    Kind("ecr_repository", list_repositories,
+         lambda aws, res: call(aws("ecr").delete_repository, repositoryName=res.id, force=True), by_name=True),
     Kind("iam_role", list_roles, delete_role),
     Kind("iam_policy", list_policies, delete_policy),
     Kind("ec2_security_group", list_security_groups, delete_security_group),
@@ -570,15 +608,19 @@ def _excluded(tags: dict, exclude_labs: Iterable[str]) -> bool:
 
 
 def find(aws: ClientFactory, wanted: dict, kinds: Iterable[Kind] = KINDS, exclude_labs: Iterable[str] = (),
-         errors: list | None = None) -> list[Resource]:
+         errors: list | None = None, prefixes: dict | None = None) -> list[Resource]:
     """Everything carrying all of ``wanted``, in ``KINDS`` order, leaving out resources whose ``Lab`` tag is
     in ``exclude_labs``. A lister that fails raises, unless ``errors`` is a list: then ``(kind name,
-    exception)`` is appended to it and the other kinds are still listed."""
+    exception)`` is appended to it and the other kinds are still listed. ``prefixes`` ({lab: name prefix})
+    is how untagged resources and idle-stop alarms are claimed for a lab by name (``lab_prefix``)."""
     exclude_labs = list(exclude_labs)
     found: list[Resource] = []
     for kind in kinds:
         try:
-            listed = call(lambda: list(kind.lister(aws, wanted)))
+            if kind.by_name:
+                listed = call(lambda: list(kind.lister(aws, wanted, prefixes)))
+            else:
+                listed = call(lambda: list(kind.lister(aws, wanted)))
         except Exception as exc:
             if errors is None:
                 raise

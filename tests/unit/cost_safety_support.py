@@ -80,15 +80,16 @@ def run_module(name: str, args: dict, check: bool = False, extra_env: dict | Non
 def load_library_module(name: str):
     """Import library/<name>.py for its pure functions, with the project's module_utils importable the way
     Ansible makes them (``ansible.module_utils.kumolab_*``)."""
+    import importlib
     import importlib.util
 
+    import ansible.module_utils
+
+    # As ansible.cfg's module_utils does: they import each other (kumolab_aws imports kumolab_resources).
+    if str(REPO / "module_utils") not in ansible.module_utils.__path__:
+        ansible.module_utils.__path__.append(str(REPO / "module_utils"))
     for util in sorted((REPO / "module_utils").glob("kumolab_*.py")):
-        full = f"ansible.module_utils.{util.stem}"
-        if full not in sys.modules:
-            util_spec = importlib.util.spec_from_file_location(full, util)
-            module = importlib.util.module_from_spec(util_spec)
-            sys.modules[full] = module
-            util_spec.loader.exec_module(module)
+        importlib.import_module(f"ansible.module_utils.{util.stem}")
     spec = importlib.util.spec_from_file_location(name, REPO / "library" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

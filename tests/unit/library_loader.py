@@ -20,8 +20,12 @@ def _load(name: str, path: Path):
 def load_library_module(name: str):
     import ansible.module_utils
 
+    # What ansible.cfg's module_utils does: the project's module_utils/ become ansible.module_utils.<name>,
+    # so that they import each other (kumolab_aws imports kumolab_resources) as they do in a real run.
+    if str(REPO / "module_utils") not in ansible.module_utils.__path__:
+        ansible.module_utils.__path__.append(str(REPO / "module_utils"))
     for util in sorted((REPO / "module_utils").glob("*.py")):
         full = f"ansible.module_utils.{util.stem}"
         if full not in sys.modules:
-            setattr(ansible.module_utils, util.stem, _load(full, util))
+            setattr(ansible.module_utils, util.stem, importlib.import_module(full))
     return _load(f"kumolab_library_{name}", REPO / "library" / f"{name}.py")

@@ -97,6 +97,40 @@ def test_module_client_retries_ec2_throttling(emulator, no_sleep, code):
         ec2.describe_vpcs()
 
 
+def test_one_retry_vocabulary_that_modules_only_extend():
+    """The codes are defined once, in the plain-boto3 catalogue; the Ansible modules' decorator is built from
+    them, and a module adds its service's own codes instead of keeping a list of its own."""
+    vocabulary = catalogue.THROTTLING_CODES | catalogue.IN_USE_CODES | catalogue.NOT_YET_VISIBLE_CODES
+    assert kumolab_aws.EVENTUAL_CONSISTENCY_CODES == sorted(vocabulary)
+    assert catalogue.RETRY_CODES == catalogue.THROTTLING_CODES | catalogue.IN_USE_CODES
+    # Deleting: "not found" means already gone, so teardown and the reaper never wait on it.
+    assert not catalogue.RETRY_CODES & catalogue.GONE_CODES
+    for path in sorted((REPO / "library").glob("*.py")):
+        text = path.read_text()
+        assert "jittered_backoff" not in text and "catch_extra_error_codes" not in text, (
+            f"{path.name} builds its own retry policy; use kumolab_aws.retry_decorator(extra_codes=...)")
+
+
+@pytest.mark.parametrize("module_name, service, operation, code", [
+    ("kumolab_dynamodb_table", "dynamodb", "DescribeTable", "LimitExceededException"),  # the module's own code
+    ("kumolab_dynamodb_table", "dynamodb", "DescribeTable", "ResourceInUseException"),  # the shared vocabulary
+    ("kumolab_apigateway_stage", "apigateway", "GetRestApis", "ConflictException"),
+    ("kumolab_apigateway_stage", "apigateway", "GetRestApis", "TooManyRequestsException"),
+])
+def test_a_modules_extended_retry_covers_its_own_codes_and_the_shared_ones(emulator, no_sleep, module_name, service,
+                                                                          operation, code):
+    module = FakeModule(emulator.endpoint)
+    wrapped = module.client(service, retry_decorator=load_library_module(module_name).RETRY)
+    inject = Injector(code, times=2, json_protocol=True)
+    module.raw[service].meta.events.register(f"before-send.{service}.{operation}", inject)
+    if service == "dynamodb":
+        with pytest.raises(botocore.exceptions.ClientError, match="ResourceNotFoundException"):
+            wrapped.describe_table(TableName="no-such-table", aws_retry=True)
+    else:
+        wrapped.get_rest_apis(aws_retry=True)
+    assert inject.injected == 2 and len(no_sleep) == 2
+
+
 def test_audit_check_succeeds_through_dynamodb_throttling(emulator, no_sleep):
     aws = clients(emulator.endpoint)
     aws("dynamodb").create_table(TableName="retry-table", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST",
