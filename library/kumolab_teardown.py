@@ -19,14 +19,17 @@ module: kumolab_teardown
 short_description: Delete a kumolab lab's resources by tag and verify that nothing is left
 description:
   - Finds every resource whose tags include all of O(tags), across the services kumolab uses.
-  - Idle-stop alarms (C(<project>-<lab>-idle-stop-<instance id>), which amazon.aws cannot tag) are found by
-    name when O(tags) holds only C(Project) and C(Lab), also when their instance is already gone.
+  - Idle-stop alarms (C(<lab prefix>-idle-stop-<instance id>), which amazon.aws cannot tag) are found by
+    name when O(tags) holds only C(Project) and C(Lab), also when their instance is already gone; so are
+    untagged ECS clusters, task definitions and ECR repositories named C(<lab prefix>) or C(<lab prefix>-...)
+    (left by a deploy interrupted before it tagged them). O(lab_prefixes) gives each lab's prefix.
   - With O(state=absent), deletes them in dependency order (alarms, instances, ECS services and clusters,
     APIs, functions, NAT gateways, EBS volumes, queues, tables, buckets with all their object versions, log
     groups, repositories, IAM roles and policies, security groups, internet gateways, route tables, subnets,
     VPCs, key pairs), retrying each call on C(DependencyViolation) and throttling.
-  - With O(verify=true), lists again afterwards, also through the Resource Groups Tagging API, and fails
-    listing anything that remains.
+  - With O(verify=true), lists again afterwards across B(every) kind, whatever O(kinds) says, and through the
+    Resource Groups Tagging API, and fails listing anything that remains. A lab whose O(kinds) miss a kind it
+    creates therefore fails loudly, naming the kind, instead of leaving it behind.
   - With O(state=list), or in check mode, only reports what would be deleted.
 options:
   tags:
@@ -45,9 +48,18 @@ options:
     type: bool
     default: true
   kinds:
-    description: Restrict to these resource kinds (default all). See RV(resources) for the names.
+    description:
+      - Delete only these resource kinds (default all), e.g. the kinds a lab's registry entry lists
+        (C(teardown) in C(inventories/shared/labs.yml)). See RV(resources) for the names.
+      - Verification still looks at every kind (see O(verify)).
     type: list
     elements: str
+  lab_prefixes:
+    description:
+      - The resource-name prefix of each lab, C({lab: <project>-<slug>}), from the lab registry. Used to claim
+        untagged resources and idle-stop alarms by name. A lab not listed has the prefix C(<project>-<lab>).
+    type: dict
+    default: {}
   exclude_labs:
     description:
       - Leave alone resources whose C(Lab) tag is one of these, when finding, deleting and verifying. A
@@ -65,11 +77,13 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Tear down the EC2 lab
+- name: Tear down one lab, the kinds its registry entry lists
   kumolab_teardown:
     tags:
-      Project: kumolab
-      Lab: ec2
+      Project: "{{ kumolab_project }}"
+      Lab: "{{ lab }}"
+    kinds: "{{ kumolab_labs[lab].teardown }}"
+    lab_prefixes: "{{ kumolab_lab_prefixes }}"
 
 - name: What would a full teardown delete?
   kumolab_teardown:
@@ -78,11 +92,13 @@ EXAMPLES = r"""
   check_mode: true
   register: plan
 
-- name: Tear down every lab but keep the expiry reaper
+- name: Tear down every lab but keep the account-wide guards (the expiry reaper)
   kumolab_teardown:
     tags:
       Project: kumolab
-    exclude_labs: [reaper]
+    exclude_labs: >-
+      {{ kumolab_labs | dict2items | selectattr('value.guard', 'defined') | selectattr('value.guard')
+         | map(attribute='key') }}
 """
 
 RETURN = r"""
@@ -91,14 +107,17 @@ resources:
   returned: always
   type: list
   elements: dict
-  sample: [{"kind": "ec2_instance", "id": "i-0123456789abcdef0", "name": "kumolab-ec2"}]
+  sample: [{"kind": "ec2_instance", "id": "i-0123456789abcdef0", "name": "kumolab-lab1"}]
 deleted:
   description: What was deleted.
   returned: when state=absent
   type: list
   elements: dict
 remaining:
-  description: What is still there after deleting (empty on success; the module fails otherwise).
+  description:
+    - What is still there after deleting, of any kind (empty on success; the module fails otherwise). An entry
+      of a kind outside O(kinds) has C(outside_kinds=true); tagged ARNs of kinds the catalogue does not know
+      have C(kind=untracked).
   returned: when verify=true and state=absent
   type: list
   elements: dict
@@ -114,6 +133,18 @@ from ansible.module_utils.kumolab_aws import fail
 from ansible.module_utils import kumolab_resources as catalogue
 
 
+def leftover_message(wanted, remaining):
+    """What is left and what to do about it: a kind outside `kinds` means the lab's list of kinds is short."""
+    listing = "; ".join(f"{r['kind']} {r['name']}" for r in remaining)
+    msg = (f"Teardown left {len(remaining)} resource(s) tagged {wanted}: {listing}. "
+           "Delete them in the console or run the teardown again; nothing else was skipped.")
+    outside = sorted({r["kind"] for r in remaining if r.get("outside_kinds")})
+    if outside:
+        msg += (f" Of kinds this teardown was not asked to delete: {', '.join(outside)}; add them to the lab's"
+                " teardown kinds in the lab registry (inventories/shared/labs.yml).")
+    return msg
+
+
 def main():
     module = AnsibleAWSModule(
         argument_spec=dict(
@@ -122,6 +153,7 @@ def main():
             verify=dict(type="bool", default=True),
             kinds=dict(type="list", elements="str"),
             exclude_labs=dict(type="list", elements="str", default=[]),
+            lab_prefixes=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
@@ -136,6 +168,7 @@ def main():
     if unknown:
         module.fail_json(msg=f"unknown resource kinds {unknown}; known kinds: {catalogue.KIND_NAMES}")
     kinds = [kind for kind in catalogue.KINDS if kind.name in names]
+    prefixes = {str(lab): str(prefix) for lab, prefix in module.params["lab_prefixes"].items()}
 
     clients = {}
 
@@ -145,7 +178,7 @@ def main():
         return clients[service]
 
     try:
-        found = catalogue.find(aws, wanted, kinds, exclude_labs=exclude_labs)
+        found = catalogue.find(aws, wanted, kinds, exclude_labs=exclude_labs, prefixes=prefixes)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         fail(module, exc, f"list resources tagged {wanted}")
     result = dict(resources=[r.as_dict() for r in found])
@@ -160,22 +193,17 @@ def main():
     result["deleted"] = [r.as_dict() for r in deleted]
 
     if module.params["verify"]:
+        # Every kind, not only those deleted: a kind missing from `kinds` must fail here, not stay behind.
         try:
-            remaining = [r.as_dict() for r in catalogue.find(aws, wanted, kinds, exclude_labs=exclude_labs)]
-            if module.params["kinds"] is None:
-                untracked = catalogue.untracked(aws, wanted, exclude_labs=exclude_labs)
-                remaining += [{"kind": "untracked", "id": arn, "name": arn} for arn in untracked]
+            left = catalogue.find(aws, wanted, exclude_labs=exclude_labs, prefixes=prefixes)
+            untracked = catalogue.untracked(aws, wanted, exclude_labs=exclude_labs)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             fail(module, exc, f"verify that nothing tagged {wanted} is left")
+        remaining = [dict(r.as_dict(), outside_kinds=r.kind not in names) for r in left]
+        remaining += [{"kind": "untracked", "id": arn, "name": arn} for arn in untracked]
         result["remaining"] = remaining
         if remaining:
-            listing = "; ".join(f"{r['kind']} {r['name']}" for r in remaining)
-            module.fail_json(
-                msg=f"Teardown left {len(remaining)} resource(s) tagged {wanted}: {listing}. "
-                "Delete them in the console or run the teardown again; nothing else was skipped.",
-                changed=bool(deleted),
-                **result,
-            )
+            module.fail_json(msg=leftover_message(wanted, remaining), changed=bool(deleted), **result)
     module.exit_json(changed=bool(deleted), **result)
 
 
