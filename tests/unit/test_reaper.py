@@ -226,7 +226,10 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     from kumolab.local.runtime.aws import AwsConfig
     from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 
-    env = dict(os.environ, KUMOLAB_STATE_DIR=str(reaper_state), KUMOLAB_EMULATOR_PORT=str(emulator.port), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+    # This module's own emulator gets its own profile file: the session's profile keeps naming the session's emulator.
+    aws_config = str(reaper_state / "aws-config")
+    env = dict(os.environ, KUMOLAB_STATE_DIR=str(reaper_state), KUMOLAB_EMULATOR_PORT=str(emulator.port), AWS_CONFIG_FILE=aws_config,
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     only_emulator = json.dumps({"lab_target_start_commands": [f"{VENV_BIN}/kumolab-emulator start --json"], "reaper_schedule": "rate(2 hours)"})
     proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "playbooks/reaper.yml", "-i", "inventories/local/hosts.yml", "-e", only_emulator],
@@ -243,12 +246,16 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     assert [s["Principal"] for s in policy["Statement"]] == [{"Service": "events.amazonaws.com"}]
     role_policy = aws("iam").get_role_policy(RoleName="kumolab-reaper", PolicyName="least-privilege")["PolicyDocument"]
     assert load_library_module("kumolab_audit").policy_problems(role_policy) == []  # passes our own IAM audit rule
+    from support.iam_lint import lint
+
+    assert lint(role_policy) == []  # and parliament's check of actions, resources and condition keys (M2)
     role_tags = {t["Key"]: t["Value"] for t in aws("iam").list_role_tags(RoleName="kumolab-reaper")["Tags"]}
     assert role_tags["Lab"] == "reaper" and "ExpiresAt" not in role_tags  # never reaps itself
 
     lab = build_lab(aws, "deployedlab", PAST, cidr="10.90.0.0/23")
     monkeypatch.setenv("KUMOLAB_STATE_DIR", str(reaper_state))
-    runtime = LambdaRuntime(AwsConfig(endpoint_url=emulator.endpoint, region=REGION))
+    monkeypatch.setenv("AWS_CONFIG_FILE", aws_config)
+    runtime = LambdaRuntime(AwsConfig.from_environment(region=REGION))
     try:
         dry = runtime.invoke("kumolab-reaper", {"dry_run": True})
         assert dry.function_error is None, dry.payload
