@@ -58,9 +58,9 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Audit the bashoutter lab
+- name: Audit one lab
   kumolab_audit:
-    lab: bashoutter
+    lab: mylab
   register: audit
 
 - name: Audit everything, report without failing
@@ -75,7 +75,7 @@ findings:
   returned: always
   type: list
   elements: dict
-  sample: [{"check": "ssh-open", "control": "CIS 6.3 / EC2.13", "resource": "sg-0123", "lab": "ec2", "status": "PASS",
+  sample: [{"check": "ssh-open", "control": "CIS 6.3 / EC2.13", "resource": "sg-0123", "lab": "mylab", "status": "PASS",
             "detail": "port 22 open only to 203.0.113.7/32"}]
 summary:
   description: Counts of PASS, FAIL and EXEMPT rows.

@@ -71,14 +71,14 @@ author:
 EXAMPLES = r"""
 - name: Warn at 50/80/100 % of 30 USD a month
   kumolab_budget:
-    name: kumolab-gpu
+    name: kumolab-monthly
     limit_usd: 30
     thresholds: [50, 80, 100]
     email_addresses: [student@example.com]
 
 - name: Remove it
   kumolab_budget:
-    name: kumolab-gpu
+    name: kumolab-monthly
     state: absent
 """
 
@@ -87,7 +87,7 @@ budget:
   description: The budget as Budgets describes it (limit, time unit, filters), after the change.
   returned: when O(state=present)
   type: dict
-  sample: {"BudgetName": "kumolab-gpu", "BudgetLimit": {"Amount": "30", "Unit": "USD"}, "TimeUnit": "MONTHLY"}
+  sample: {"BudgetName": "kumolab-monthly", "BudgetLimit": {"Amount": "30", "Unit": "USD"}, "TimeUnit": "MONTHLY"}
 notifications:
   description: Thresholds that notify, after the change.
   returned: when O(state=present)
@@ -99,7 +99,7 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["create budget kumolab-gpu (30.00 USD/month)", "add notification at 50%"]
+  sample: ["create budget kumolab-monthly (30.00 USD/month)", "add notification at 50%"]
 subscribers_verified:
   description: False when the API could not describe the subscribers of existing notifications (they were left as they are).
   returned: when O(state=present)

@@ -91,13 +91,13 @@ extends_documentation_fragment:
 EXAMPLES = r"""
 - name: On-demand table with PITR, tagged for teardown
   kumolab_dynamodb_table:
-    name: bashoutter-haiku
+    name: kumolab-mylab-items
     partition_key: item_id
     billing_mode: PAY_PER_REQUEST
     point_in_time_recovery: true
     tags:
       Project: kumolab
-      Lab: bashoutter
+      Lab: mylab
 
 - name: Table with a sort key
   kumolab_dynamodb_table:
@@ -108,7 +108,7 @@ EXAMPLES = r"""
 
 - name: Delete it
   kumolab_dynamodb_table:
-    name: bashoutter-haiku
+    name: kumolab-mylab-items
     state: absent
 """
 
@@ -118,8 +118,8 @@ table:
   returned: always
   type: dict
   contains:
-    name: {description: Table name., type: str, sample: bashoutter-haiku}
-    arn: {description: Table ARN (absent in check mode before creation)., type: str, sample: "arn:aws:dynamodb:ap-northeast-1:123456789012:table/bashoutter-haiku"}
+    name: {description: Table name., type: str, sample: kumolab-mylab-items}
+    arn: {description: Table ARN (absent in check mode before creation)., type: str, sample: "arn:aws:dynamodb:ap-northeast-1:123456789012:table/kumolab-mylab-items"}
     status: {description: Table status., type: str, sample: ACTIVE}
     partition_key: {description: Partition key name and type., type: dict, sample: {name: item_id, type: S}}
     sort_key: {description: Sort key name and type, or null., type: dict}

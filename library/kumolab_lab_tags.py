@@ -23,7 +23,7 @@ description:
   - Read-only; safe in check mode.
 options:
   lab:
-    description: Name of the lab (C(ec2), C(gpu), C(qa_bot), ...).
+    description: Name of the lab, a key of the lab registry (C(inventories/shared/labs.yml)).
     type: str
     required: true
   project:
@@ -55,16 +55,16 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Decide the tags of the EC2 lab
+- name: Decide the tags of a lab
   kumolab_lab_tags:
-    lab: ec2
+    lab: mylab
     owner: "{{ kumolab_owner }}"
     expires_in_hours: 4
-  register: ec2_lab_tags
+  register: mylab_tags
 
 - name: Extend a running lab until tomorrow evening
   kumolab_lab_tags:
-    lab: gpu
+    lab: mylab
     owner: alice
     expires_at: "2026-11-24T18:00:00Z"
 """
@@ -74,7 +74,7 @@ tags:
   description: The tags to put on every resource of the lab.
   returned: always
   type: dict
-  sample: {"Project": "kumolab", "Lab": "ec2", "Owner": "alice", "ExpiresAt": "2026-11-23T23:00:00Z"}
+  sample: {"Project": "kumolab", "Lab": "mylab", "Owner": "alice", "ExpiresAt": "2026-11-23T23:00:00Z"}
 expires_at:
   description: The lab's expiry, ISO-8601 UTC.
   returned: always

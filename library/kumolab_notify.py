@@ -54,10 +54,10 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Tell the team the GPU lab is up
+- name: Tell the team a lab is up
   kumolab_notify:
     webhook_url: "{{ lab_notify_webhook_url | default('') }}"
-    title: "kumolab: gpu lab deployed"
+    title: "kumolab: mylab lab deployed"
     text: "g4dn.xlarge in ap-northeast-1, expires {{ lab_tags.ExpiresAt }}"
     fields:
       owner: "{{ kumolab_owner }}"
@@ -78,7 +78,7 @@ payload:
   description: The JSON body that was (or in check mode would have been) posted.
   returned: always
   type: dict
-  sample: {"text": "*kumolab: gpu lab deployed*\ng4dn.xlarge in ap-northeast-1"}
+  sample: {"text": "*kumolab: mylab lab deployed*\ng4dn.xlarge in ap-northeast-1"}
 error:
   description: Why posting failed (the URL is never included).
   returned: when the post failed and O(fail_on_error=false)

@@ -49,23 +49,23 @@ extends_documentation_fragment:
 EXAMPLES = r"""
 - name: Create the repository
   community.aws.ecs_ecr:
-    name: kumolab-qa-bot
+    name: kumolab-mylab
     scan_on_push: true
-  register: qa_bot_ecr
+  register: mylab_ecr
 
 - name: Tag it for teardown
   kumolab_resource_tags:
-    arn: "{{ qa_bot_ecr.repository.repositoryArn }}"
+    arn: "{{ mylab_ecr.repository.repositoryArn }}"
     tags:
       Project: kumolab
-      Lab: qa_bot
+      Lab: mylab
 
 - name: Tag a task definition revision
   kumolab_resource_tags:
-    arn: arn:aws:ecs:ap-northeast-1:123456789012:task-definition/kumolab-qa-bot:3
+    arn: arn:aws:ecs:ap-northeast-1:123456789012:task-definition/kumolab-mylab:3
     tags:
       Project: kumolab
-      Lab: qa_bot
+      Lab: mylab
 """
 
 RETURN = r"""
@@ -73,12 +73,12 @@ arn:
   description: ARN of the resource.
   returned: always
   type: str
-  sample: arn:aws:ecr:ap-northeast-1:123456789012:repository/kumolab-qa-bot
+  sample: arn:aws:ecr:ap-northeast-1:123456789012:repository/kumolab-mylab
 tags:
   description: The resource's tags after the change (what they would be, in check mode).
   returned: always
   type: dict
-  sample: {"Project": "kumolab", "Lab": "qa_bot"}
+  sample: {"Project": "kumolab", "Lab": "mylab"}
 added_tags:
   description: Tags that were (or would be) added or changed.
   returned: always

@@ -107,7 +107,7 @@ resources:
   returned: always
   type: list
   elements: dict
-  sample: [{"kind": "ec2_instance", "id": "i-0123456789abcdef0", "name": "kumolab-lab1"}]
+  sample: [{"kind": "ec2_instance", "id": "i-0123456789abcdef0", "name": "kumolab-mylab"}]
 deleted:
   description: What was deleted.
   returned: when state=absent
