@@ -1,8 +1,10 @@
 """Shared fixtures: one emulator and one loopback SSH host per test session, isolated from the user's lab.
 
 The session gets its own state directory and free ports (KUMOLAB_STATE_DIR, KUMOLAB_EMULATOR_PORT,
-KUMOLAB_SSH_PORT, KUMOLAB_JUPYTER_PORT, KUMOLAB_RESULTS_DIR), exported so that every playbook, CLI and boto3 client started by a
-test talks to this session's emulator and never to a user's running lab.
+KUMOLAB_SSH_PORT, KUMOLAB_JUPYTER_PORT, KUMOLAB_RESULTS_DIR) and its own AWS config files in the state directory
+(AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), exported so that every playbook, CLI and boto3 client started by a
+test talks to this session's emulator, through the profile its ``kumolab-emulator start`` writes, and never to a
+user's running lab or their ~/.aws. The user's own AWS variables (keys, profile, endpoint) are unset meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import kumolab.aws
+from kumolab.local import settings
 from kumolab.local.runtime.httpserve import free_port  # noqa: F401  (tests import it from here)
 
 # ansible-core patches sys.intern when it is imported; torch._dynamo (loaded lazily by torch's optimizers
@@ -54,6 +58,12 @@ def pytest_xdist_node_collection_finished(node, ids):
                                 "install requirements/test.txt, which keeps pytest below 9.2")
 
 
+# What a user's shell may carry that would send a test's clients elsewhere, or (keys next to a profile) make
+# the amazon.aws modules refuse to run.
+USER_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                      "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")
+
+
 @pytest.fixture(scope="session")
 def lab_env(tmp_path_factory):
     """Environment of this test session's private target; started lazily by the first playbook."""
@@ -65,14 +75,17 @@ def lab_env(tmp_path_factory):
         "KUMOLAB_SSH_PORT": str(free_port()),
         "KUMOLAB_JUPYTER_PORT": str(free_port()),
         "KUMOLAB_AWS_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "KUMOLAB_AWS_PROFILE": settings.PROFILE,
+        "AWS_CONFIG_FILE": str(state / "aws" / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(state / "aws" / "credentials"),
         "AWS_DEFAULT_REGION": REGION,
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    saved = {key: os.environ.get(key) for key in env}
+    saved = {key: os.environ.get(key) for key in (*env, *USER_AWS_VARIABLES)}
+    for key in USER_AWS_VARIABLES:
+        os.environ.pop(key, None)
     os.environ.update(env)
     yield env
     for command in ("kumolab-sshhost", "kumolab-emulator"):
@@ -86,20 +99,19 @@ def lab_env(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def emulator(lab_env):
-    """The session's emulator, started; returns its endpoint URL."""
+    """The session's emulator, started (which writes its profile); returns its endpoint URL."""
     subprocess.run([str(VENV_BIN / "kumolab-emulator"), "start"], check=True, capture_output=True)
-    return f"http://127.0.0.1:{lab_env['KUMOLAB_EMULATOR_PORT']}"
+    return settings.endpoint(int(lab_env["KUMOLAB_EMULATOR_PORT"]))
 
 
 @pytest.fixture(scope="session")
-def aws(emulator):
-    """boto3 client factory bound to the session's emulator: ``aws('ec2').describe_vpcs()``."""
-    import boto3
+def aws(emulator, lab_env):
+    """boto3 client factory on the session's emulator, through its profile: ``aws('ec2').describe_vpcs()``."""
 
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    session = kumolab.aws.session(lab_env["KUMOLAB_AWS_PROFILE"], REGION)
 
     def client(service: str):
-        return session.client(service, endpoint_url=emulator)
+        return session.client(service)
 
     return client
 

@@ -29,7 +29,7 @@ WEB = REPO_ROOT / "files" / "web" / "bashoutter"
 
 @pytest.fixture(scope="module")
 def site(emulator):
-    aws = AwsConfig(emulator, "ap-northeast-1")
+    aws = AwsConfig.from_environment(region="ap-northeast-1")
     prefix = f"gui-{uuid.uuid4().hex[:6]}"
     stack = deploy_bashoutter(aws, prefix)
     runtime = LambdaRuntime(aws, max_workers=2)

@@ -34,7 +34,7 @@ CHECKS = ",".join([
 
 @pytest.fixture(scope="module")
 def stage_url(emulator):
-    aws = AwsConfig(emulator, "ap-northeast-1")
+    aws = AwsConfig.from_environment(region="ap-northeast-1")
     stack = deploy_bashoutter(aws, f"contract-{uuid.uuid4().hex[:6]}")
     runtime = LambdaRuntime(aws, max_workers=4)
     server = serve(ApiGatewayStage(aws, runtime, stack["api_id"], "prod"), 0)
@@ -75,7 +75,7 @@ def _get(url: str) -> tuple[int, dict, bytes]:
 
 
 def test_stage_throttling_answers_429_beyond_the_burst(emulator):
-    aws = AwsConfig(emulator, "ap-northeast-1")
+    aws = AwsConfig.from_environment(region="ap-northeast-1")
     stack = deploy_bashoutter(aws, f"throttle-{uuid.uuid4().hex[:6]}", throttle=(0.5, 3))
     runtime = LambdaRuntime(aws, max_workers=2)
     server = serve(ApiGatewayStage(aws, runtime, stack["api_id"], "prod"), 0)
@@ -88,7 +88,7 @@ def test_stage_throttling_answers_429_beyond_the_burst(emulator):
 
 
 def test_a_misconfigured_function_is_a_502_like_api_gateway(emulator):
-    aws = AwsConfig(emulator, "ap-northeast-1")
+    aws = AwsConfig.from_environment(region="ap-northeast-1")
     stack = deploy_bashoutter(aws, f"broken-{uuid.uuid4().hex[:6]}")
     client = aws.client("lambda")
     client.update_function_configuration(FunctionName=stack["function_arns"]["get_haiku"], Environment={"Variables": {}})

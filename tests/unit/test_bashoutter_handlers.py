@@ -17,13 +17,15 @@ HANDLER_DIR = REPO_ROOT / "files" / "lambda" / "bashoutter"
 
 @pytest.fixture(scope="module")
 def handlers(emulator, monkeypatch_module):
+    from kumolab.local import settings
     from kumolab.local.runtime.aws import AwsConfig
     from support.runtime_fixtures import create_haiku_table
 
     table = f"unit-haiku-{uuid.uuid4().hex[:8]}"
-    create_haiku_table(AwsConfig(emulator, "ap-northeast-1"), table)
+    create_haiku_table(AwsConfig.from_environment(region="ap-northeast-1"), table)
     monkeypatch_module.setenv("TABLE_NAME", table)
-    monkeypatch_module.setenv("AWS_ENDPOINT_URL", emulator)
+    # What the local runtime gives a handler: the emulator's profile (the handlers' boto3 reads it).
+    monkeypatch_module.setenv("AWS_PROFILE", settings.profile_name())
     monkeypatch_module.setenv("AWS_REGION", "ap-northeast-1")
     monkeypatch_module.syspath_prepend(str(HANDLER_DIR))
     mods = {name: importlib.import_module(name) for name in ("haiku_common", "get_haiku", "post_haiku", "patch_haiku", "delete_haiku")}

@@ -24,7 +24,7 @@ from support.runtime_fixtures import deploy_function
 
 @pytest.fixture(scope="module")
 def aws_config(emulator):
-    return AwsConfig(emulator, "ap-northeast-1")
+    return AwsConfig.from_environment(region="ap-northeast-1")
 
 
 @pytest.fixture(scope="module")
@@ -277,16 +277,14 @@ def test_anonymous_read_needs_an_allow_for_everyone():
 # -- Lambda Invoke API served by the runtime daemon ---------------------------------------------------
 
 def test_boto3_can_invoke_through_the_runtime_endpoint(aws_config, runtime, tmp_path):
-    import boto3
-
     from kumolab.local.runtime.server import lambda_api
 
     name = fn(aws_config, tmp_path, "def handler(e, c): return {'got': e}")
     bad = fn(aws_config, tmp_path, "def handler(e, c): raise KeyError('X')")
     server = serve(lambda_api(runtime), 0)
     try:
-        client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}", region_name="ap-northeast-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        # The profile's keys; the Lambda endpoint is the runtime's (the rest would go to the emulator).
+        client = aws_config.client("lambda", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}")
         resp = client.invoke(FunctionName=name, Payload=b'{"x": 1}')
         assert resp["StatusCode"] == 200 and json.loads(resp["Payload"].read()) == {"got": {"x": 1}}
         resp = client.invoke(FunctionName=bad, Payload=b"{}")
@@ -335,16 +333,13 @@ def test_ecs_service_workers_follow_desired_count(aws_config, tmp_path):
 
 # -- the emulator's fixes to moto (kumolab.local.moto_atomic) ----------------------------------------
 
-def test_emulator_loses_no_concurrent_add(emulator):
+def test_emulator_loses_no_concurrent_add(aws_config):
     """moto alone loses ADD updates under concurrency (seen: 994-999 of 1,000); the emulator must not."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import boto3
     from botocore.config import Config
 
-    ddb = boto3.client("dynamodb", endpoint_url=emulator, region_name="ap-northeast-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing",
-                       config=Config(max_pool_connections=96))
+    ddb = aws_config.client("dynamodb", config=Config(max_pool_connections=96))
     table = f"race-{uuid.uuid4().hex[:8]}"
     ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                      AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
@@ -363,13 +358,10 @@ def test_emulator_loses_no_concurrent_add(emulator):
         ddb.delete_table(TableName=table)
 
 
-def test_emulator_keeps_a_launch_templates_own_tags_out_of_its_data(emulator):
+def test_emulator_keeps_a_launch_templates_own_tags_out_of_its_data(aws):
     """AWS keeps CreateLaunchTemplate's TagSpecifications (the template's own tags) out of the version
     data; plain moto copies them in, which made amazon.aws.ec2_launch_template add a version on re-run."""
-    import boto3
-
-    ec2 = boto3.client("ec2", endpoint_url=emulator, region_name="ap-northeast-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    ec2 = aws("ec2")
     instance_tags = [{"ResourceType": "instance", "Tags": [{"Key": "Role", "Value": "lab_host"}]}]
     for data in ({"InstanceMarketOptions": {"MarketType": "spot"}},
                  {"InstanceType": "t3.micro", "TagSpecifications": instance_tags}):

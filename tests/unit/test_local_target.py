@@ -77,11 +77,60 @@ def test_ssh_host_authorises_only_keys_of_running_instances(aws, emulator):
     instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, KeyName="unit-authorised", TagSpecifications=tags)
     instance_id = instance["Instances"][0]["InstanceId"]
     try:
-        keys = sshhost.authorized_keys(emulator, "ap-northeast-1")
+        keys = sshhost.authorized_keys(region="ap-northeast-1")
         assert any("IFsLvP0" in k for k in keys) and not any("IGsLvP0" in k for k in keys)
         ec2.terminate_instances(InstanceIds=[instance_id])
-        assert not any("IFsLvP0" in k for k in sshhost.authorized_keys(emulator, "ap-northeast-1"))
+        assert not any("IFsLvP0" in k for k in sshhost.authorized_keys(region="ap-northeast-1"))
     finally:
         ec2.terminate_instances(InstanceIds=[instance_id])
         ec2.delete_key_pair(KeyName="unit-authorised")
         ec2.delete_key_pair(KeyName="unit-unused")
+
+
+# -- the local AWS profile: the one place that says where the emulator is -----------------------------
+
+def test_profile_is_written_idempotently_private_and_keeps_other_profiles(private_state, tmp_path, monkeypatch):
+    import configparser
+
+    from kumolab.local import settings
+
+    config = tmp_path / "aws" / "config"
+    config.parent.mkdir()
+    config.write_text("[default]\nregion = us-west-2\n\n[profile work]\nregion = eu-west-1\ns3 =\n  addressing_style = path\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("KUMOLAB_AWS_PROFILE", raising=False)
+    keys = settings.credentials(private_state / "emulator")
+    assert keys == settings.credentials(private_state / "emulator"), "the keys are generated once, then kept"
+    assert (private_state / "emulator" / "credentials.json").stat().st_mode & 0o777 == 0o600
+    assert keys["aws_access_key_id"].startswith("AKIA") and len(keys["aws_secret_access_key"]) >= 40
+
+    assert settings.write_profile("http://127.0.0.1:1234", "ap-northeast-1", keys) is True
+    assert settings.write_profile("http://127.0.0.1:1234", "ap-northeast-1", keys) is False
+    assert config.stat().st_mode & 0o777 == 0o600
+    parsed = configparser.RawConfigParser()
+    parsed.read(config)
+    assert dict(parsed["profile kumolab-local"]) == {"endpoint_url": "http://127.0.0.1:1234", "region": "ap-northeast-1", **keys}
+    assert parsed["default"]["region"] == "us-west-2" and "addressing_style = path" in parsed["profile work"]["s3"]
+    assert settings.write_profile("http://127.0.0.1:4321", "ap-northeast-1", keys) is True, "a new port rewrites it"
+    monkeypatch.setenv("KUMOLAB_AWS_PROFILE", "class-a")
+    assert settings.write_profile("http://127.0.0.1:4321", "ap-northeast-1", keys) is True
+    parsed.read(config)
+    assert {"profile kumolab-local", "profile class-a", "default", "profile work"} <= set(parsed.sections())
+
+
+def test_emulator_start_writes_the_profile_that_boto3_follows(private_state, tmp_path, monkeypatch):
+    import kumolab.aws
+
+    config = tmp_path / "aws-config"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("KUMOLAB_EMULATOR_PORT", str(free_port()))
+    monkeypatch.setenv("KUMOLAB_AWS_PROFILE", "kumolab-unit")
+    try:
+        assert emulator_mod.main(["start"]) == 0
+        assert f"endpoint_url = http://127.0.0.1:{emulator_mod.configured_port()}" in config.read_text()
+        assert kumolab.aws.endpoint_url("kumolab-unit") == emulator_mod.Emulator.from_environment().endpoint
+        # The seeding went through the profile too: its parameters are there.
+        ssm = kumolab.aws.client("ssm", "kumolab-unit")
+        assert ssm.get_parameters_by_path(Path=emulator_mod.SEED_PREFIX, Recursive=True)["Parameters"]
+    finally:
+        emulator_mod.main(["stop"])

@@ -7,7 +7,7 @@ target, through the project's local runtime. Configuration (environment, overrid
 - ``KUMOLAB_REAPER_DRY_RUN`` (``true``/``false``, default ``false``): report only, delete nothing.
 - ``KUMOLAB_NOTIFY_SSM_PARAMETER`` (optional): name of a SecureString SSM parameter holding a
   Slack-compatible webhook URL; when set and something was deleted or failed, a summary is posted.
-- ``AWS_REGION`` (set by Lambda) and, locally, ``AWS_ENDPOINT_URL`` (read by boto3 itself).
+- ``AWS_REGION`` (set by Lambda) and, locally, ``AWS_PROFILE`` (the emulator's profile; read by boto3 itself).
 
 Event (all optional): ``{"dry_run": true, "lab": "gpu", "now": "2026-11-23T20:00:00Z"}``.
 Returns (and logs as one JSON line) the report of ``reap`` plus ``now``, ``ok`` and ``notification``.

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from kumolab.serverless.outputs import aws_client, outputs
+from kumolab.serverless.outputs import aws_resource, outputs
 from kumolab.serverless.cli import clear
 
 KIGO = ["furuike ya", "kawazu tobikomu", "mizu no oto", "natsukusa ya", "tsuwamonodomo ga", "yume no ato",
@@ -109,13 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = {} if (args.api_url and args.table) else outputs("bashoutter")
     if args.command == "clear_database":
-        import boto3
-
-        client = aws_client("dynamodb", out)
-        table = boto3.resource("dynamodb", region_name=client.meta.region_name, endpoint_url=client.meta.endpoint_url,
-                               aws_access_key_id="testing" if out.get("endpoint_url") else None,
-                               aws_secret_access_key="testing" if out.get("endpoint_url") else None,
-                               ).Table(args.table or out["table_name"])
+        table = aws_resource("dynamodb", out).Table(args.table or out["table_name"])
         print(f"deleted {clear(table)} haiku from {table.name}")
         return 0
     api = ApiClient(args.api_url or out["api_url"])

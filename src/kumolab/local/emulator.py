@@ -1,9 +1,11 @@
 """The embedded AWS emulator: moto in server mode on 127.0.0.1, run in the background.
 
-``kumolab-emulator start`` starts it (or reuses the one already up), ``stop`` stops it, ``status``
-reports, ``endpoint`` prints the URL. State lives in ``<state dir>/emulator/``: ``pid`` and
-``moto.log`` (a :class:`kumolab.local.process.BackgroundService`). The port comes from ``--port``, else ``$KUMOLAB_EMULATOR_PORT``, else 5127 — the same
-default the local inventory uses — so the playbooks and the emulator always agree.
+``kumolab-emulator start`` starts it (or reuses the one already up) and writes the AWS profile that
+names it (:mod:`kumolab.local.settings`), ``stop`` stops it, ``status`` reports, ``endpoint`` prints the
+URL, ``profile`` prints the profile's name. State lives in ``<state dir>/emulator/``: ``pid``,
+``moto.log`` (a :class:`kumolab.local.process.BackgroundService`) and ``credentials.json``. The port
+comes from ``--port``, else ``$KUMOLAB_EMULATOR_PORT``, else :data:`kumolab.local.settings.EMULATOR_PORT`;
+the playbooks and every client find it through the profile, so they always agree.
 
 Teardown never stops the emulator: what a teardown left behind can still be inspected. Stop it
 explicitly with ``kumolab-emulator stop``.
@@ -22,11 +24,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kumolab.aws
+from kumolab.local import settings
 from kumolab.local.process import BackgroundService, ServiceError, python_module_argv
+from kumolab.local.settings import HOST
 from kumolab.paths import state_dir
 
-DEFAULT_PORT = 5127
-HOST = "127.0.0.1"
+DEFAULT_PORT = settings.EMULATOR_PORT
 START_TIMEOUT_S = 30.0
 
 # What real AWS publishes and moto does not, seeded under a prefix of our own (moto refuses /aws/):
@@ -43,14 +47,10 @@ class EmulatorError(RuntimeError):
 
 
 def configured_port() -> int:
-    raw = os.environ.get("KUMOLAB_EMULATOR_PORT", str(DEFAULT_PORT))
     try:
-        port = int(raw)
-    except ValueError:
-        raise EmulatorError(f"KUMOLAB_EMULATOR_PORT={raw!r} is not a port number; set it to e.g. {DEFAULT_PORT}.")
-    if not 1 <= port <= 65535:
-        raise EmulatorError(f"KUMOLAB_EMULATOR_PORT={port} is out of range 1-65535.")
-    return port
+        return settings.emulator_port()
+    except settings.PortError as exc:
+        raise EmulatorError(str(exc)) from None
 
 
 def _port_in_use(port: int) -> bool:
@@ -91,7 +91,14 @@ class Emulator:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return settings.endpoint(self.port)
+
+    def credentials(self) -> dict[str, str]:
+        return settings.credentials(self.directory)
+
+    def write_profile(self, region: str, name: str | None = None) -> bool:
+        """Write the AWS profile that names this emulator (see :mod:`kumolab.local.settings`)."""
+        return settings.write_profile(self.endpoint, region, self.credentials(), name)
 
     @property
     def log_file(self) -> Path:
@@ -120,13 +127,13 @@ class Emulator:
         self._configure()
         return True
 
-    def seed(self, region: str) -> None:
-        """Publish, idempotently, the public parameters moto lacks (Deep Learning AMI, EC2 GPU quotas)."""
-        import boto3
+    def seed(self, region: str, profile: str | None = None) -> None:
+        """Publish, idempotently, the public parameters moto lacks (Deep Learning AMI, EC2 GPU quotas).
 
-        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
-        ssm = session.client("ssm", endpoint_url=self.endpoint)
-        ec2 = session.client("ec2", endpoint_url=self.endpoint)
+        Goes through the profile (written by :meth:`write_profile`), like every other client.
+        """
+        ssm = kumolab.aws.client("ssm", profile or settings.profile_name(), region)
+        ec2 = kumolab.aws.client("ec2", profile or settings.profile_name(), region)
         existing = {
             p["Name"] for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=SEED_PREFIX, Recursive=True)
             for p in page["Parameters"]
@@ -165,12 +172,13 @@ class Emulator:
         return self.service.stop()
 
     def status(self) -> dict:
-        return {"running": self.running(), "endpoint": self.endpoint, "pid": self.pid(), "log": str(self.log_file)}
+        return {"running": self.running(), "endpoint": self.endpoint, "pid": self.pid(), "log": str(self.log_file),
+                "profile": settings.profile_name(), "config_file": str(settings.aws_config_file())}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kumolab-emulator", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["start", "stop", "status", "endpoint"])
+    parser.add_argument("command", choices=["start", "stop", "status", "endpoint", "profile"])
     parser.add_argument("--port", type=int, help=f"port on {HOST} (default $KUMOLAB_EMULATOR_PORT or {DEFAULT_PORT})")
     parser.add_argument("--json", action="store_true", help="print a JSON object (for Ansible)")
     args = parser.parse_args(argv)
@@ -178,12 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         emulator = Emulator.from_environment(args.port)
         if args.command == "start":
             changed = emulator.start()
-            emulator.seed(os.environ.get("KUMOLAB_AWS_REGION", "ap-northeast-1"))
+            region = settings.region()
+            # The profile is rewritten whenever it differs (another port, keys, region), and only then.
+            changed = emulator.write_profile(region) or changed
+            emulator.seed(region)
             result = dict(emulator.status(), changed=changed)
         elif args.command == "stop":
             result = dict(emulator.status(), changed=emulator.stop(), running=False)
         elif args.command == "status":
             result = dict(emulator.status(), changed=False)
+        elif args.command == "profile":
+            print(settings.profile_name())
+            return 0
         else:
             print(emulator.endpoint)
             return 0

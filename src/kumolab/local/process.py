@@ -1,7 +1,7 @@
 """Background services with a pid file, a log and a health check; reused while they are up.
 
-The same pattern as :mod:`kumolab.local.emulator`, generalised: the serverless runtime (``kumolab-runtime
-start``) and the local ECS workers (:mod:`kumolab.local.runtime.ecs`) both use it. A service lives in
+Used by the emulator (:mod:`kumolab.local.emulator`), the serverless runtime (``kumolab-runtime start``)
+and the local ECS workers (:mod:`kumolab.local.runtime.ecs`). A service lives in
 ``<state dir>/runtime/<name>/``: ``pid``, ``<name>.log`` and ``info.json`` (what the service
 reports about itself once it is healthy, e.g. its URLs; written by the service).
 """

@@ -7,7 +7,8 @@ prints the public keys of the key pairs they were launched with. A terminated in
 working, a key pair that was never imported never works.
 
 ``kumolab-sshhost start|stop|status``; state in ``<state dir>/sshd/``; port ``$KUMOLAB_SSH_PORT``
-(default 2227, the same default the local inventory uses).
+(default :data:`kumolab.local.settings.SSH_PORT`). ``start`` records the port in ``<state dir>/sshd/port``,
+where the local inventory reads it. The key lookup reaches the emulator through the local AWS profile.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from kumolab.local.emulator import HOST, Emulator, EmulatorError
+import kumolab.aws
+from kumolab.local import settings
+from kumolab.local.settings import HOST
 from kumolab.paths import state_dir
 
-DEFAULT_PORT = 2227
+DEFAULT_PORT = settings.SSH_PORT
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 
 
@@ -37,10 +40,10 @@ class SshHostError(RuntimeError):
 
 
 def configured_port() -> int:
-    raw = os.environ.get("KUMOLAB_SSH_PORT", str(DEFAULT_PORT))
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise SshHostError(f"KUMOLAB_SSH_PORT={raw!r} is not a port number; set it to e.g. {DEFAULT_PORT}.")
-    return int(raw)
+    try:
+        return settings.ssh_port()
+    except settings.PortError as exc:
+        raise SshHostError(str(exc)) from None
 
 
 def find_sshd() -> str:
@@ -65,11 +68,15 @@ def _banner(port: int) -> bytes:
 class SshHost:
     port: int
     directory: Path
-    emulator: Emulator
+    profile: str = field(default_factory=settings.profile_name)
 
     @classmethod
     def from_environment(cls) -> "SshHost":
-        return cls(port=configured_port(), directory=state_dir() / "sshd", emulator=Emulator.from_environment())
+        return cls(port=configured_port(), directory=state_dir() / "sshd")
+
+    @property
+    def port_file(self) -> Path:
+        return state_dir() / settings.SSH_PORT_FILE
 
     @property
     def config_file(self) -> Path:
@@ -114,8 +121,9 @@ class SshHost:
                     f"HostKey {host_key}",
                     f"PidFile {self.pid_file}",
                     "AuthorizedKeysFile none",
-                    f"AuthorizedKeysCommand {command} authorized-keys --endpoint {self.emulator.endpoint} "
-                    f"--region {os.environ.get('KUMOLAB_AWS_REGION', 'ap-northeast-1')} %u",
+                    # sshd gives the command no environment: name the profile and its file.
+                    f"AuthorizedKeysCommand {command} authorized-keys --profile {self.profile} "
+                    f"--config-file {settings.aws_config_file()} %u",
                     f"AuthorizedKeysCommandUser {user}",
                     "PubkeyAuthentication yes",
                     "PasswordAuthentication no",
@@ -133,6 +141,7 @@ class SshHost:
 
     def start(self) -> bool:
         if self.running():
+            self.port_file.write_text(f"{self.port}\n")
             return False
         sshd = find_sshd()
         if _banner(self.port) or self._port_taken():
@@ -151,6 +160,7 @@ class SshHost:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.running():
+                self.port_file.write_text(f"{self.port}\n")
                 return True
             time.sleep(0.1)
         raise SshHostError(f"sshd did not answer on {HOST}:{self.port} within 10 s; see {self.log_file}.")
@@ -174,13 +184,9 @@ class SshHost:
         return {"running": self.running(), "host": HOST, "port": self.port, "pid": self.pid(), "log": str(self.log_file)}
 
 
-def authorized_keys(endpoint: str, region: str) -> list[str]:
+def authorized_keys(profile: str | None = None, region: str | None = None) -> list[str]:
     """Public keys of the key pairs that running kumolab instances were launched with."""
-    import boto3
-
-    ec2 = boto3.client(
-        "ec2", endpoint_url=endpoint, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
+    ec2 = kumolab.aws.client("ec2", profile or settings.profile_name(), region)
     names: set[str] = set()
     paginator = ec2.get_paginator("describe_instances")
     filters = [{"Name": "tag:Project", "Values": ["kumolab"]}, {"Name": "instance-state-name", "Values": ["running"]}]
@@ -200,16 +206,18 @@ def main(argv: list[str] | None = None) -> int:
         cmd = sub.add_parser(name)
         cmd.add_argument("--json", action="store_true", help="print a JSON object (for Ansible)")
     keys = sub.add_parser("authorized-keys", help="used by sshd's AuthorizedKeysCommand")
-    keys.add_argument("--endpoint", required=True)
-    keys.add_argument("--region", required=True)
+    keys.add_argument("--profile", help=f"AWS profile of the emulator (default {settings.PROFILE})")
+    keys.add_argument("--config-file", help="AWS config file that holds it (default $AWS_CONFIG_FILE)")
     keys.add_argument("user", nargs="?")
     args = parser.parse_args(argv)
 
     if args.command == "authorized-keys":
+        if args.config_file:
+            os.environ["AWS_CONFIG_FILE"] = args.config_file
         try:
-            print("\n".join(authorized_keys(args.endpoint, args.region)))
+            print("\n".join(authorized_keys(args.profile)))
         except Exception as exc:  # sshd only sees the exit code; say why in its log
-            print(f"kumolab-sshhost: cannot list keys from {args.endpoint}: {exc}", file=sys.stderr)
+            print(f"kumolab-sshhost: cannot list keys through profile {args.profile}: {exc}", file=sys.stderr)
             return 1
         return 0
 
@@ -222,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = dict(changed=False)
         result.update(host.status())
-    except (SshHostError, EmulatorError) as exc:
+    except SshHostError as exc:
         if args.json:
             print(json.dumps({"failed": True, "msg": str(exc)}))
         print(f"kumolab-sshhost: {exc}", file=sys.stderr)

@@ -9,10 +9,11 @@ Subcommands mirror the lab guide:
 * ``clear``                - delete every answer (paginated scan + batched deletes);
 * ``build-model``          - build or find the offline QA model (``kumolab.qa.build_model``).
 
-Where the bot is: ``--queue-url``/``--table``/``--region``/``--endpoint-url`` flags, else the environment
-(``KUMOLAB_QA_QUEUE_URL``, ``KUMOLAB_QA_TABLE``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
-``AWS_ENDPOINT_URL``), else the deploy's output file ``results/qa_bot/outputs.json`` (keys ``queue_url``,
-``table_name``, ``region``, optional ``endpoint_url``) written by ``playbooks/qa_bot.yml``.
+Where the bot is: ``--queue-url``/``--table``/``--region``/``--profile`` flags, else the environment
+(``KUMOLAB_QA_QUEUE_URL``, ``KUMOLAB_QA_TABLE``, ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_PROFILE``),
+else the deploy's output file ``results/qa_bot/outputs.json`` (keys ``queue_url``, ``table_name``,
+``region``, ``profile``) written by ``playbooks/qa_bot.yml``. AWS clients come from :mod:`kumolab.aws`: on
+the local target, the emulator's profile names its endpoint (``--endpoint-url`` overrides it).
 
 Exit status: 0 done, 1 bad input, 2 no deployment / bad configuration, 3 timed out waiting for answers,
 4 an AWS call failed.
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlparse
 
+import kumolab.aws
 from kumolab.paths import results_dir
 
 SAMPLE_QUESTIONS = Path(__file__).resolve().parent / "data" / "sample_questions.json"
@@ -56,6 +58,7 @@ class Target:
     queue_url: str
     table_name: str
     region: str | None
+    profile: str | None
     endpoint_url: str | None
 
     @classmethod
@@ -85,23 +88,15 @@ class Target:
             queue_url=queue_url,
             table_name=table_name,
             region=pick(args.region, ["AWS_REGION", "AWS_DEFAULT_REGION"], "region"),
-            endpoint_url=pick(args.endpoint_url, ["AWS_ENDPOINT_URL"], "endpoint_url"),
+            profile=args.profile or kumolab.aws.outputs_profile(recorded),
+            endpoint_url=args.endpoint_url or None,
         )
 
 
 class Clients:
     def __init__(self, target: Target) -> None:
-        import boto3
-
-        kwargs: dict[str, Any] = {}
-        if target.region:
-            kwargs["region_name"] = target.region
-        if target.endpoint_url:
-            kwargs["endpoint_url"] = target.endpoint_url
-        session = boto3.session.Session()
-        if target.endpoint_url and _is_loopback(target.endpoint_url) and session.get_credentials() is None:
-            # The local emulator accepts any credentials; spare the user from inventing some.
-            kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+        kwargs: dict[str, Any] = {"endpoint_url": target.endpoint_url} if target.endpoint_url else {}
+        session = kumolab.aws.session(target.profile, target.region)
         self.sqs = session.client("sqs", **kwargs)
         self.dynamodb = session.resource("dynamodb", **kwargs)
         self.table = self.dynamodb.Table(target.table_name)
@@ -116,7 +111,8 @@ def _aws_error(exc: Exception, target: Target) -> CliError:
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
     if isinstance(exc, EndpointConnectionError):
-        hint = "is the emulator running? kumolab-emulator start" if target.endpoint_url else "check your network"
+        local = _is_loopback(exc.kwargs.get("endpoint_url") or "")
+        hint = "is the emulator running? kumolab-emulator start" if local else "check your network"
         return CliError(f"cannot reach {exc.kwargs.get('endpoint_url', 'AWS')}: {hint}", EXIT_AWS)
     if isinstance(exc, NoCredentialsError):
         return CliError("no AWS credentials: configure a profile or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY", EXIT_AWS)
@@ -323,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--queue-url", help="questions queue URL (default: from the outputs file)")
     where.add_argument("--table", help="answers table name (default: from the outputs file)")
     where.add_argument("--region", help="AWS region (default: from the outputs file or AWS_REGION)")
-    where.add_argument("--endpoint-url", help="AWS endpoint, e.g. the local emulator's")
+    where.add_argument("--profile", help="AWS profile (default: from the outputs file or AWS_PROFILE)")
+    where.add_argument("--endpoint-url", help="AWS endpoint, overriding the profile's")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ask = sub.add_parser("ask", parents=[where], help="ask one question and wait for the answer")

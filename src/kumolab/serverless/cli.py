@@ -19,7 +19,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from kumolab.serverless.outputs import aws_client, outputs
+from kumolab.serverless.outputs import aws_client, aws_resource, outputs
 
 FIRST_NAMES = ["Haruto", "Yui", "Sota", "Hina", "Yuto", "Mei", "Riku", "Aoi", "Kaito", "Sakura", "Emma", "Liam",
                "Olivia", "Noah", "Ava", "Lucas", "Mia", "Leo", "Sofia", "Ren"]
@@ -100,12 +100,7 @@ def clear(table, key: str = "item_id") -> int:
 
 
 def _table(out: dict, name: str | None):
-    import boto3
-
-    client = aws_client("dynamodb", out)
-    return boto3.resource("dynamodb", region_name=client.meta.region_name, endpoint_url=client.meta.endpoint_url,
-                          aws_access_key_id="testing" if out.get("endpoint_url") else None,
-                          aws_secret_access_key="testing" if out.get("endpoint_url") else None).Table(name or out["table_name"])
+    return aws_resource("dynamodb", out).Table(name or out["table_name"])
 
 
 def main(argv: list[str] | None = None) -> int:

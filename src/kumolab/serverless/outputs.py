@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import kumolab.aws
 from kumolab.paths import results_dir
 
 
@@ -17,12 +18,18 @@ def outputs(lab: str) -> dict:
                  f"resource names as options.")
 
 
-def aws_client(service: str, out: dict, endpoint_key: str = "endpoint_url"):
-    import boto3
+def _config():
     from botocore.config import Config
 
-    endpoint = out.get(endpoint_key) or out.get("endpoint_url") or None
-    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"} if out.get("endpoint_url") else {}
-    config = Config(max_pool_connections=64, read_timeout=120, retries={"max_attempts": 8, "mode": "standard"})
-    return boto3.session.Session().client(service, region_name=out.get("region"), endpoint_url=endpoint,
-                                          config=config, **creds)
+    return Config(max_pool_connections=64, read_timeout=120, retries={"max_attempts": 8, "mode": "standard"})
+
+
+def aws_client(service: str, out: dict, endpoint_key: str | None = None):
+    """A client through the lab's profile; ``endpoint_key`` names an outputs key with a service endpoint of the
+    lab's own (the local runtime's Lambda Invoke API), used when it is set."""
+    extra = {"endpoint_url": out[endpoint_key]} if endpoint_key and out.get(endpoint_key) else {}
+    return kumolab.aws.client(service, kumolab.aws.outputs_profile(out), out.get("region"), config=_config(), **extra)
+
+
+def aws_resource(service: str, out: dict):
+    return kumolab.aws.resource(service, kumolab.aws.outputs_profile(out), out.get("region"), config=_config())

@@ -19,7 +19,7 @@ MAX_LENGTH, STRIDE  no        tokens per window / overlap between windows (defau
 MIN_SCORE           no        best spans scoring below this are stored as no answer (default 0)
 HEARTBEAT_FILE      no        touched after every poll; the container HEALTHCHECK reads its age
 LOG_LEVEL           no        default INFO
-AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, credentials: read by boto3 itself.
+AWS_REGION, AWS_DEFAULT_REGION, credentials (locally AWS_PROFILE, the emulator's profile): read by boto3 itself.
 ==================  ========  ==========================================================================
 
 Messages are JSON objects ``{"item_id": str, "context": str, "question": str, "created_at": iso}``;

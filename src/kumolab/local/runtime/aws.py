@@ -1,45 +1,41 @@
-"""Where the runtime reads deployed resources from: the local emulator, or any endpoint you name."""
+"""Where the runtime reads deployed resources from: an AWS profile (by default the local emulator's)."""
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
-DEFAULT_REGION = "ap-northeast-1"
+import kumolab.aws
+from kumolab.local import settings
 
 
 @dataclass(frozen=True)
 class AwsConfig:
-    endpoint_url: str | None
+    profile: str | None
     region: str
 
     @classmethod
-    def from_environment(cls, endpoint_url: str | None = None, region: str | None = None) -> "AwsConfig":
-        if endpoint_url is None:
-            from kumolab.local.emulator import Emulator
+    def from_environment(cls, profile: str | None = None, region: str | None = None) -> "AwsConfig":
+        """``profile``, else ``$AWS_PROFILE``, else the local profile that ``kumolab-emulator start`` writes."""
+        return cls(profile=profile or os.environ.get("AWS_PROFILE") or settings.profile_name(),
+                   region=region or settings.region())
 
-            endpoint_url = Emulator.from_environment().endpoint
-        region = region or os.environ.get("KUMOLAB_AWS_REGION") or DEFAULT_REGION
-        return cls(endpoint_url=endpoint_url or None, region=region)
+    @functools.cached_property
+    def endpoint_url(self) -> str | None:
+        """The endpoint the profile names (None: AWS itself); for messages and the runtime's info only."""
+        return kumolab.aws.endpoint_url(self.profile)
 
     @property
     def is_emulator(self) -> bool:
         return self.endpoint_url is not None
 
     def client(self, service: str, **kwargs):
-        import boto3
-        from botocore.config import Config
-
-        creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"} if self.is_emulator else {}
-        config = Config(max_pool_connections=64, retries={"max_attempts": 8, "mode": "standard"})
-        return boto3.session.Session().client(
-            service, region_name=self.region, endpoint_url=self.endpoint_url, config=config, **creds, **kwargs
-        )
+        return kumolab.aws.client(service, self.profile, self.region, **kwargs)
 
     def function_environment(self) -> dict[str, str]:
-        """What a local Lambda process needs to reach the same endpoint (AWS gives it the role's keys)."""
+        """What a local Lambda or ECS process needs to reach the same target: the region and the profile."""
         env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
-        if self.is_emulator:
-            env.update(AWS_ENDPOINT_URL=self.endpoint_url, AWS_ACCESS_KEY_ID="testing",
-                       AWS_SECRET_ACCESS_KEY="testing", AWS_SESSION_TOKEN="testing")
+        if self.profile:
+            env.update(settings.profile_environment(self.profile))
         return env

@@ -4,13 +4,14 @@
     kumolab-runtime status [--lab bashoutter]
     kumolab-runtime stop --lab bashoutter
     kumolab-runtime invoke FUNCTION [--payload JSON] [--invocation-type RequestResponse|Event|DryRun]
-    kumolab-runtime ecs start|stop|sync|status --cluster C --service S    # local ECS service workers
+    kumolab-runtime ecs start|stop|sync|status --cluster C --service S [--lab L]  # local ECS service workers
     kumolab-runtime package --source DIR --include FILE... --name NAME   # deterministic Lambda zip
 
 ``start`` runs one background process per lab (reused while it is up with the same arguments) and
 writes its URLs to ``<state dir>/runtime/<lab>/info.json``; ``--json`` prints them (with ``changed``)
-for Ansible. Ports default to fixed values per lab (so a deployed GUI keeps working across restarts);
-``--*-port 0`` picks free ones.
+for Ansible. Ports default to the lab's ``ports`` in the lab registry (``inventories/shared/labs.yml``,
+fixed so that a deployed GUI keeps working across restarts); ``--*-port 0`` picks free ones. Every AWS
+call goes through an AWS profile: ``--profile``, else ``$AWS_PROFILE``, else the local emulator's.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ import time
 import urllib.error
 import urllib.request
 
+from kumolab import labs
 from kumolab.local.process import BackgroundService, ServiceError, python_module_argv
 from kumolab.local.runtime.aws import AwsConfig
 from kumolab.paths import state_dir
 
-DEFAULT_PORTS = {
-    "serverless": {"lambda": 5131, "api": 5132, "web": 5133},
-    "bashoutter": {"lambda": 5141, "api": 5142, "web": 5143},
-}
+# For a lab the registry gives no port of that kind (a lab under development, a test's own lab name).
 FALLBACK_PORTS = {"lambda": 5151, "api": 5152, "web": 5153}
+
+
+def default_ports(lab: str) -> dict[str, int]:
+    registered = labs.labs().get(lab)
+    return dict(FALLBACK_PORTS, **(registered.ports if registered else {}))
 
 
 def _healthy(service: BackgroundService) -> bool:
@@ -51,10 +55,9 @@ def service_for(lab: str, server_args: list[str] | None = None) -> BackgroundSer
 
 
 def start(lab: str, rest_api: str | None, stage: str, bucket: str | None, ports: dict,
-          endpoint_url: str | None = None, region: str | None = None) -> dict:
-    aws = AwsConfig.from_environment(endpoint_url, region)
-    server_args = ["--endpoint-url", aws.endpoint_url or "", "--region", aws.region,
-                   "--lambda-port", str(ports["lambda"])]
+          profile: str | None = None, region: str | None = None) -> dict:
+    aws = AwsConfig.from_environment(profile, region)
+    server_args = ["--profile", aws.profile or "", "--region", aws.region, "--lambda-port", str(ports["lambda"])]
     if rest_api:
         server_args += ["--rest-api", rest_api, "--stage", stage, "--api-port", str(ports["api"])]
     if bucket:
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p_start.add_argument("--rest-api", help="REST API name or id to serve as a stage")
     p_start.add_argument("--stage", default="prod")
     p_start.add_argument("--bucket", help="S3 website bucket to serve")
-    p_start.add_argument("--endpoint-url", help="AWS endpoint (default: the kumolab emulator)")
+    p_start.add_argument("--profile", help="AWS profile (default $AWS_PROFILE, else the local emulator's)")
     p_start.add_argument("--region")
     for kind in ("lambda", "api", "web"):
         p_start.add_argument(f"--{kind}-port", type=int, help=f"{kind} port on 127.0.0.1 (0: any free port)")
@@ -162,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "start":
-            defaults = DEFAULT_PORTS.get(args.lab, FALLBACK_PORTS)
+            defaults = default_ports(args.lab)
             ports = {k: getattr(args, f"{k}_port") if getattr(args, f"{k}_port") is not None else defaults[k] for k in defaults}
-            result = start(args.lab, args.rest_api, args.stage, args.bucket, ports, args.endpoint_url, args.region)
+            result = start(args.lab, args.rest_api, args.stage, args.bucket, ports, args.profile, args.region)
             if args.json:
                 print(json.dumps(result))
             else:

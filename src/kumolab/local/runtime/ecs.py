@@ -6,7 +6,7 @@ container becomes one local process:
 - argv: ``entryPoint`` + ``command`` (a leading ``python``/``python3`` is this interpreter, which has
   the project's dependencies, instead of the image's);
 - environment: the container's ``environment`` on top of a minimal base, plus what the task would get
-  from its role and the endpoint (``AWS_REGION``, ``AWS_ENDPOINT_URL`` and dummy keys on the emulator)
+  from its role and the target (``AWS_REGION`` and the AWS profile, :meth:`AwsConfig.function_environment`)
   and ``ECS_CLUSTER``/``ECS_SERVICE``/``ECS_TASK_DEFINITION``/``ECS_TASK_INDEX``;
 - program: the ``dockerLabels`` entry ``kumolab.runtime.source`` names a repo-relative directory (what
   the image's Dockerfile copies in); it is the working directory and ``PYTHONPATH``.
@@ -154,10 +154,12 @@ class EcsService:
         self.stop_all()
 
 
-def background(cluster: str, service: str, interval: float = 3.0) -> BackgroundService:
+def background(cluster: str, service: str, interval: float = 3.0, aws: AwsConfig | None = None) -> BackgroundService:
     directory = state_dir() / "runtime" / "ecs" / cluster / service / "runner"
     argv = python_module_argv("kumolab.local.runtime.ecs", "run", "--cluster", cluster, "--service", service,
                               "--interval", str(interval), "--info", str(directory / "info.json"))
+    if aws is not None:
+        argv += ["--region", aws.region] + (["--profile", aws.profile] if aws.profile else [])
     return BackgroundService(name=f"ecs-{cluster}-{service}", argv=argv, directory=directory)
 
 
@@ -168,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service", required=True)
     parser.add_argument("--interval", type=float, default=3.0)
     parser.add_argument("--info", type=Path)
-    parser.add_argument("--endpoint-url")
+    parser.add_argument("--lab", help="the lab the service belongs to (accepted like `kumolab-runtime start --lab`)")
+    parser.add_argument("--profile", help="AWS profile (default $AWS_PROFILE, else the local emulator's)")
     parser.add_argument("--region")
     args = parser.parse_args(argv)
-    aws = AwsConfig.from_environment(args.endpoint_url, args.region)
+    aws = AwsConfig.from_environment(args.profile, args.region)
     svc = EcsService(aws, args.cluster, args.service)
-    runner = background(args.cluster, args.service, args.interval)
+    runner = background(args.cluster, args.service, args.interval, aws)
     try:
         if args.action == "run":
             svc.run_forever(args.interval, args.info)

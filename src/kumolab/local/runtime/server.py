@@ -60,7 +60,7 @@ def lambda_api(runtime: LambdaRuntime):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kumolab.local.runtime.server")
     parser.add_argument("--info", required=True, type=Path)
-    parser.add_argument("--endpoint-url")
+    parser.add_argument("--profile", help="AWS profile (default $AWS_PROFILE, else the local emulator's)")
     parser.add_argument("--region")
     parser.add_argument("--lambda-port", type=int, default=0)
     parser.add_argument("--rest-api")
@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-delays", default="1,2", help="seconds between async retries (AWS: ~60,120)")
     args = parser.parse_args(argv)
 
-    aws = AwsConfig.from_environment(args.endpoint_url, args.region)
+    aws = AwsConfig.from_environment(args.profile or None, args.region)
     runtime = LambdaRuntime(aws, max_workers=args.max_workers,
                             retry_delays=tuple(float(x) for x in args.retry_delays.split(",")))
     servers = [serve(lambda_api(runtime), args.lambda_port)]
-    info = {"pid": os.getpid(), "endpoint_url": aws.endpoint_url, "region": aws.region,
+    info = {"pid": os.getpid(), "profile": aws.profile, "endpoint_url": aws.endpoint_url, "region": aws.region,
             "lambda_endpoint": f"http://127.0.0.1:{servers[0].server_address[1]}"}
     if args.rest_api:
         stage = ApiGatewayStage(aws, runtime, args.rest_api, args.stage)
