@@ -11,9 +11,8 @@ moto also copies the tags given for a launch template itself (``CreateLaunchTemp
 sent. ``amazon.aws.ec2_launch_template`` then sees a difference on its second run and creates a new
 version every time it is first re-run; the fix removes what moto added.
 
-Use it instead of ``python -m moto.server``:
-
-    python -m kumolab.local.moto_atomic -H 127.0.0.1 -p 5127
+Both fixes are backend hooks of the emulator's front door (:mod:`kumolab.local.front_door`), which
+serves moto; ``python -m kumolab.local.moto_atomic -H 127.0.0.1 -p 5127`` runs that front door.
 """
 
 from __future__ import annotations
@@ -70,11 +69,10 @@ def install_launch_template_fix() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    install()
-    install_launch_template_fix()
-    from moto.server import main as moto_main
+    """moto's server behind kumolab's front door, which installs these fixes among its backend hooks."""
+    from kumolab.local.front_door import main as front_door_main
 
-    moto_main(argv if argv is not None else sys.argv[1:])
+    front_door_main(argv if argv is not None else sys.argv[1:])
 
 
 if __name__ == "__main__":

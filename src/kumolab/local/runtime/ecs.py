@@ -37,6 +37,40 @@ from kumolab.paths import REPO_ROOT, state_dir
 SOURCE_LABEL = "kumolab.runtime.source"
 
 
+# -- a container definition as a local process (also used for run-task by kumolab.local.ecs_tasks) -----
+
+def container_argv(container: dict) -> list[str]:
+    """``entryPoint`` + ``command``; a leading ``python``/``python3`` becomes this interpreter."""
+    argv = list(container.get("entryPoint") or []) + list(container.get("command") or [])
+    if not argv:
+        raise ServiceError(f"container {container['name']} has neither entryPoint nor command; the local "
+                           f"runner cannot guess the image's default command")
+    if Path(argv[0]).name in ("python", "python3") or Path(argv[0]).name.startswith("python3."):
+        argv[0] = sys.executable
+    return argv
+
+
+def container_source(container: dict, repo_root: Path = REPO_ROOT) -> Path:
+    """The repo directory named by the container's ``dockerLabels[kumolab.runtime.source]``."""
+    rel = (container.get("dockerLabels") or {}).get(SOURCE_LABEL)
+    if not rel:
+        raise ServiceError(f"container {container['name']} has no dockerLabels[{SOURCE_LABEL!r}] naming the "
+                           f"repo directory of its program")
+    path = (repo_root / rel).resolve()
+    if not path.is_dir():
+        raise ServiceError(f"{SOURCE_LABEL}={rel!r}: {path} is not a directory")
+    return path
+
+
+def container_environment(aws: AwsConfig, container: dict, source: Path, **ecs: str) -> dict:
+    """A minimal base, the target's region and credentials, ``ecs`` (ECS_CLUSTER, ...), then the container's own."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "KUMOLAB_STATE_DIR")}
+    env.update(aws.function_environment())
+    env.update(ecs, PYTHONPATH=str(source), PYTHONUNBUFFERED="1")
+    env.update({e["name"]: str(e["value"]) for e in container.get("environment") or []})
+    return env
+
+
 class EcsService:
     def __init__(self, aws: AwsConfig, cluster: str, service: str, repo_root: Path = REPO_ROOT):
         self.aws, self.cluster, self.service, self.repo_root = aws, cluster, service, repo_root
@@ -54,31 +88,14 @@ class EcsService:
         return taskdef, int(svc.get("desiredCount", 0))
 
     def _argv(self, container: dict) -> list[str]:
-        argv = list(container.get("entryPoint") or []) + list(container.get("command") or [])
-        if not argv:
-            raise ServiceError(f"container {container['name']} has neither entryPoint nor command; the local "
-                               f"runner cannot guess the image's default command")
-        if Path(argv[0]).name in ("python", "python3") or Path(argv[0]).name.startswith("python3."):
-            argv[0] = sys.executable
-        return argv
+        return container_argv(container)
 
     def _source(self, container: dict) -> Path:
-        rel = (container.get("dockerLabels") or {}).get(SOURCE_LABEL)
-        if not rel:
-            raise ServiceError(f"container {container['name']} has no dockerLabels[{SOURCE_LABEL!r}] naming the "
-                               f"repo directory of its program")
-        path = (self.repo_root / rel).resolve()
-        if not path.is_dir():
-            raise ServiceError(f"{SOURCE_LABEL}={rel!r}: {path} is not a directory")
-        return path
+        return container_source(container, self.repo_root)
 
     def _env(self, taskdef: dict, container: dict, index: int, source: Path) -> dict:
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "KUMOLAB_STATE_DIR")}
-        env.update(self.aws.function_environment())
-        env.update(ECS_CLUSTER=self.cluster, ECS_SERVICE=self.service, ECS_TASK_INDEX=str(index),
-                   ECS_TASK_DEFINITION=taskdef["taskDefinitionArn"], PYTHONPATH=str(source), PYTHONUNBUFFERED="1")
-        env.update({e["name"]: str(e["value"]) for e in container.get("environment") or []})
-        return env
+        return container_environment(self.aws, container, source, ECS_CLUSTER=self.cluster, ECS_SERVICE=self.service,
+                                     ECS_TASK_INDEX=str(index), ECS_TASK_DEFINITION=taskdef["taskDefinitionArn"])
 
     # -- what runs ---------------------------------------------------------------------------------
     def tasks(self) -> list[dict]:

@@ -26,6 +26,10 @@ Semantics copied from AWS:
   finish), then sent to the ``DeadLetterConfig.TargetArn`` SQS queue (or, since moto does not keep
   DeadLetterConfig, the queue named by the function's ``kumolab:dead-letter-target`` tag) with the message attributes AWS
   uses (``RequestID``, ``ErrorCode``, ``ErrorMessage``) and the original event as the body.
+- Logs: what the handler prints (stdout, stderr, ``logging``) goes to the function's log file and is
+  also kept per invocation (``InvokeResult.logs``: from ``START`` to ``REPORT``), which is what
+  ``LogType: Tail`` returns (its last 4 KB).
+- Qualifiers: ``$LATEST``, a version or an alias, as the Lambda API resolves them.
 - Not emulated: memory limits (reported in the context only), reserved concurrency, layers, non-Python
   runtimes (an error says so), and the Python version (workers use this interpreter, whatever the
   function's ``Runtime`` says; the runtime string is checked to be ``python3.*``).
@@ -34,6 +38,7 @@ Semantics copied from AWS:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -68,6 +73,10 @@ class CodeNotAvailable(RuntimeError):
     pass
 
 
+class RuntimeNotSupported(CodeNotAvailable):
+    """The function's runtime is one the local target cannot run (anything but Python)."""
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     name: str
@@ -80,6 +89,7 @@ class FunctionSpec:
     code_sha256: str
     revision: str
     dlq_arn: str | None
+    version: str = "$LATEST"
 
     @classmethod
     def from_configuration(cls, conf: dict) -> "FunctionSpec":
@@ -98,7 +108,12 @@ class FunctionSpec:
                 "RevisionId", "LastModified", "CodeSha256", "Handler", "Runtime", "Environment", "Timeout",
                 "MemorySize", "Role")], sort_keys=True, default=str).encode()).hexdigest(),
             dlq_arn=(conf.get("DeadLetterConfig") or {}).get("TargetArn") or None,
+            version=str(conf.get("Version") or "$LATEST"),
         )
+
+    @property
+    def unqualified_arn(self) -> str:
+        return ":".join(self.arn.split(":")[:7])
 
 
 @dataclass
@@ -107,6 +122,8 @@ class InvokeResult:
     payload: bytes = b""
     function_error: str | None = None
     request_id: str = ""
+    logs: bytes = b""  # what this invocation logged, START to REPORT
+    executed_version: str = "$LATEST"
 
     def json(self):
         return json.loads(self.payload) if self.payload else None
@@ -182,10 +199,39 @@ class Worker:
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-I", str(WORKER_SCRIPT), str(code_dir), spec.handler],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env, cwd=str(code_dir),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(code_dir),
             start_new_session=True,
         )
         self.ready = False
+        # The worker's log (everything the handler prints) is pumped into the function's log file and, for
+        # the invocation in progress, into a buffer: the invocation's own log lines, for LogType Tail.
+        self._captured: list[bytes] | None = None
+        self._reported = threading.Event()
+        self._capture_lock = threading.Lock()
+        self._pump = threading.Thread(target=self._pump_log, name=f"lambda-log-{self.proc.pid}", daemon=True)
+        self._pump.start()
+
+    def _pump_log(self) -> None:
+        for line in iter(self.proc.stderr.readline, b""):
+            try:
+                self._log.write(line)
+                self._log.flush()
+            except (OSError, ValueError):
+                pass
+            with self._capture_lock:
+                if self._captured is not None:
+                    self._captured.append(line)
+                    if line.startswith(b"REPORT RequestId:"):
+                        self._reported.set()
+        self._reported.set()
+
+    def take_logs(self, wait: bool) -> bytes:
+        """The current invocation's log lines (after its REPORT line when ``wait``); ends the capture."""
+        if wait:
+            self._reported.wait(2.0)
+        with self._capture_lock:
+            lines, self._captured = self._captured or [], None
+        return b"".join(lines)
 
     def _readline(self, timeout: float) -> dict | None:
         ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, timeout))
@@ -198,6 +244,9 @@ class Worker:
 
     def call(self, request: dict, timeout: float) -> dict | None:
         """The worker's answer, or None when it ran past ``timeout`` (the caller kills it)."""
+        with self._capture_lock:
+            self._captured = []
+            self._reported.clear()
         if not self.ready:
             if self._readline(INIT_TIMEOUT_S) is None:
                 return None
@@ -226,7 +275,8 @@ class Worker:
         self._close()
 
     def _close(self) -> None:
-        for stream in (self.proc.stdout, self._log):
+        self._pump.join(timeout=1.0)
+        for stream in (self.proc.stdout, self.proc.stderr, self._log):
             try:
                 stream.close()
             except OSError:
@@ -312,17 +362,20 @@ class LambdaRuntime:
         self.dead_lettered = 0
 
     # -- configuration -------------------------------------------------------------------------
-    def spec(self, function: str) -> FunctionSpec:
+    def spec(self, function: str, qualifier: str | None = None) -> FunctionSpec:
         now = time.monotonic()
-        cached = self._specs.get(function)
+        key = (function, qualifier)
+        cached = self._specs.get(key)
         if cached and now - cached[0] < self.config_ttl:
             return cached[1]
+        kwargs = {"Qualifier": qualifier} if qualifier and qualifier != "$LATEST" else {}
         try:
-            conf = self._client.get_function_configuration(FunctionName=function)
+            conf = self._client.get_function_configuration(FunctionName=function, **kwargs)
         except self._client.exceptions.ResourceNotFoundException:
-            raise FunctionNotFound(f"Function not found: {function}")
+            shown = f"{function}:{qualifier}" if qualifier else function
+            raise FunctionNotFound(f"Function not found: {shown}")
         spec = FunctionSpec.from_configuration(conf)
-        self._specs[function] = (now, spec)
+        self._specs[key] = (now, spec)
         return spec
 
     def _pool(self, spec: FunctionSpec) -> FunctionPool:
@@ -333,7 +386,8 @@ class LambdaRuntime:
             if pool is not None:
                 pool.retire()
             if not spec.runtime.startswith("python3"):
-                raise CodeNotAvailable(f"{spec.name}: runtime {spec.runtime!r} is not supported locally (Python only)")
+                raise RuntimeNotSupported(f"{spec.name}: runtime {spec.runtime!r} is not supported by the local target "
+                                          f"(it runs Python handlers only); nothing was run")
             code_dir = self.code.code_dir(spec)
             env = self._environment(spec, code_dir)
             log_path = state_dir() / "runtime" / "logs" / f"{spec.name}.log"
@@ -349,10 +403,10 @@ class LambdaRuntime:
             "LAMBDA_TASK_ROOT": str(code_dir),
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_VERSION": spec.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[$LATEST]local",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[{spec.version}]local",
         }
         env.update(self.aws.function_environment())
         env.update({k: str(v) for k, v in spec.environment.items()})
@@ -360,8 +414,8 @@ class LambdaRuntime:
 
     # -- invocation ----------------------------------------------------------------------------
     def invoke(self, function: str, payload: bytes | str | dict | None = None,
-               invocation_type: str = "RequestResponse") -> InvokeResult:
-        spec = self.spec(function)
+               invocation_type: str = "RequestResponse", qualifier: str | None = None) -> InvokeResult:
+        spec = self.spec(function, qualifier)
         if isinstance(payload, dict) or payload is None:
             payload = json.dumps(payload or {})
         if isinstance(payload, str):
@@ -373,10 +427,10 @@ class LambdaRuntime:
                                 function_error=None)
         request_id = str(uuid.uuid4())
         if invocation_type == "DryRun":
-            return InvokeResult(204, request_id=request_id)
+            return InvokeResult(204, request_id=request_id, executed_version=spec.version)
         if invocation_type == "Event":
-            self._async.submit(self._run_event, function, event, request_id)
-            return InvokeResult(202, request_id=request_id)
+            self._async.submit(self._run_event, function, event, request_id, qualifier)
+            return InvokeResult(202, request_id=request_id, executed_version=spec.version)
         if invocation_type != "RequestResponse":
             raise ValueError(f"InvocationType must be RequestResponse, Event or DryRun, not {invocation_type!r}")
         return self._run(spec, event, request_id)
@@ -388,9 +442,10 @@ class LambdaRuntime:
         request = {"event": event, "context": {
             "function_name": spec.name, "invoked_function_arn": spec.arn, "memory_limit_in_mb": spec.memory,
             "aws_request_id": request_id, "log_group_name": f"/aws/lambda/{spec.name}",
-            "log_stream_name": "local", "deadline_ms": deadline * 1000,
+            "log_stream_name": "local", "deadline_ms": deadline * 1000, "function_version": spec.version,
         }}
         healthy = False
+        started = time.monotonic()
         try:
             answer = worker.call(request, timeout=spec.timeout)
             healthy = answer is not None
@@ -398,28 +453,36 @@ class LambdaRuntime:
             answer = {"error": {"errorType": "Runtime.ExitError", "requestId": request_id,
                                 "errorMessage": f"RequestId: {request_id} Error: Runtime exited without providing a reason ({exc})"}}
         finally:
+            logs = worker.take_logs(wait=healthy)
             pool.release(worker, healthy)
+        done = functools.partial(InvokeResult, 200, request_id=request_id, executed_version=spec.version)
         if answer is None:
             error = {"errorType": "Sandbox.Timedout", "requestId": request_id,
                      "errorMessage": f"RequestId: {request_id} Error: Task timed out after {spec.timeout:.2f} seconds"}
-            return InvokeResult(200, json.dumps(error).encode(), "Unhandled", request_id)
+            took = (time.monotonic() - started) * 1000
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+            logs += (f"{stamp}Z {request_id} Task timed out after {spec.timeout:.2f} seconds\n"
+                     f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {took:.2f} ms\t"
+                     f"Memory Size: {spec.memory} MB\tStatus: timeout\n").encode()
+            return done(json.dumps(error).encode(), "Unhandled", logs=logs)
         if "error" in answer:
-            return InvokeResult(200, json.dumps(answer["error"]).encode(), "Unhandled", request_id)
-        return InvokeResult(200, answer["ok"].encode(), None, request_id)
+            return done(json.dumps(answer["error"]).encode(), "Unhandled", logs=logs)
+        return done(answer["ok"].encode(), None, logs=logs)
 
-    def _max_retries(self, function: str) -> int:
+    def _max_retries(self, function: str, qualifier: str | None = None) -> int:
         try:
-            conf = self._client.get_function_event_invoke_config(FunctionName=function)
+            kwargs = {"Qualifier": qualifier} if qualifier else {}
+            conf = self._client.get_function_event_invoke_config(FunctionName=function, **kwargs)
             return int(conf.get("MaximumRetryAttempts", 2))
         except Exception:
             return 2
 
-    def _run_event(self, function: str, event, request_id: str) -> None:
-        attempts = 1 + self._max_retries(function)
+    def _run_event(self, function: str, event, request_id: str, qualifier: str | None = None) -> None:
+        attempts = 1 + self._max_retries(function, qualifier)
         result = None
         for attempt in range(attempts):
             try:
-                result = self._run(self.spec(function), event, request_id)
+                result = self._run(self.spec(function, qualifier), event, request_id)
             except Exception as exc:  # code missing, function deleted meanwhile, ...
                 result = InvokeResult(200, json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode(), "Unhandled")
             if result.function_error is None:
@@ -436,7 +499,7 @@ class LambdaRuntime:
         target = spec.dlq_arn
         if not target:
             # moto (5.2.5) drops DeadLetterConfig; the playbooks also record the target as a tag.
-            tags = self._client.list_tags(Resource=spec.arn.split(":$LATEST")[0]).get("Tags", {})
+            tags = self._client.list_tags(Resource=spec.unqualified_arn).get("Tags", {})
             target = tags.get(DLQ_TAG)
         if not target or ":sqs:" not in target:
             return

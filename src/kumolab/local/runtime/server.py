@@ -17,42 +17,26 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import unquote
 
+from kumolab.local.runtime import invoke_api
 from kumolab.local.runtime.apigateway import ApiGatewayStage
 from kumolab.local.runtime.aws import AwsConfig
 from kumolab.local.runtime.httpserve import Request, Response, serve
-from kumolab.local.runtime.lambda_invoke import FunctionNotFound, LambdaRuntime
+from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 from kumolab.local.runtime.website import S3Website
-
-INVOKE_PREFIX = "/2015-03-31/functions/"
 
 
 def lambda_api(runtime: LambdaRuntime):
+    """The Invoke API (:func:`kumolab.local.runtime.invoke_api.route`, shared with the emulator's endpoint)."""
+
     def app(request: Request) -> Response:
         if request.path == "/health":
             return Response(200, json.dumps({"ok": True, "pools": runtime.stats()}).encode(),
                             [("Content-Type", "application/json")])
-        if not (request.method == "POST" and request.path.startswith(INVOKE_PREFIX) and request.path.endswith("/invocations")):
+        answer = invoke_api.route(runtime, request)
+        if answer is None:
             return Response(404, b'{"Type":"User","message":"Unknown operation"}', [("Content-Type", "application/json")])
-        name = unquote(request.path[len(INVOKE_PREFIX):-len("/invocations")])
-        kind = request.header("X-Amz-Invocation-Type", "RequestResponse")
-        try:
-            result = runtime.invoke(name, request.body or b"{}", kind)
-        except FunctionNotFound as exc:
-            return Response(404, json.dumps({"Type": "User", "message": str(exc)}).encode(),
-                            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ResourceNotFoundException")])
-        except ValueError as exc:
-            return Response(400, json.dumps({"Type": "User", "message": str(exc)}).encode(),
-                            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InvalidParameterValueException")])
-        except Exception as exc:
-            return Response(502, json.dumps({"Type": "Service", "message": str(exc)}).encode(),
-                            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ServiceException")])
-        headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST"),
-                   ("x-amzn-RequestId", result.request_id)]
-        if result.function_error:
-            headers.append(("X-Amz-Function-Error", result.function_error))
-        return Response(result.status_code, result.payload, headers)
+        return answer
 
     return app
 

@@ -67,7 +67,8 @@ def load_handler(spec):
 
 
 def user_error(exc):
-    frames = traceback.extract_tb(exc.__traceback__)
+    # The handler's frames only, as AWS reports them (not this bootstrap's own).
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
     return {"errorMessage": str(exc), "errorType": type(exc).__name__,
             "stackTrace": [line for line in traceback.format_list(frames)]}
 
@@ -90,7 +91,7 @@ def main():
     for line in sys.stdin:
         request = json.loads(line)
         ctx = Context(request["context"])
-        print(f"START RequestId: {ctx.aws_request_id} Version: $LATEST", file=sys.stderr, flush=True)
+        print(f"START RequestId: {ctx.aws_request_id} Version: {ctx.function_version}", file=sys.stderr, flush=True)
         started = time.time()
         if init_error is not None:
             result = {"error": dict(init_error, requestId=ctx.aws_request_id)}
