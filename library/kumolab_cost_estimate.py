@@ -26,7 +26,10 @@ description:
   - Read-only, makes no AWS API call; always C(changed=false); safe in check mode.
 options:
   region:
-    description: AWS region whose prices to use, for example C(ap-northeast-1).
+    description:
+      - AWS region whose prices to use, for example C(ap-northeast-1).
+      - A region the price table does not list is priced with the table's C(fallback_region) (us-east-1) and a
+        warning saying so; the estimate is advisory, and a region must not stop a lab.
     type: str
     required: true
   items:
@@ -56,6 +59,12 @@ options:
     type: float
   lab_hours:
     description: How long the lab is expected to live (its expiry); adds RV(total_for_lab_hours_usd).
+    type: float
+  max_usd_per_hour:
+    description:
+      - A hard cap. When the hourly total is above it, RV(over_cap) is true and RV(cap_message) says so (the
+        C(cost_estimate) role then fails before anything is created; C(make aws-check) uses it).
+      - Leave unset (null) for no cap.
     type: float
 author:
   - kumolab
@@ -118,6 +127,24 @@ table_lines:
   returned: always
   type: list
   elements: str
+priced_region:
+  description: The region whose prices were used (O(region), or the fallback region when the table lacks it).
+  returned: always
+  type: str
+  sample: us-east-1
+warnings_list:
+  description: What makes the estimate less exact, e.g. a region priced with the fallback region's prices.
+  returned: always
+  type: list
+  elements: str
+over_cap:
+  description: True when O(max_usd_per_hour) is set and the hourly total is above it.
+  returned: always
+  type: bool
+cap_message:
+  description: Why the estimate is over (or within) O(max_usd_per_hour); empty without a cap.
+  returned: always
+  type: str
 prices_as_of:
   description: The date of the price table.
   returned: always
@@ -165,12 +192,37 @@ def load_prices(path):
     return prices
 
 
+DEFAULT_FALLBACK_REGION = "us-east-1"
+
+
+def priced_region(prices, region):
+    """(region whose prices to use, warning or None): the table's fallback region for a region it lacks."""
+    if region in prices["regions"]:
+        return region, None
+    fallback = str(prices.get("fallback_region", DEFAULT_FALLBACK_REGION))
+    known = ", ".join(sorted(prices["regions"]))
+    if fallback not in prices["regions"]:
+        raise CostEstimateError(f"no prices for region {region!r} in the price table, nor for its fallback region "
+                                f"{fallback!r}; known regions: {known}. Add the region's list prices to files/pricing/aws_prices.yml.")
+    return fallback, (f"no prices for region {region!r} in the price table (known regions: {known}); the estimate uses "
+                      f"{fallback} list prices, which are often lower than elsewhere. It is advisory: check "
+                      f"https://aws.amazon.com/pricing/ for {region}, or add its prices to files/pricing/aws_prices.yml.")
+
+
 def region_prices(prices, region):
-    known = sorted(prices["regions"])
-    if region not in prices["regions"]:
-        raise CostEstimateError(f"no prices for region {region!r} in the price table; known regions: {', '.join(known)}. "
-                                f"Add the region's list prices to files/pricing/aws_prices.yml.")
-    return prices["regions"][region]
+    return prices["regions"][priced_region(prices, region)[0]]
+
+
+def cost_cap(total_hourly, cap):
+    """(over the cap?, message) for an hourly total against a hard cap in USD per hour (None: no cap)."""
+    if cap is None:
+        return False, ""
+    cap = float(cap)
+    if total_hourly > cap:
+        return True, (f"The estimate, {total_hourly:.4f} USD/hour, is above the cap of {cap:g} USD/hour; nothing was created. "
+                      f"Raise the cap (-e aws_check_max_usd_per_hour=... for make aws-check, or -e cost_estimate_max_usd_per_hour=...) "
+                      f"if you mean to spend that much.")
+    return False, f"The estimate, {total_hourly:.4f} USD/hour, is within the cap of {cap:g} USD/hour."
 
 
 def _price(table, region, *path):
@@ -195,7 +247,8 @@ def _number(item, key, default=0.0):
 
 def item_hourly(prices, region, item):
     """(hourly USD, human-readable basis) of one line item."""
-    table = region_prices(prices, region)
+    region = priced_region(prices, region)[0]  # messages name the region whose prices are looked up
+    table = prices["regions"][region]
     hours_per_month = float(prices.get("hours_per_month", 730))
     kind = item.get("kind")
     if kind not in KINDS:
@@ -262,9 +315,9 @@ def item_hourly(prices, region, item):
     return count * rate / hours_per_month, f"{count:g} alarm(s) @ ${rate}/month"
 
 
-def estimate(prices, region, items, threshold=None, lab_hours=None):
+def estimate(prices, region, items, threshold=None, lab_hours=None, max_usd_per_hour=None):
     """The whole estimate as a dict (the module's return values, less ``changed``)."""
-    region_prices(prices, region)  # fail early and clearly on an unknown region
+    used_region, region_warning = priced_region(prices, region)
     if not items:
         raise CostEstimateError("no line items to estimate; pass the lab's resources in 'items'")
     hours_per_month = float(prices.get("hours_per_month", 730))
@@ -290,7 +343,10 @@ def estimate(prices, region, items, threshold=None, lab_hours=None):
         "needs_confirmation": threshold is not None and total > float(threshold),
         "prices_as_of": str(prices.get("as_of", "unknown")),
         "region": region,
+        "priced_region": used_region,
+        "warnings_list": [region_warning] if region_warning else [],
     }
+    result["over_cap"], result["cap_message"] = cost_cap(total, max_usd_per_hour)
     if lab_hours is not None:
         result["total_for_lab_hours_usd"] = round(total * float(lab_hours), 4)
         result["lab_hours"] = float(lab_hours)
@@ -309,7 +365,9 @@ def format_table(result, currency="USD"):
         return "  ".join(cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(row)).rstrip()
 
     rule = "-" * len(line(header))
-    out = [f"Estimated AWS cost in {result['region']} ({currency}, on-demand list prices as of {result['prices_as_of']}; an estimate, not a bill)",
+    priced = result.get("priced_region", result["region"])
+    basis = "on-demand list prices" if priced == result["region"] else f"{priced} on-demand list prices (none in the table for {result['region']})"
+    out = [f"Estimated AWS cost in {result['region']} ({currency}, {basis} as of {result['prices_as_of']}; an estimate, not a bill)",
            line(header), rule] + [line(r) for r in rows] + [rule, line(total)]
     if "total_for_lab_hours_usd" in result:
         out.append(f"For the lab's planned {result['lab_hours']:g} h until expiry: {result['total_for_lab_hours_usd']:.2f} {currency}")
@@ -324,15 +382,19 @@ def main():
             price_file=dict(type="path", required=True),
             confirm_threshold_usd_per_hour=dict(type="float"),
             lab_hours=dict(type="float"),
+            max_usd_per_hour=dict(type="float"),
         ),
         supports_check_mode=True,
     )
     params = module.params
     try:
         prices = load_prices(params["price_file"])
-        result = estimate(prices, params["region"], params["items"], params["confirm_threshold_usd_per_hour"], params["lab_hours"])
+        result = estimate(prices, params["region"], params["items"], params["confirm_threshold_usd_per_hour"], params["lab_hours"],
+                          params["max_usd_per_hour"])
     except CostEstimateError as exc:
         module.fail_json(msg=f"Cost estimate failed: {exc}")
+    for warning in result["warnings_list"]:
+        module.warn(warning)
     module.exit_json(changed=False, **result)
 
 

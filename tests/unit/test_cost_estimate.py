@@ -94,7 +94,6 @@ def test_table_lists_items_totals_region_and_date():
 
 
 @pytest.mark.parametrize("region, items, message", [
-    ("eu-west-9", [{"kind": "ec2", "type": "t3.micro"}], "no prices for region 'eu-west-9' in the price table; known regions: ap-northeast-1, us-east-1"),
     ("us-east-1", [{"kind": "ec2", "type": "p5.48xlarge"}], "no price for EC2 instance type 'p5.48xlarge' in us-east-1; known types: g4dn.2xlarge, g4dn.xlarge, g5.xlarge, g6.xlarge, t3.medium, t3.micro, t3.small"),
     ("us-east-1", [{"kind": "quantum"}], "unknown item kind 'quantum'; known kinds:"),
     ("us-east-1", [{"kind": "ec2", "type": "t3.micro", "cuont": 2}], "unknown field(s) cuont"),
@@ -114,8 +113,32 @@ def test_module_through_ansible_in_check_mode():
         "items": [{"kind": "ec2", "type": "g4dn.xlarge"}]}, check=True)
     assert result["changed"] is False and result["needs_confirmation"] is True
     assert result["total_hourly_usd"] == pytest.approx(0.71)
-    bad = run_module("kumolab_cost_estimate", {"region": "mars-1", "price_file": str(PRICE_FILE), "items": [{"kind": "ec2", "type": "t3.micro"}]})
-    assert bad["failed"] and "known regions: ap-northeast-1, us-east-1" in bad["msg"]
+    bad = run_module("kumolab_cost_estimate", {"region": "us-east-1", "price_file": str(PRICE_FILE), "items": [{"kind": "quantum"}]})
+    assert bad["failed"] and "unknown item kind 'quantum'" in bad["msg"]
+
+
+def test_m10_unknown_region_is_priced_as_us_east_1_with_a_warning():
+    # Review M10: every lab runs the estimate first, and an unknown region failed it, so only us-east-1 and
+    # ap-northeast-1 could deploy at all. Now eu-west-1 is priced with us-east-1 list prices, and says so.
+    items = [{"name": "host", "kind": "ec2", "type": "t3.micro"}, {"kind": "ebs", "gb": 8}]
+    result = cost.estimate(PRICES, "eu-west-1", items)
+    same = cost.estimate(PRICES, "us-east-1", items)
+    assert result["total_hourly_usd"] == same["total_hourly_usd"] and result["priced_region"] == "us-east-1"
+    assert result["region"] == "eu-west-1"
+    (warning,) = result["warnings_list"]
+    assert "no prices for region 'eu-west-1'" in warning and "uses us-east-1 list prices" in warning and "advisory" in warning
+    assert "us-east-1 on-demand list prices (none in the table for eu-west-1)" in result["table_lines"][0]
+    assert same["warnings_list"] == [] and "eu-west-1" not in same["table"]
+
+    module = run_module("kumolab_cost_estimate", {"region": "eu-west-1", "price_file": str(PRICE_FILE), "items": items}, check=True)
+    assert not module.get("failed") and module["priced_region"] == "us-east-1"
+    assert any("uses us-east-1 list prices" in w for w in module.get("warnings", []))
+
+
+def test_m10_fallback_region_missing_from_the_table_still_fails_clearly():
+    prices = {"regions": {"ap-northeast-1": PRICES["regions"]["ap-northeast-1"]}}
+    with pytest.raises(cost.CostEstimateError, match="nor for its fallback region 'us-east-1'"):
+        cost.estimate(prices, "eu-west-1", [{"kind": "ec2", "type": "t3.micro"}])
 
 
 ROLE_PLAY = """
