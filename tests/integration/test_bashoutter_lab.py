@@ -120,10 +120,9 @@ def test_1000_concurrent_likes_count_exactly_1000(api):
 def test_2000_posts_at_concurrency_32_store_2000_items(api, deployed, aws):
     from kumolab.bashoutter.cli import ApiClient, post_many
     from kumolab.serverless.cli import clear
-    import boto3
+    import kumolab.aws
 
-    table = boto3.resource("dynamodb", endpoint_url=deployed["endpoint_url"], region_name=deployed["region"],
-                           aws_access_key_id="testing", aws_secret_access_key="testing").Table(deployed["table_name"])
+    table = kumolab.aws.resource("dynamodb", kumolab.aws.outputs_profile(deployed), deployed["region"]).Table(deployed["table_name"])
     clear(table)
     result = post_many(ApiClient(api), 2000, 32)
     print(f"\npost_many 2000 at concurrency 32: {result}")

@@ -9,12 +9,13 @@ import threading
 import uuid
 from pathlib import Path
 
-import boto3
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "files" / "containers" / "qa_bot"))
 
+import kumolab.aws  # noqa: E402
+from kumolab.local import settings  # noqa: E402
 from kumolab.qa import cli  # noqa: E402
 from qa_worker.inference import Answer  # noqa: E402
 from qa_worker.worker import Config, Worker  # noqa: E402
@@ -33,10 +34,10 @@ def deployment(endpoint, tmp_path, monkeypatch):
                  "KUMOLAB_QA_QUEUE_URL", "KUMOLAB_QA_TABLE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KUMOLAB_RESULTS_DIR", str(tmp_path / "results"))
-    kwargs = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    session = kumolab.aws.session(settings.profile_name(), "us-east-1")  # the session's emulator, through its profile
     name = f"qa-cli-{uuid.uuid4().hex[:8]}"
-    queue_url = boto3.client("sqs", **kwargs).create_queue(QueueName=name)["QueueUrl"]
-    table = boto3.resource("dynamodb", **kwargs).create_table(
+    queue_url = session.client("sqs").create_queue(QueueName=name)["QueueUrl"]
+    table = session.resource("dynamodb").create_table(
         TableName=name, BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "item_id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "item_id", "AttributeType": "S"}],
@@ -44,7 +45,7 @@ def deployment(endpoint, tmp_path, monkeypatch):
     out = tmp_path / "results" / "qa_bot" / "outputs.json"
     out.parent.mkdir(parents=True)
     out.write_text(json.dumps({"queue_url": queue_url, "table_name": name, "region": "us-east-1", "endpoint_url": endpoint}))
-    return type("D", (), {"queue_url": queue_url, "table": table, "kwargs": kwargs})
+    return type("D", (), {"queue_url": queue_url, "table": table, "session": session})
 
 
 def test_without_a_deployment_the_user_is_told_to_deploy(tmp_path, monkeypatch, capsys):
@@ -78,11 +79,8 @@ class FirstWordModel:
 
 
 def test_ask_and_ask_many_get_answers_from_a_running_worker(deployment, capsys, monkeypatch):
-    for key, value in deployment.kwargs.items():
-        if key.startswith("aws_"):
-            monkeypatch.setenv(key.upper(), value)
-    sqs = boto3.client("sqs", **deployment.kwargs)
-    dynamodb = boto3.resource("dynamodb", **deployment.kwargs)
+    sqs = deployment.session.client("sqs")
+    dynamodb = deployment.session.resource("dynamodb")
     config = Config(queue_url=deployment.queue_url, table_name=deployment.table.name, model_source="stub",
                     model_id=None, wait_time_seconds=1)
     worker = Worker(config, FirstWordModel(), sqs=sqs, dynamodb=dynamodb)

@@ -21,6 +21,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from kumolab.local import settings
+
 REPO = Path(__file__).resolve().parents[2]
 WORKER_DIR = REPO / "files" / "containers" / "qa_bot"
 sys.path.insert(0, str(WORKER_DIR))
@@ -39,11 +41,9 @@ def endpoint(emulator):
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch, endpoint):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    # What the local ECS runner gives the container: the emulator's profile (boto3 reads it), a region.
+    monkeypatch.setenv("AWS_PROFILE", settings.profile_name())
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     # A default boto3 session made earlier in the test run keeps what it resolved then; start afresh so the
     # clients made here (and by the in-process worker) see this environment.
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
@@ -231,7 +231,7 @@ def test_sigterm_during_a_batch_finishes_it_then_stops_polling(lab):
 def _worker_env(lab, endpoint, model_dir, **extra) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QUEUE_URL", "TABLE_NAME", "MODEL_"))}
     env.update(PYTHONPATH=str(WORKER_DIR), QUEUE_URL=lab.queue_url, TABLE_NAME=lab.table_name,
-               MODEL_DIR=str(model_dir), AWS_ENDPOINT_URL=endpoint, WAIT_TIME_SECONDS="20", BATCH_SIZE="4")
+               MODEL_DIR=str(model_dir), WAIT_TIME_SECONDS="20", BATCH_SIZE="4")
     env.update(extra)
     return env
 

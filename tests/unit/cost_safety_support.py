@@ -45,6 +45,17 @@ def endpoint_env(endpoint: str) -> dict:
             "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
 
 
+def profile_env(emulator: Emulator, directory: Path) -> dict:
+    """The environment for a playbook on this emulator: the local profile naming it, in a private AWS config file
+    (the session's profile keeps naming the session's emulator), and none of the keys that endpoint_env sets."""
+    from kumolab.local import settings
+
+    config = directory / "aws-config"
+    settings.write_profile(emulator.endpoint, REGION, emulator.credentials(), config_file=config)
+    env = {k: v for k, v in os.environ.items() if k not in endpoint_env("")}
+    return dict(env, AWS_CONFIG_FILE=str(config), KUMOLAB_EMULATOR_PORT=str(emulator.port))
+
+
 def aws_args(endpoint: str) -> dict:
     """The module_defaults group/aws of the local inventory, for modules run directly."""
     return {"endpoint_url": endpoint, "access_key": "testing", "secret_key": "testing", "region": REGION}

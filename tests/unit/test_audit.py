@@ -121,8 +121,8 @@ def test_audit_playbook_prints_the_table_writes_results_and_fails_on_findings(em
     import os
     import subprocess
     import sys
-    from cost_safety_support import REPO
-    env = dict(os.environ, KUMOLAB_EMULATOR_PORT=str(emulator.port), KUMOLAB_RESULTS_DIR=str(tmp_path), KUMOLAB_STATE_DIR=str(tmp_path / "state"),
+    from cost_safety_support import REPO, profile_env
+    env = dict(profile_env(emulator, tmp_path), KUMOLAB_RESULTS_DIR=str(tmp_path), KUMOLAB_STATE_DIR=str(tmp_path / "state"),
                ANSIBLE_PYTHON_INTERPRETER=sys.executable)
 
     def play(*extra):

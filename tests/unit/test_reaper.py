@@ -222,14 +222,12 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     import os
     import subprocess
 
-    from cost_safety_support import VENV_BIN, load_library_module
+    from cost_safety_support import VENV_BIN, load_library_module, profile_env
     from kumolab.local.runtime.aws import AwsConfig
     from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 
-    # This module's own emulator gets its own profile file: the session's profile keeps naming the session's emulator.
-    aws_config = str(reaper_state / "aws-config")
-    env = dict(os.environ, KUMOLAB_STATE_DIR=str(reaper_state), KUMOLAB_EMULATOR_PORT=str(emulator.port), AWS_CONFIG_FILE=aws_config,
-               ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+    # This module's own emulator, through its own profile file (the playbook's `kumolab-emulator start` rewrites it).
+    env = dict(profile_env(emulator, reaper_state), KUMOLAB_STATE_DIR=str(reaper_state), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     only_emulator = json.dumps({"lab_target_start_commands": [f"{VENV_BIN}/kumolab-emulator start --json"], "reaper_schedule": "rate(2 hours)"})
     proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "playbooks/reaper.yml", "-i", "inventories/local/hosts.yml", "-e", only_emulator],
@@ -254,7 +252,7 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
 
     lab = build_lab(aws, "deployedlab", PAST, cidr="10.90.0.0/23")
     monkeypatch.setenv("KUMOLAB_STATE_DIR", str(reaper_state))
-    monkeypatch.setenv("AWS_CONFIG_FILE", aws_config)
+    monkeypatch.setenv("AWS_CONFIG_FILE", env["AWS_CONFIG_FILE"])
     runtime = LambdaRuntime(AwsConfig.from_environment(region=REGION))
     try:
         dry = runtime.invoke("kumolab-reaper", {"dry_run": True})

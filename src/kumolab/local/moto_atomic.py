@@ -12,7 +12,7 @@ sent. ``amazon.aws.ec2_launch_template`` then sees a difference on its second ru
 version every time it is first re-run; the fix removes what moto added.
 
 Both fixes are backend hooks of the emulator's front door (:mod:`kumolab.local.front_door`), which
-serves moto; ``python -m kumolab.local.moto_atomic -H 127.0.0.1 -p 5127`` runs that front door.
+serves moto; ``python -m kumolab.local.moto_atomic -H 127.0.0.1 -p <port>`` runs that front door.
 """
 
 from __future__ import annotations

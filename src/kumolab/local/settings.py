@@ -1,14 +1,15 @@
 """The local target's fixed facts: loopback host, default ports, region, and the AWS profile that names the emulator.
 
 This is the bottom layer of :mod:`kumolab.local`; it imports nothing from the layers above. The default
-ports are defined here and nowhere else: ``$KUMOLAB_EMULATOR_PORT``, ``$KUMOLAB_SSH_PORT`` and
-``$KUMOLAB_JUPYTER_PORT`` override them (the tests use free ports).
+ports of the emulator and the SSH host are defined here and nowhere else: ``$KUMOLAB_EMULATOR_PORT`` and
+``$KUMOLAB_SSH_PORT`` override them (the tests use free ports). The local runtime's per-lab ports are in
+the lab registry (``inventories/shared/labs.yml``, :mod:`kumolab.labs`).
 
 **The profile.** ``kumolab-emulator start`` writes one AWS shared-config profile (``kumolab-local``, or
 ``$KUMOLAB_AWS_PROFILE``) into ``$AWS_CONFIG_FILE`` (default ``~/.aws/config``)::
 
     [profile kumolab-local]
-    endpoint_url = http://127.0.0.1:5127
+    endpoint_url = http://127.0.0.1:<EMULATOR_PORT>
     region = ap-northeast-1
     aws_access_key_id = ...
     aws_secret_access_key = ...
@@ -34,7 +35,6 @@ from kumolab.paths import state_dir
 HOST = "127.0.0.1"
 EMULATOR_PORT = 5127
 SSH_PORT = 2227
-JUPYTER_PORT = 8888
 DEFAULT_REGION = "ap-northeast-1"
 PROFILE = "kumolab-local"
 
@@ -64,10 +64,6 @@ def emulator_port() -> int:
 
 def ssh_port() -> int:
     return port("KUMOLAB_SSH_PORT", SSH_PORT)
-
-
-def jupyter_port() -> int:
-    return port("KUMOLAB_JUPYTER_PORT", JUPYTER_PORT)
 
 
 def endpoint(port_number: int | None = None) -> str:
