@@ -1,0 +1,1 @@
+fetch("config.json");
