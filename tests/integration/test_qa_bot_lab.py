@@ -48,10 +48,11 @@ def runtime_status() -> dict:
 
 def test_without_an_image_or_a_docker_engine_the_playbook_names_both_ways_out(run_playbook, lab_env):
     result = run_playbook("qa_bot.yml", "-e", "qa_bot_image_uri=", "-e", "qa_bot_image_build=true",
-                          "-e", "qa_bot_docker_command=/nonexistent/docker")
+                          "-e", "lab_container_image_docker_command=/nonexistent/docker")
     assert result.rc != 0
     assert "qa_bot_image_uri" in result.output and "Docker engine" in result.output
-    assert "Create the answers table" not in result.output  # failed before creating anything
+    # failed before creating anything
+    assert "Create the image repository" not in result.output and "Create the lab VPC" not in result.output
 
 
 @pytest.fixture(scope="module")
