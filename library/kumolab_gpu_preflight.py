@@ -21,7 +21,13 @@ description:
     and VT instances) (C(L-DB2E81BA)) for g4dn/g5/g6 and C(Running On-Demand P instances) (C(L-417A185B))
     for p*; Spot, C(All G and VT Spot Instance Requests) (C(L-3819A6DF)) and C(All P Spot Instance
     Requests) (C(L-7212CCBC)). Both kinds start at 0 on new accounts and are granted separately.
-  - Fails with what to request, and how, when the quota is below the instance type's vCPUs.
+  - Subtracts the vCPUs of the running (and pending) instances that count against the same quota in the
+    region (same family group and purchase option), less the lab's own instance (O(instance_name)), and fails
+    with what to request, stop or terminate, and how, when what is left is below the instance type's vCPUs.
+  - Finds the availability zones of the region that offer the instance type
+    (C(DescribeInstanceTypeOfferings) by availability zone; the type is offered per zone, not per region) and
+    returns one for the lab's subnet: O(availability_zone) when it offers the type (else it fails naming the
+    zones that do), otherwise the first such zone in name order.
   - Returns the name of the public SSM parameter holding the current Deep Learning AMI for the
     instance type's architecture.
   - Read-only; safe in check mode.
@@ -59,6 +65,16 @@ options:
     description: Smallest quota increase worth requesting (AWS asks for at least 4 vCPUs).
     type: int
     default: 4
+  availability_zone:
+    description:
+      - The zone the lab's subnet should be in (C(-e lab_network_az=...)). It must offer the instance type.
+      - Unset, the module picks the first zone (in name order) that offers it.
+    type: str
+  instance_name:
+    description:
+      - C(Name) tag of the lab's own instance. A running instance with this name is the one the launch reuses,
+        so its vCPUs are not counted as in use.
+    type: str
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -103,10 +119,22 @@ gpus:
   type: list
   elements: dict
 quota:
-  description: The quota found, in vCPUs, its code and name.
+  description: The quota found, in vCPUs, its code and name, and the vCPUs already in use against it.
   returned: success
   type: dict
-  sample: {"code": "L-DB2E81BA", "name": "Running On-Demand G and VT instances", "vcpus": 8.0, "market": "on-demand"}
+  sample: {"code": "L-DB2E81BA", "name": "Running On-Demand G and VT instances", "vcpus": 8.0, "market": "on-demand",
+           "in_use_vcpus": 4, "in_use_by": ["i-0123456789abcdef0 (g4dn.xlarge, 4 vCPUs)"]}
+availability_zone:
+  description: The zone for the lab's subnet, one that offers the instance type.
+  returned: success
+  type: str
+  sample: ap-northeast-1a
+availability_zones:
+  description: Every available zone of the region that offers the instance type, in name order.
+  returned: success
+  type: list
+  elements: str
+  sample: [ap-northeast-1a, ap-northeast-1c, ap-northeast-1d]
 """
 
 try:
@@ -159,22 +187,97 @@ def architecture_of(instance_info):
     raise PreflightError(f"{instance_info['InstanceType']} has no supported architecture among {supported}")
 
 
-def check_quota(quota_vcpus, needed_vcpus, instance_type, quota_code, quota_name, region, minimum_request=4):
-    """Raise PreflightError with what to request when the quota does not cover one instance."""
+def check_quota(quota_vcpus, needed_vcpus, instance_type, quota_code, quota_name, region, minimum_request=4,
+                in_use_vcpus=0, in_use_by=()):
+    """Raise PreflightError with what to request (or stop) when the quota, less what is in use, does not cover
+    one instance."""
     if quota_vcpus is None:
         raise PreflightError(
             f"Could not find the quota '{quota_name}' ({quota_code}) in {region}. Open Service Quotas → Amazon EC2 in "
             f"the console for {region} and check that the quota exists for your account."
         )
-    if quota_vcpus >= needed_vcpus:
+    if quota_vcpus - in_use_vcpus >= needed_vcpus:
         return
-    desired = max(minimum_request, needed_vcpus)
+    desired = max(minimum_request, in_use_vcpus + needed_vcpus)
+    request = (f"Request at least {desired} vCPUs (approval can take a day): "
+               f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {quota_code} "
+               f"--desired-value {desired} --region {region} — or in the console: Service Quotas → Amazon EC2 → {quota_name}.")
+    if not in_use_vcpus:
+        raise PreflightError(
+            f"Your AWS account may run {quota_vcpus:g} vCPUs of '{quota_name}' in {region}, but one {instance_type} needs "
+            f"{needed_vcpus}. New accounts start at 0. {request}"
+        )
+    left = max(quota_vcpus - in_use_vcpus, 0)
     raise PreflightError(
-        f"Your AWS account may run {quota_vcpus:g} vCPUs of '{quota_name}' in {region}, but one {instance_type} needs "
-        f"{needed_vcpus}. New accounts start at 0. Request at least {desired} vCPUs (approval can take a day): "
-        f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {quota_code} "
-        f"--desired-value {desired} --region {region} — or in the console: Service Quotas → Amazon EC2 → {quota_name}."
+        f"Your AWS account may run {quota_vcpus:g} vCPUs of '{quota_name}' in {region}, and {in_use_vcpus:g} of them are "
+        f"in use by running instances ({', '.join(in_use_by)}), so {left:g} are left, but one {instance_type} needs "
+        f"{needed_vcpus}; the launch would fail with VcpuLimitExceeded. Stop or terminate one of those instances, "
+        f"or {request[0].lower()}{request[1:]}"
     )
+
+
+def _pages(call, key, **kwargs):
+    """Every item of a paginated EC2 describe call (NextToken)."""
+    while True:
+        page = call(aws_retry=True, **kwargs)
+        yield from page.get(key, [])
+        if not page.get("NextToken"):
+            return
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def offered_zones(ec2, instance_type):
+    """The region's available availability zones (no Local or Wavelength Zones) that offer the type, sorted."""
+    offered = {o["Location"] for o in _pages(
+        ec2.describe_instance_type_offerings, "InstanceTypeOfferings", LocationType="availability-zone",
+        Filters=[{"Name": "instance-type", "Values": [instance_type]}])}
+    zones = ec2.describe_availability_zones(
+        Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}, {"Name": "state", "Values": ["available"]}],
+        aws_retry=True)["AvailabilityZones"]
+    return sorted(offered & {z["ZoneName"] for z in zones})
+
+
+def pick_zone(zones, instance_type, region, preferred=None):
+    """The zone for the lab's subnet: ``preferred`` if it offers the type, else the first one that does."""
+    if not zones:
+        raise PreflightError(f"{instance_type} is not offered in any availability zone of {region}; choose another type "
+                             f"(-e gpu_lab_instance_type=...) or region (AWS_REGION=...)")
+    if preferred:
+        if preferred not in zones:
+            raise PreflightError(f"{instance_type} is not offered in {preferred}; zones of {region} that offer it: "
+                                 f"{', '.join(zones)} (-e lab_network_az=<zone>). A lab network that already exists keeps "
+                                 f"its zone: tear the lab down first to move it.")
+        return preferred
+    return zones[0]
+
+
+def _counts_against(instance, quota_code, market):
+    """Whether a described instance uses the quota ``quota_code`` of purchase option ``market``."""
+    family = instance["InstanceType"].split(".", 1)[0]
+    prefix = next((p for p in sorted(QUOTAS, key=len, reverse=True) if family.startswith(p)), None)
+    if prefix is None:
+        return False
+    lifecycle = "spot" if instance.get("InstanceLifecycle") == "spot" else "on-demand"
+    return lifecycle == market and QUOTAS[prefix][market][0] == quota_code
+
+
+def vcpus_in_use(ec2, quota_code, market, exclude_name=None):
+    """(vCPUs, ["<id> (<type>, <n> vCPUs)"]) of the pending and running instances that count against the quota,
+    less those named ``exclude_name`` (the lab's own instance, which the launch reuses)."""
+    instances = [
+        i for r in _pages(ec2.describe_instances, "Reservations",
+                          Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
+        for i in r.get("Instances", [])
+        if _counts_against(i, quota_code, market)
+        and not (exclude_name and {"Key": "Name", "Value": exclude_name} in i.get("Tags", []))
+    ]
+    types = sorted({i["InstanceType"] for i in instances})
+    per_type = {}
+    for start in range(0, len(types), 100):
+        for info in ec2.describe_instance_types(InstanceTypes=types[start:start + 100], aws_retry=True)["InstanceTypes"]:
+            per_type[info["InstanceType"]] = int(info["VCpuInfo"]["DefaultVCpus"])
+    used = [(i["InstanceId"], i["InstanceType"], per_type.get(i["InstanceType"], 0)) for i in instances]
+    return sum(n for _, _, n in used), [f"{iid} ({itype}, {n} vCPUs)" for iid, itype, n in used]
 
 
 def read_service_quota(quotas_client, quota_code):
@@ -206,6 +309,8 @@ def main():
             quota_source=dict(type="str", choices=["service-quotas", "ssm-parameter"], default="service-quotas"),
             quota_parameter_prefix=dict(type="str"),
             minimum_request=dict(type="int", default=4),
+            availability_zone=dict(type="str"),
+            instance_name=dict(type="str"),
         ),
         required_if=[("quota_source", "ssm-parameter", ["quota_parameter_prefix"])],
         supports_check_mode=True,
@@ -215,8 +320,9 @@ def main():
     instance_type = params["instance_type"]
     try:
         quota_code, quota_name = quota_for(instance_type, params["market"])
+        ec2 = client(module, "ec2")
         try:
-            described = client(module, "ec2").describe_instance_types(InstanceTypes=[instance_type], aws_retry=True)
+            described = ec2.describe_instance_types(InstanceTypes=[instance_type], aws_retry=True)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) in ("InvalidInstanceType", "InvalidParameterValue"):
                 raise PreflightError(f"{instance_type} is not offered in {region}; choose another type or region") from exc
@@ -230,7 +336,10 @@ def main():
             quota = read_service_quota(client(module, "service-quotas"), quota_code)
         else:
             quota = read_parameter_quota(client(module, "ssm"), f"{params['quota_parameter_prefix'].rstrip('/')}/{quota_code}")
-        check_quota(quota, vcpus, instance_type, quota_code, quota_name, region, params["minimum_request"])
+        in_use, in_use_by = vcpus_in_use(ec2, quota_code, params["market"], params["instance_name"])
+        check_quota(quota, vcpus, instance_type, quota_code, quota_name, region, params["minimum_request"], in_use, in_use_by)
+        zones = offered_zones(ec2, instance_type)
+        zone = pick_zone(zones, instance_type, region, params["availability_zone"])
         parameter = dlami_parameter(params["dlami_parameter_root"], architecture, params["dlami_flavor"])
     except PreflightError as exc:
         module.fail_json(msg=str(exc))
@@ -247,7 +356,10 @@ def main():
         architecture=architecture,
         vcpus=vcpus,
         gpus=gpus,
-        quota={"code": quota_code, "name": quota_name, "vcpus": quota, "market": params["market"]},
+        quota={"code": quota_code, "name": quota_name, "vcpus": quota, "market": params["market"],
+               "in_use_vcpus": in_use, "in_use_by": in_use_by},
+        availability_zone=zone,
+        availability_zones=zones,
     )
 
 
