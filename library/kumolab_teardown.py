@@ -63,7 +63,8 @@ options:
   exclude_labs:
     description:
       - Leave alone resources whose C(Lab) tag is one of these, when finding, deleting and verifying. A
-        teardown of every lab uses it to keep the account-wide expiry reaper (C(Lab=reaper)).
+        teardown of every lab uses it to keep the account-wide guards (C(guard) in the lab registry), such as the
+        expiry reaper.
       - Naming a lab here that O(tags) selects explicitly (C(Lab)) is an error.
     type: list
     elements: str

@@ -14,7 +14,7 @@ API:
 - ``find(aws, wanted, kinds=KINDS, exclude_labs=(), errors=None, prefixes=None) -> list[Resource]``: everything
   carrying all of ``wanted`` (each ``Resource`` keeps its ``tags``). Idle-stop alarms, which amazon.aws cannot
   tag, are found by name (``<lab prefix>-idle-stop-<instance id>``) even when their instance is gone.
-  ``prefixes`` maps each lab to its resource-name prefix (``{"qa_bot": "kumolab-qa-bot"}``): the callers pass
+  ``prefixes`` maps each lab to its resource-name prefix (``{"my_lab": "kumolab-my-lab"}``): the callers pass
   it in from the lab registry (``inventories/shared/labs.yml``), which this file never reads; a lab that is
   not in it has the prefix ``<project>-<lab>``.
 - ``delete(aws, resources, log)``: delete in dependency order, raise on the first failure (teardown);
@@ -304,7 +304,7 @@ def delete_ecs_service(aws, res):
 
 
 def _untagged_by_name(name: str, tags: dict, wanted: dict, prefixes: dict | None = None) -> dict | None:
-    """Tags to claim an *untagged* resource by its name: the lab's prefix (``kumolab-qa-bot``) or
+    """Tags to claim an *untagged* resource by its name: the lab's prefix (``kumolab-my-lab``) or
     ``<prefix>-...``. ECS clusters, task definitions and ECR repositories are created untagged and tagged by
     the next task (their community.aws modules take no tags), so a deploy killed in between leaves one that
     only its name ties to the lab. Like idle-stop alarms, only when ``wanted`` is Project and Lab."""

@@ -9,7 +9,7 @@ target, through the project's local runtime. Configuration (environment, overrid
   Slack-compatible webhook URL; when set and something was deleted or failed, a summary is posted.
 - ``AWS_REGION`` (set by Lambda) and, locally, ``AWS_PROFILE`` (the emulator's profile; read by boto3 itself).
 
-Event (all optional): ``{"dry_run": true, "lab": "gpu", "now": "2026-11-23T20:00:00Z"}``.
+Event (all optional): ``{"dry_run": true, "lab": "<lab>", "now": "2026-11-23T20:00:00Z"}``.
 Returns (and logs as one JSON line) the report of ``reap`` plus ``now``, ``ok`` and ``notification``.
 
 What to find and how to delete it comes from ``kumolab_resources`` - the project's one catalogue,
