@@ -8,7 +8,8 @@ working, a key pair that was never imported never works.
 
 ``kumolab-sshhost start|stop|status``; state in ``<state dir>/sshd/``; port ``$KUMOLAB_SSH_PORT``
 (default :data:`kumolab.local.settings.SSH_PORT`). ``start`` records the port in ``<state dir>/sshd/port``,
-where the local inventory reads it. The key lookup reaches the emulator through the local AWS profile.
+where the local inventory reads it, and pins the host key in ``<state dir>/sshd/known_hosts`` (the inventory's
+UserKnownHostsFile, checked strictly). The key lookup reaches the emulator through the local AWS profile.
 """
 
 from __future__ import annotations
@@ -90,6 +91,15 @@ class SshHost:
     def log_file(self) -> Path:
         return self.directory / "sshd.log"
 
+    @property
+    def known_hosts_file(self) -> Path:
+        """The host key pinned for SSH clients (the local inventory's UserKnownHostsFile)."""
+        return self.directory / "known_hosts"
+
+    def _write_known_hosts(self) -> None:
+        key = (self.directory / "ssh_host_ed25519_key.pub").read_text().split()
+        self.known_hosts_file.write_text(f"[{HOST}]:{self.port} {key[0]} {key[1]}\n")
+
     def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text().strip())
@@ -142,6 +152,7 @@ class SshHost:
     def start(self) -> bool:
         if self.running():
             self.port_file.write_text(f"{self.port}\n")
+            self._write_known_hosts()
             return False
         sshd = find_sshd()
         if _banner(self.port) or self._port_taken():
@@ -161,6 +172,7 @@ class SshHost:
         while time.monotonic() < deadline:
             if self.running():
                 self.port_file.write_text(f"{self.port}\n")
+                self._write_known_hosts()
                 return True
             time.sleep(0.1)
         raise SshHostError(f"sshd did not answer on {HOST}:{self.port} within 10 s; see {self.log_file}.")
