@@ -14,8 +14,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def state_dir() -> Path:
+    """The state directory, created 0700 (it holds keys, tokens and logs that may carry request data).
+
+    An existing one of ours that others can read (made by an earlier kumolab under umask 022) is narrowed
+    to 0700 too.
+    """
     path = Path(os.environ.get("KUMOLAB_STATE_DIR") or REPO_ROOT / ".state")
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        path.chmod(0o700)
     return path
 
 

@@ -102,9 +102,10 @@ class BackgroundService:
         if self.running():
             return False
         self.stop()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.info_file.unlink(missing_ok=True)
-        with open(self.log_file, "ab") as log:
+        # Logs may carry request data: 0600 whatever the umask (review L4).
+        with open(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=self.env, cwd=self.cwd, start_new_session=True)
         self.pid_file.write_text(f"{proc.pid}\n")
