@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 VENV_BIN = Path(sys.executable).parent
 # The local inventory's runtime, on free ports so that a user's running lab is never in the way.
 TARGET_VARS = json.dumps({
-    "lab_runtime_start_commands": [f"{VENV_BIN}/kumolab-runtime start --lambda-port 0 --api-port 0 --web-port 0"],
+    "kumolab_local_services": {
+        "runtime": {"start": f"{VENV_BIN}/kumolab-runtime start --json --lambda-port 0 --api-port 0 --web-port 0"}},
 })
 
 
@@ -105,7 +106,7 @@ def test_security_audit_passes(deployed, audit):
 
 
 def test_teardown_leaves_nothing(deployed, run_playbook, aws):
-    result = run_playbook("teardown.yml", "-e", "lab=serverless", "-e", TARGET_VARS)
+    result = run_playbook("teardown.yml", "-e", "lab=serverless")
     assert result.rc == 0, result.output[-4000:]
     out = deployed["outputs"]
     assert out["function_name"] not in [f["FunctionName"] for f in aws("lambda").list_functions()["Functions"]]
