@@ -37,6 +37,7 @@ from kumolab.local.runtime.ecs import container_argv, container_environment, con
 from kumolab.paths import REPO_ROOT, state_dir
 
 DEFAULT_STOP_TIMEOUT_S = 30
+PROVISIONING_S = 0.5
 # Exit codes Docker reports for a process ended by a signal: 128 + the signal number.
 SIGNAL_EXIT = 128
 
@@ -58,6 +59,19 @@ def apply_overrides(container: dict, overrides: dict | None) -> dict:
             env.update({e["name"]: e["value"] for e in override["environment"]})
             merged["environment"] = [{"name": k, "value": v} for k, v in env.items()]
     return merged
+
+
+def default_security_group(backend, networking_configuration: dict | None) -> None:
+    """``awsvpcConfiguration`` without ``securityGroups`` gets the VPC's default group, as on AWS (moto: HTTP 500)."""
+    config = (networking_configuration or {}).get("awsvpcConfiguration")
+    if not config or config.get("securityGroups") or not config.get("subnets"):
+        return
+    from moto.ec2.models import ec2_backends
+
+    ec2 = ec2_backends[backend.account_id][backend.region_name]
+    vpc_id = ec2.get_subnet(config["subnets"][0]).vpc_id
+    group = ec2.get_default_security_group(vpc_id)
+    config["securityGroups"] = [group.id] if group is not None else []
 
 
 class TaskRun:
@@ -82,7 +96,10 @@ class TaskRun:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        threading.Thread(target=self._run, name=f"ecs-task-{self.task.id}", daemon=True).start()
+        # As on AWS, RunTask's own answer shows the task PROVISIONING; the processes start a moment later.
+        timer = threading.Timer(PROVISIONING_S, self._run)
+        timer.name, timer.daemon = f"ecs-task-{self.task.id}", True
+        timer.start()
 
     def _run(self) -> None:
         task = self.task
@@ -274,8 +291,11 @@ class TaskRunner:
         original_status = Task.last_status
 
         @functools.wraps(original_run_task)
-        def run_task(backend, cluster_str, task_definition_str, count, overrides, *args, **kwargs):
-            tasks = original_run_task(backend, cluster_str, task_definition_str, count, overrides, *args, **kwargs)
+        def run_task(backend, cluster_str, task_definition_str, count, overrides, started_by, tags, launch_type,
+                     networking_configuration=None, *args, **kwargs):
+            default_security_group(backend, networking_configuration)
+            tasks = original_run_task(backend, cluster_str, task_definition_str, count, overrides, started_by, tags,
+                                      launch_type, networking_configuration, *args, **kwargs)
             for task in tasks:
                 runner.launch(backend, task, overrides)
             return tasks
