@@ -17,9 +17,10 @@ HANDLER_DIR = REPO_ROOT / "files" / "lambda" / "bashoutter"
 
 @pytest.fixture(scope="module")
 def handlers(emulator, monkeypatch_module):
+    from support.runtime_fixtures import create_haiku_table
+
     from kumolab.local import settings
     from kumolab.local.runtime.aws import AwsConfig
-    from support.runtime_fixtures import create_haiku_table
 
     table = f"unit-haiku-{uuid.uuid4().hex[:8]}"
     create_haiku_table(AwsConfig.from_environment(region="ap-northeast-1"), table)
@@ -58,8 +59,16 @@ def event(method="GET", body=None, item_id=None, query=None, b64=False):
 def call(handlers, name, ev):
     resp = handlers[name].handler(ev, None)
     assert resp["headers"]["Access-Control-Allow-Origin"] == "*", "CORS header missing"
+    resp["body"].encode("utf-8")  # what API Gateway sends must be valid UTF-8
     body = json.loads(resp["body"]) if resp["body"] else None
     return resp["statusCode"], body, resp["headers"]
+
+
+def put_raw(handlers, item: dict) -> None:
+    """Write an item straight into the table, as another tool (the textbook's backend) would."""
+    import boto3
+
+    boto3.resource("dynamodb").Table(handlers["haiku_common"].os.environ["TABLE_NAME"]).put_item(Item=item)
 
 
 HAIKU = {"username": "basho", "first": "furuike ya", "second": "kawazu tobikomu", "third": "mizu no oto"}
@@ -91,12 +100,40 @@ def test_post_accepts_a_base64_body(handlers):
     (dict(HAIKU, first="x" * 65), "first", "too long"),
     (dict(HAIKU, likes=100), "likes", "unexpected"),
     (dict(HAIKU, first="x" * 5000), "body", "too large"),
+    ("x" * 20000, "body", "too large"),
+    ("[" * 2040 + "]" * 2040, "body", "not valid JSON"),  # 4 KB of nesting: json.loads raises RecursionError
+    ('{"username": "\\ud800", "first": "a", "second": "b", "third": "c"}', "username", "lone surrogate"),
+    ('{"username": "ba\\udfffsho", "first": "a", "second": "b", "third": "c"}', "username", "lone surrogate"),
+    ('{"username": "basho", "first": "a", "second": "b", "third": "\ud800"}', "body", "not valid JSON"),
+    (dict(HAIKU, username="bash\x00o"), "username", "U+0000"),
+    (dict(HAIKU, username="\u202eohsab"), "username", "U+202E"),
+    (dict(HAIKU, first="furu\u2066ike"), "first", "U+2066"),
+    (dict(HAIKU, second="kawazu\ntobikomu"), "second", "U+000A"),
+    (dict(HAIKU, second="kawazu\u2028tobikomu"), "second", "U+2028"),
+    (dict(HAIKU, third="\ufeffmizu"), "third", "U+FEFF"),
+    (dict(HAIKU, third="mizu\U000e0041"), "third", "U+E0041"),
+    (dict(HAIKU, third="mizu\x85"), "third", "U+0085"),
+    (dict(HAIKU, **{"\ud800": "x"}), "body", "unexpected field"),
+    (dict(HAIKU, **{"<img src=x>": "x"}), "body", "unexpected field"),
 ])
 def test_post_validation_is_400_naming_the_field(handlers, body, field, words):
     status, out, _ = call(handlers, "post_haiku", event("POST", body))
     assert status == 400
     assert out["field"] == field
     assert words in out["message"]
+
+
+def test_post_keeps_emoji_sequences_and_normalises_to_nfc(handlers):
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # ZWJ sequence
+    status, body, _ = call(handlers, "post_haiku", event("POST", dict(HAIKU, username=family, first="cafe\u0301 ")))
+    assert status == 201 and body["username"] == family and body["first"] == "caf\u00e9"
+
+
+def test_post_with_base64_of_invalid_utf8_is_400(handlers):
+    ev = event("POST", HAIKU)
+    ev["body"], ev["isBase64Encoded"] = base64.b64encode(b"\xff\xfe{}").decode(), True
+    status, out, _ = call(handlers, "post_haiku", ev)
+    assert (status, out["field"]) == (400, "body")
 
 
 def test_get_lists_newest_first_with_integer_likes(handlers):
@@ -125,11 +162,60 @@ def test_get_pages_with_limit_and_next_token(handlers):
     assert seen == [h["item_id"] for h in everything]
 
 
-@pytest.mark.parametrize("query, field", [({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "x"}, "limit"),
-                                          ({"next_token": "garbage!"}, "next_token")])
+DEEP_TOKEN = base64.urlsafe_b64encode(b"[" * 300 + b"]" * 300).decode()
+
+
+@pytest.mark.parametrize("query, field", [
+    ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "x"}, "limit"),
+    # str.isdigit() and int() accept these; the API does not (security review L1: "²" was a 500)
+    ({"limit": "²"}, "limit"), ({"limit": "١٠"}, "limit"), ({"limit": "５"}, "limit"),
+    ({"limit": "-1"}, "limit"), ({"limit": "+5"}, "limit"), ({"limit": " 5"}, "limit"), ({"limit": "5\n"}, "limit"),
+    ({"limit": "1e3"}, "limit"), ({"limit": "0x10"}, "limit"), ({"limit": ""}, "limit"), ({"limit": "9" * 400}, "limit"),
+    ({"limit": "-" + "9" * 5000}, "limit"), ({"limit": "\ud800"}, "limit"),
+    ({"next_token": "garbage!"}, "next_token"), ({"next_token": ""}, "next_token"), ({"next_token": "\ud800"}, "next_token"),
+    ({"next_token": "QQ" * 1000}, "next_token"), ({"next_token": DEEP_TOKEN}, "next_token"),
+    ({"next_token": base64.urlsafe_b64encode(b'["a", 1]').decode()}, "next_token"),
+])
 def test_get_rejects_bad_paging_parameters(handlers, query, field):
     status, out, _ = call(handlers, "get_haiku", event(query=query))
     assert (status, out["field"]) == (400, field)
+
+
+@pytest.mark.parametrize("query", ["limit=5", ["limit", "5"], 5, {"limit": 5}, {"limit": None}, {5: "5"}], ids=repr)
+def test_get_rejects_a_query_that_is_not_strings(handlers, query):
+    status, out, _ = call(handlers, "get_haiku", event(query=query))
+    assert (status, out["field"]) == (400, "query")
+
+
+def test_get_accepts_leading_zeros_and_ignores_unknown_parameters(handlers):
+    status, items, _ = call(handlers, "get_haiku", event(query={"limit": "0001", "utm_source": "\u202e", "": ""}))
+    assert status == 200 and len(items) <= 1
+
+
+def test_get_scans_in_bounded_pages_and_stops_at_the_cap(handlers, monkeypatch):
+    for i in range(30):
+        put_raw(handlers, dict(HAIKU, item_id=f"cap{i:02d}{uuid.uuid4().hex[:6]}", likes=0, created_at=f"2001-01-01T00:00:{i:02d}Z"))
+    get = handlers["get_haiku"]
+    real = get.table()
+    limits = []
+
+    class Spy:
+        def scan(self, **kwargs):
+            limits.append(kwargs.get("Limit"))
+            return real.scan(**kwargs)
+
+    monkeypatch.setattr(get, "table", Spy)
+    monkeypatch.setattr(get, "SCAN_PAGE_ITEMS", 10)
+    monkeypatch.setattr(get, "SCAN_CAP_ITEMS", 25)
+    status, items, headers = call(handlers, "get_haiku", event())
+    assert status == 200 and len(items) == 25 and headers["X-Scan-Capped"] == "true"
+    assert limits == [10, 10, 5]
+    assert "X-Scan-Capped" in headers["Access-Control-Expose-Headers"]
+    monkeypatch.setattr(get, "SCAN_CAP_ITEMS", 10_000)
+    limits.clear()
+    status, items, headers = call(handlers, "get_haiku", event())
+    assert status == 200 and "X-Scan-Capped" not in headers and len(items) >= 30
+    assert limits and all(limit == 10 for limit in limits)
 
 
 def test_patch_adds_one_like_and_returns_the_count(handlers):
@@ -143,10 +229,60 @@ def test_patch_unknown_id_is_404(handlers):
     assert status == 404 and out["field"] == "item_id"
 
 
+MALFORMED_IDS = ["../etc/passwd", "", "a" * 65, f"{uuid.uuid4()}\n", "abc\n", "a b", "a.b", "a/b", "é", "ａ", "a\x00",
+                 "\ud800", "a\u202e", "%0A"]
+
+
 @pytest.mark.parametrize("name", ["patch_haiku", "delete_haiku"])
-def test_malformed_id_is_400(handlers, name):
-    status, out, _ = call(handlers, name, event("PATCH", item_id="../etc/passwd"))
+@pytest.mark.parametrize("item_id", MALFORMED_IDS, ids=ascii)
+def test_malformed_id_is_400(handlers, name, item_id):
+    status, out, _ = call(handlers, name, event("PATCH", item_id=item_id))
     assert (status, out["field"]) == (400, "item_id")
+
+
+@pytest.mark.parametrize("name", ["patch_haiku", "delete_haiku"])
+@pytest.mark.parametrize("params", ["item_id", ["item_id"], 5, {"item_id": 5}, {"item_id": None}, {}], ids=repr)
+def test_odd_path_parameters_are_400(handlers, name, params):
+    ev = event("PATCH", item_id="x")
+    ev["pathParameters"] = params
+    status, out, _ = call(handlers, name, ev)
+    assert (status, out["field"]) == (400, "item_id")
+
+
+FOREIGN_IDS = [uuid.uuid4().hex, "ABC_def-123", "x", "7", "a" * 64, str(uuid.uuid4()).upper()]
+
+
+@pytest.mark.parametrize("item_id", FOREIGN_IDS)
+def test_items_with_foreign_id_formats_can_be_liked_and_deleted(handlers, item_id):
+    put_raw(handlers, dict(HAIKU, item_id=item_id, likes=3, created_at="2019-05-01T09:00:00+09:00"))
+    listed = {h["item_id"]: h for h in call(handlers, "get_haiku", event())[1]}
+    assert listed[item_id]["likes"] == 3
+    assert call(handlers, "patch_haiku", event("PATCH", item_id=item_id))[:2] == (200, {"item_id": item_id, "likes": 4})
+    assert call(handlers, "delete_haiku", event("DELETE", item_id=item_id))[:2] == (204, None)
+    assert item_id not in [h["item_id"] for h in call(handlers, "get_haiku", event())[1]]
+    for name in ("patch_haiku", "delete_haiku"):
+        status, out, _ = call(handlers, name, event("DELETE", item_id=item_id))
+        assert (status, out["field"]) == (404, "item_id")
+
+
+@pytest.mark.parametrize("name", ["patch_haiku", "delete_haiku"])
+@pytest.mark.parametrize("item_id", [str(uuid.uuid4()), uuid.uuid4().hex, "never-posted"])
+def test_unknown_id_is_404(handlers, name, item_id):
+    status, out, _ = call(handlers, name, event("PATCH", item_id=item_id))
+    assert status == 404 and out["field"] == "item_id" and item_id in out["message"]
+
+
+def test_items_written_by_other_tools_are_listed_whatever_their_attributes(handlers):
+    odd = {"item_id": f"odd{uuid.uuid4().hex[:8]}", "username": 7, "likes": "many", "first": "only a first line"}
+    put_raw(handlers, odd)
+    status, items, _ = call(handlers, "get_haiku", event())
+    assert status == 200
+    listed = next(h for h in items if h["item_id"] == odd["item_id"])
+    assert listed == {"item_id": odd["item_id"], "username": "", "first": "only a first line", "second": "", "third": "",
+                      "likes": 0, "created_at": ""}
+    status, out, _ = call(handlers, "patch_haiku", event("PATCH", item_id=odd["item_id"]))  # ADD on a string
+    assert (status, out["field"]) == (409, "item_id")
+    assert call(handlers, "delete_haiku", event("DELETE", item_id=odd["item_id"]))[0] == 204
 
 
 def test_delete_is_204_and_the_haiku_is_gone(handlers):
@@ -154,6 +290,7 @@ def test_delete_is_204_and_the_haiku_is_gone(handlers):
     status, body, _ = call(handlers, "delete_haiku", event("DELETE", item_id=item_id))
     assert status == 204 and body is None
     assert call(handlers, "patch_haiku", event("PATCH", item_id=item_id))[0] == 404
+    assert call(handlers, "delete_haiku", event("DELETE", item_id=item_id))[0] == 404
     assert item_id not in [h["item_id"] for h in call(handlers, "get_haiku", event())[1]]
 
 
@@ -164,7 +301,7 @@ def test_plain_get_is_capped_at_1000_and_continues_with_the_token(handlers):
     with tbl.batch_writer() as batch:
         for i in range(1005):
             batch.put_item(Item=dict(HAIKU, item_id=str(uuid.uuid4()), likes=0, created_at=f"2000-01-01T00:00:{i % 60:02d}.{i:03d}Z"))
-    all_ids = set(handlers["get_haiku"].scan_all(tbl) and [i["item_id"] for i in handlers["get_haiku"].scan_all(tbl)])
+    all_ids = {i["item_id"] for i in handlers["get_haiku"].scan_all(tbl)[0]}
     assert len(all_ids) > 1005
     status, first, headers = call(handlers, "get_haiku", event())
     assert status == 200 and len(first) == 1000 and headers.get("X-Next-Token")

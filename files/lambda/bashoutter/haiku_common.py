@@ -2,7 +2,14 @@
 
 Everything a client can send is validated here before DynamoDB is touched, and every response -
 success or error - is an API Gateway proxy response with a JSON body and the CORS headers, so no
-client input can turn into a 5xx.
+client input can turn into a 5xx (tests/unit/test_bashoutter_fuzz.py checks it with generated input:
+unicode with lone surrogates, control and bidi characters, huge bodies and odd query values).
+
+Text fields are normalised to NFC, then rejected (400) when they hold characters that are not
+displayable text: lone surrogates (not encodable as UTF-8, so DynamoDB would fail on them), C0/C1
+controls (NUL, newline, ...), format characters such as the bidi overrides U+202A-U+202E and
+U+2066-U+2069 (display spoofing) or the invisible tag characters, and line/paragraph separators.
+ZWJ and ZWNJ stay allowed (emoji sequences, Indic and Persian scripts).
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ import binascii
 import json
 import os
 import re
+import unicodedata
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,14 +31,30 @@ MAX_BODY_BYTES = 4096
 FIELD_MAX_LENGTH = {"username": 32, "first": 64, "second": 64, "third": 64}
 #: A plain GET returns at most this many haiku; `limit` + `next_token` page beyond it.
 LIST_CAP = 1000
+#: GET reads the table in Scan pages of this many items (the Scan's Limit) ...
+SCAN_PAGE_ITEMS = 1000
+#: ... and stops after this many items, so one GET reads a bounded amount of the table (cost and
+#: Lambda memory stay bounded however large the table grows; see docs/bashoutter.md).
+SCAN_CAP_ITEMS = 10_000
+#: Longest next_token accepted (ours are about 120 characters).
+MAX_TOKEN_CHARS = 512
 
-ITEM_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+#: An item id: 1-64 characters from [A-Za-z0-9_-], matched with fullmatch (``$`` would accept a
+#: trailing newline). POST writes UUIDs; items written by other tools (e.g. ``uuid.uuid4().hex``, as
+#: the textbook's backend does) are addressable too.
+ITEM_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: A request body's key that may be echoed back in an error (anything else is reported as `body`).
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_]{1,32}")
+#: Unicode categories that are not text: controls, format characters, surrogates, line/paragraph separators.
+_BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+#: Format characters that are allowed all the same: ZWNJ, ZWJ.
+_ALLOWED_FORMAT = {"\u200c", "\u200d"}
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Content-Type",
     "Access-Control-Allow-Methods": "GET,POST,PATCH,DELETE,OPTIONS",
-    "Access-Control-Expose-Headers": "X-Next-Token",
+    "Access-Control-Expose-Headers": "X-Next-Token, X-Scan-Capped",
 }
 
 
@@ -67,7 +91,12 @@ def response(status: int, body: Any = None, headers: dict | None = None) -> dict
         out["body"] = ""
     else:
         out["headers"]["Content-Type"] = "application/json"
-        out["body"] = json.dumps(body, ensure_ascii=False, default=_json_default)
+        text = json.dumps(body, ensure_ascii=False, default=_json_default)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from somewhere: send it \u-escaped, still valid JSON
+            text = json.dumps(body, default=_json_default)
+        out["body"] = text
     return out
 
 
@@ -84,22 +113,38 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, Decimal) and value.is_finite():
+        return max(int(value), 0)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(value, 0)
+    return 0
+
+
 def to_haiku(item: dict) -> dict:
-    """A DynamoDB item as the API returns it: likes as an int, never 0.0."""
+    """A DynamoDB item as the API returns it: likes as an int, never 0.0.
+
+    Items written by other tools may lack attributes or hold other types; they are listed all the same
+    (missing or non-string text as "", a non-numeric or negative like count as 0).
+    """
     return {
-        "item_id": item["item_id"],
-        "username": item.get("username", ""),
-        "first": item.get("first", ""),
-        "second": item.get("second", ""),
-        "third": item.get("third", ""),
-        "likes": int(item.get("likes", 0)),
-        "created_at": item.get("created_at", ""),
+        "item_id": _text(item.get("item_id")),
+        "username": _text(item.get("username")),
+        "first": _text(item.get("first")),
+        "second": _text(item.get("second")),
+        "third": _text(item.get("third")),
+        "likes": _count(item.get("likes")),
+        "created_at": _text(item.get("created_at")),
     }
 
 
 def now_iso() -> str:
     """UTC ISO-8601 with milliseconds and a Z, e.g. 2026-11-23T19:33:57.123Z."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_item_id() -> str:
@@ -113,6 +158,9 @@ def json_body(event: dict) -> dict:
         raise ClientError(400, "body", "request body is missing; send a JSON object")
     if not isinstance(raw, str):
         raise ClientError(400, "body", "request body must be text")
+    if len(raw) > 4 * MAX_BODY_BYTES:  # bound the work below; smaller bodies get their exact size reported
+        raise ClientError(400, "body", f"request body is too large (over {4 * MAX_BODY_BYTES} characters; "
+                                       f"at most {MAX_BODY_BYTES} bytes)")
     if event.get("isBase64Encoded"):
         try:
             data = base64.b64decode(raw, validate=True)
@@ -124,7 +172,7 @@ def json_body(event: dict) -> dict:
         raise ClientError(400, "body", f"request body is too large ({len(data)} bytes; at most {MAX_BODY_BYTES})")
     try:
         parsed = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deeply nested arrays
         raise ClientError(400, "body", "request body is not valid JSON")
     if not isinstance(parsed, dict):
         raise ClientError(400, "body", "request body must be a JSON object")
@@ -132,15 +180,26 @@ def json_body(event: dict) -> dict:
 
 
 def text_field(body: dict, name: str) -> str:
+    """The field ``name`` as stored: a non-empty string of displayable text, NFC, stripped, bounded."""
     if name not in body:
         raise ClientError(400, name, f"'{name}' is missing")
     value = body[name]
     if not isinstance(value, str):
         raise ClientError(400, name, f"'{name}' must be a string")
-    value = value.strip()
+    limit = FIELD_MAX_LENGTH[name]
+    if len(value) > 4 * limit:  # long before normalising: NFC cannot shrink a string by more than that
+        raise ClientError(400, name, f"'{name}' is too long ({len(value)} characters; at most {limit})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ClientError(400, name, f"'{name}' is not valid Unicode text (a lone surrogate)")
+    bad = next((ch for ch in value if unicodedata.category(ch) in _BAD_CATEGORIES and ch not in _ALLOWED_FORMAT), None)
+    if bad is not None:
+        raise ClientError(400, name, f"'{name}' contains U+{ord(bad):04X}, a control or formatting character; "
+                                     "send plain text")
+    value = unicodedata.normalize("NFC", value).strip()
     if not value:
         raise ClientError(400, name, f"'{name}' is empty")
-    limit = FIELD_MAX_LENGTH[name]
     if len(value) > limit:
         raise ClientError(400, name, f"'{name}' is too long ({len(value)} characters; at most {limit})")
     return value
@@ -149,19 +208,28 @@ def text_field(body: dict, name: str) -> str:
 def validate_new_haiku(body: dict) -> dict:
     unexpected = sorted(set(body) - set(FIELD_MAX_LENGTH))
     if unexpected:
-        raise ClientError(400, unexpected[0], f"unexpected field '{unexpected[0]}'; send only {', '.join(FIELD_MAX_LENGTH)}")
+        key = unexpected[0]  # echoed only when it is a plain name: a client's key may hold anything
+        if _SAFE_KEY.fullmatch(key):
+            raise ClientError(400, key, f"unexpected field '{key}'; send only {', '.join(FIELD_MAX_LENGTH)}")
+        raise ClientError(400, "body", f"unexpected field; send only {', '.join(FIELD_MAX_LENGTH)}")
     return {name: text_field(body, name) for name in FIELD_MAX_LENGTH}
 
 
 def item_id_from_path(event: dict) -> str:
-    value = (event.get("pathParameters") or {}).get("item_id")
-    if not isinstance(value, str) or not ITEM_ID_PATTERN.match(value):
-        raise ClientError(400, "item_id", "item_id must be a haiku id as returned by POST /haiku (a UUID)")
+    params = event.get("pathParameters")
+    value = params.get("item_id") if isinstance(params, dict) else None
+    if not isinstance(value, str) or not ITEM_ID_PATTERN.fullmatch(value):
+        raise ClientError(400, "item_id", "item_id must be 1-64 characters from A-Z, a-z, 0-9, '_' and '-' "
+                                          "(as returned by GET /haiku or POST /haiku)")
     return value
 
 
 def query_params(event: dict) -> dict:
-    return event.get("queryStringParameters") or {}
+    """The query string as a dict of strings (what API Gateway sends), or ClientError(400)."""
+    params = event.get("queryStringParameters") or {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+        raise ClientError(400, "query", "the query string could not be read")
+    return params
 
 
 def handle(event: dict, work) -> dict:
@@ -171,7 +239,7 @@ def handle(event: dict, work) -> dict:
     except ClientError as exc:
         return error(exc.status, exc.field, exc.message)
     except Exception as exc:  # a server fault, never caused by client input; still a proper response
-        print(f"ERROR {type(exc).__name__}: {exc}")
+        print(f"ERROR {type(exc).__name__}: {exc!r}")  # repr: the log line is ASCII-safe whatever the message
         if isinstance(exc, KeyError) and exc.args and exc.args[0] == "TABLE_NAME":
             raise  # misconfigured deployment: fail the way AWS shows it (function error -> 502)
         return error(500, None, "internal error; the request was not processed")

@@ -36,27 +36,44 @@ async function api(method, path, body) {
   return data;
 }
 
+// A like count as shown: a non-negative integer whatever the API sent.
+function likeCount(value) {
+  const n = Number(value);
+  return String(Number.isSafeInteger(n) && n >= 0 ? n : 0);
+}
+
+// Text from the API as shown: a string (a hostile or broken API may send anything).
+const text = (value) => (typeof value === "string" ? value : "");
+
 function haikuItem(h) {
   const li = document.createElement("li");
   li.className = "haiku";
-  li.dataset.itemId = h.item_id;
+  li.dataset.itemId = text(h.item_id);
   const verse = document.createElement("div");
   verse.className = "verse";
-  verse.textContent = `${h.first}\n${h.second}\n${h.third}`;
+  verse.textContent = `${text(h.first)}\n${text(h.second)}\n${text(h.third)}`;
   const meta = document.createElement("div");
   meta.className = "meta";
-  const when = new Date(h.created_at);
-  meta.textContent = `— ${h.username} · ${isNaN(when) ? h.created_at : when.toLocaleString()}`;
+  const when = new Date(text(h.created_at));
+  meta.textContent = `— ${text(h.username)} · ${isNaN(when) ? text(h.created_at) : when.toLocaleString()}`;
   const like = document.createElement("button");
   like.type = "button";
   like.className = "like";
   like.title = "Like";
-  like.innerHTML = `<span aria-hidden="true">♥</span><span class="count">${h.likes}</span>`;
+  // Built with createElement/textContent, never from markup: the API URL can be overridden by the
+  // user (a classmate's API), so nothing an API sends is trusted as HTML.
+  const heart = document.createElement("span");
+  heart.setAttribute("aria-hidden", "true");
+  heart.textContent = "♥";
+  const count = document.createElement("span");
+  count.className = "count";
+  count.textContent = likeCount(h.likes);
+  like.append(heart, count);
   like.addEventListener("click", async () => {
     like.disabled = true;
     try {
-      const out = await api("PATCH", `/haiku/${encodeURIComponent(h.item_id)}`);
-      like.querySelector(".count").textContent = out.likes;
+      const out = await api("PATCH", `/haiku/${encodeURIComponent(text(h.item_id))}`);
+      count.textContent = likeCount(out && out.likes);
     } catch (err) {
       $("list-status").textContent = `Like failed: ${err.message}`;
     } finally {
@@ -72,7 +89,8 @@ async function refresh() {
   status.classList.remove("error");
   status.textContent = "Loading…";
   try {
-    const items = await api("GET", "/haiku");
+    const data = await api("GET", "/haiku");
+    const items = Array.isArray(data) ? data.filter((h) => h && typeof h === "object") : [];
     $("haiku-list").replaceChildren(...items.map(haikuItem));
     $("count").textContent = `(${items.length})`;
     status.textContent = items.length ? "" : "No haiku yet — be the first.";
