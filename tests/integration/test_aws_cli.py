@@ -19,10 +19,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.runtime_fixtures import deploy_bashoutter, deploy_function
 
 from kumolab.local.runtime.aws import AwsConfig
 from kumolab.paths import REPO_ROOT
-from support.runtime_fixtures import deploy_bashoutter, deploy_function
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ CANNED = "Simple Lambda happy path OK"
 def _raw_payload_option() -> tuple[str, ...]:
     """AWS CLI v2 reads --payload as base64 unless told otherwise; v1 (PyPI's awscli) reads it raw and has no option."""
     try:
-        version = subprocess.run([str(AWS), "--version"], capture_output=True, text=True, timeout=60)
+        version = subprocess.run([str(AWS), "--version"], capture_output=True, text=True, timeout=60, check=False)
     except OSError:
         return ()
     return () if (version.stdout + version.stderr).startswith("aws-cli/1.") else ("--cli-binary-format", "raw-in-base64-out")
@@ -53,7 +53,7 @@ def aws_cli(emulator, lab_env, tmp_path_factory):
 
     def run(*args: str, check: bool = True, output: str = "json"):
         command = [str(AWS), "--profile", profile, "--region", REGION, "--output", output, *args]
-        proc = subprocess.run(command, cwd=cwd, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(command, cwd=cwd, env=dict(os.environ), capture_output=True, text=True, timeout=300, check=False)
         if check:
             assert proc.returncode == 0, f"{' '.join(args)}: rc={proc.returncode}\n{proc.stderr}"
         elif proc.returncode != 0:

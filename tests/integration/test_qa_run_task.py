@@ -13,7 +13,6 @@ import uuid
 
 import boto3
 import pytest
-
 from support.qa_fixtures import tiny_qa_model
 
 REGION = "ap-northeast-1"

@@ -15,10 +15,10 @@ import uuid
 
 import pytest
 from botocore.config import Config
+from support.runtime_fixtures import deploy_bashoutter, deploy_function, role_arn
 
 import kumolab.aws
 from kumolab.local.runtime.aws import AwsConfig
-from support.runtime_fixtures import deploy_bashoutter, deploy_function, role_arn
 
 REGION = "ap-northeast-1"
 CANNED = "Simple Lambda happy path OK"

@@ -29,11 +29,15 @@ import functools
 import subprocess
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kumolab.local.process import ServiceError, pid_alive
-from kumolab.local.runtime.ecs import container_argv, container_environment, container_source
+from kumolab.local.runtime.ecs import (
+    container_argv,
+    container_environment,
+    container_source,
+)
 from kumolab.paths import REPO_ROOT, state_dir
 
 DEFAULT_STOP_TIMEOUT_S = 30
@@ -43,7 +47,7 @@ SIGNAL_EXIT = 128
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def apply_overrides(container: dict, overrides: dict | None) -> dict:
@@ -77,7 +81,7 @@ def default_security_group(backend, networking_configuration: dict | None) -> No
 class TaskRun:
     """One task's containers as local processes, and the lifecycle DescribeTasks reports."""
 
-    def __init__(self, runner: "TaskRunner", task, definitions: list[dict], overrides: dict | None):
+    def __init__(self, runner: TaskRunner, task, definitions: list[dict], overrides: dict | None):
         self.runner, self.task = runner, task
         self.definitions = [apply_overrides(c, overrides) for c in definitions]
         self.status = "PROVISIONING"
@@ -220,7 +224,7 @@ class TaskRun:
             stream = f"{options.get('awslogs-stream-prefix', 'ecs')}/{definition['name']}/{self.task.id}"
             try:
                 self.runner.put_logs(group, stream, path.read_text(errors="replace").splitlines())
-            except Exception as exc:  # a missing log group is the task's problem, not the emulator's
+            except Exception as exc:  # noqa: BLE001 - a missing log group is the task's problem, not the emulator's
                 print(f"[ecs-tasks] logs of {self.task.task_arn} not written to {group}: {exc}", flush=True)
 
 

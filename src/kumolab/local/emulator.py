@@ -77,8 +77,8 @@ class Emulator:
     def __post_init__(self) -> None:
         self.service = BackgroundService(
             name="moto",
-            # moto's server with two fidelity fixes (atomic DynamoDB writes, launch templates): moto_atomic.
-            argv=python_module_argv("kumolab.local.moto_atomic", "-H", HOST, "-p", str(self.port)),
+            # moto's server behind kumolab's front door (executes Invoke, run-task, execute-api; moto's fixes).
+            argv=python_module_argv("kumolab.local.front_door", "-H", HOST, "-p", str(self.port)),
             healthy=lambda _service: is_moto(self.endpoint, timeout=0.5),
             env=dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true"),
             start_timeout_s=START_TIMEOUT_S,

@@ -31,9 +31,9 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Callable, Iterable
 from urllib.parse import quote, urlsplit
 
 from kumolab.local.runtime import invoke_api
@@ -86,9 +86,18 @@ class EmulatorTarget:
             service, endpoint_url=self.endpoint_url, **kwargs)
 
     def function_environment(self) -> dict[str, str]:
-        return {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region, "AWS_ENDPOINT_URL": self.endpoint_url,
-                "AWS_ACCESS_KEY_ID": self.keys["aws_access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": self.keys["aws_secret_access_key"]}
+        """The local profile when it names this emulator (as every other local process gets), else its endpoint and keys."""
+        env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        try:
+            import kumolab.aws
+            from kumolab.local import settings
+
+            if kumolab.aws.endpoint_url(settings.profile_name()) == self.endpoint_url:
+                return dict(env, **settings.profile_environment())
+        except Exception:  # noqa: BLE001, S110 - no profile (yet), or a broken one: the endpoint and keys below
+            pass
+        return dict(env, AWS_ENDPOINT_URL=self.endpoint_url, AWS_ACCESS_KEY_ID=self.keys["aws_access_key_id"],
+                    AWS_SECRET_ACCESS_KEY=self.keys["aws_secret_access_key"])
 
 
 class LocalServices:
@@ -340,7 +349,7 @@ class FrontDoor:
         for rule in self.rules:
             try:
                 response = rule(request)
-            except Exception as exc:  # a bug in a rule must not look like an AWS answer
+            except Exception as exc:  # noqa: BLE001 - a bug in a rule must not look like an AWS answer
                 import traceback
 
                 traceback.print_exc()
@@ -365,7 +374,10 @@ class FrontDoor:
 
 def build(endpoint_url: str) -> tuple[FrontDoor, LocalServices]:
     """moto's server application behind the front door, with the hooks installed."""
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        create_backend_app,
+    )
 
     services = LocalServices(endpoint_url)
     for hook in HOOKS:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import sys
 import threading
 
 WRITE_OPERATIONS = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
@@ -66,14 +65,3 @@ def install_launch_template_fix() -> None:
 
     create_launch_template._kumolab_fixed = True  # type: ignore[attr-defined]
     LaunchTemplates.create_launch_template = create_launch_template
-
-
-def main(argv: list[str] | None = None) -> None:
-    """moto's server behind kumolab's front door, which installs these fixes among its backend hooks."""
-    from kumolab.local.front_door import main as front_door_main
-
-    front_door_main(argv if argv is not None else sys.argv[1:])
-
-
-if __name__ == "__main__":
-    main()

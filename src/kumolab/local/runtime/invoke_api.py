@@ -26,7 +26,12 @@ import re
 from urllib.parse import parse_qsl, unquote
 
 from kumolab.local.runtime.httpserve import Request, Response
-from kumolab.local.runtime.lambda_invoke import CodeNotAvailable, FunctionNotFound, LambdaRuntime, RuntimeNotSupported
+from kumolab.local.runtime.lambda_invoke import (
+    CodeNotAvailable,
+    FunctionNotFound,
+    LambdaRuntime,
+    RuntimeNotSupported,
+)
 
 #: ``POST /2015-03-31/functions/<name or ARN>/invocations``
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations/?$")
