@@ -186,6 +186,8 @@ def event_from_case(case) -> dict:
 def test_schemathesis_cases_from_the_openapi_file_never_get_a_5xx(handlers, known_items, capsys):
     import schemathesis
 
+    STATS.pop("schemathesis", None)
+
     def fuzz(name: str, strategy):
         @settings(max_examples=SCHEMATHESIS_EXAMPLES, **FUZZ_SETTINGS)
         @given(case=strategy)
@@ -264,15 +266,15 @@ EVENT = st.one_of(
 )
 
 
-@settings(max_examples=HYPOTHESIS_EXAMPLES, **FUZZ_SETTINGS)
-@given(name=st.sampled_from(list(OPERATIONS)), event=EVENT)
-def test_hypothesis_events_with_hostile_input_never_get_a_5xx(handlers, known_items, name, event):
-    run_case("hypothesis", handlers, name, event)
+def test_hypothesis_events_with_hostile_input_never_get_a_5xx(handlers, known_items, capsys):
+    STATS.pop("hypothesis", None)
 
+    @settings(max_examples=HYPOTHESIS_EXAMPLES, **FUZZ_SETTINGS)
+    @given(name=st.sampled_from(list(OPERATIONS)), event=EVENT)
+    def run(name, event):
+        run_case("hypothesis", handlers, name, event)
 
-def test_zz_report_the_hypothesis_numbers(capsys):
-    """Prints the hypothesis run's numbers (a separate test: @given runs the one above many times)."""
-    if "hypothesis" not in STATS:
-        pytest.skip("the hypothesis fuzz test did not run in this process")
+    run()
     report(capsys, "hypothesis")
-    assert sum(STATS["hypothesis"].values()) == HYPOTHESIS_EXAMPLES
+    total = sum(STATS["hypothesis"].values())
+    assert total >= HYPOTHESIS_EXAMPLES * 0.9, f"only {total} hypothesis cases ran"
