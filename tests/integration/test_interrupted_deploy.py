@@ -42,8 +42,7 @@ LABS = {
     "bashoutter": ("bashoutter.yml", FREE_PORTS, "Create the haiku table (on-demand, point-in-time recovery on)",
                    "Create results/bashoutter/", (1, 2)),
     # after the (cached) model step, so a kill never lands in the one-time model build
-    "qa_bot": ("qa_bot.yml", [], "lab_container_image : Create the image repository (vulnerability scan on every push)",
-               "lab_outputs : Create the lab's results directory", (1, 2)),
+    "qa_bot": ("qa_bot.yml", [], "lab_network : Create the lab VPC", "lab_outputs : Create the lab's results directory", (1, 2)),
 }
 TASK_LINE = re.compile(r"^TASK \[(?P<name>.*)\] \**\s*$")
 
