@@ -20,7 +20,8 @@ VENV_BIN = Path(sys.executable).parent
 # The local inventory's runtime, on free ports so that a user's running lab is never in the way. The
 # stage's throttling is raised so the load tests measure the runtime, not the lab's 100 req/s limit.
 TARGET_VARS = json.dumps({
-    "lab_runtime_start_commands": [f"{VENV_BIN}/kumolab-runtime start --lambda-port 0 --api-port 0 --web-port 0"],
+    "kumolab_local_services": {
+        "runtime": {"start": f"{VENV_BIN}/kumolab-runtime start --json --lambda-port 0 --api-port 0 --web-port 0"}},
     "bashoutter_throttle_rate": 5000, "bashoutter_throttle_burst": 5000,
 })
 HAIKU = {"username": "issa", "first": "yasegaeru", "second": "makeru na issa", "third": "kore ni ari"}
@@ -154,7 +155,7 @@ def test_security_audit_passes(deployed, audit):
 
 def test_teardown_removes_everything_including_the_bucket(deployed, run_playbook, aws):
     aws("s3").put_object(Bucket=deployed["bucket"], Key="extra/left-behind.txt", Body=b"x")  # non-empty bucket
-    result = run_playbook("teardown.yml", "-e", "lab=bashoutter", "-e", TARGET_VARS)
+    result = run_playbook("teardown.yml", "-e", "lab=bashoutter")
     assert result.rc == 0, result.output[-4000:]
     assert deployed["bucket"] not in [b["Name"] for b in aws("s3").list_buckets()["Buckets"]]
     assert deployed["table_name"] not in aws("dynamodb").list_tables()["TableNames"]
