@@ -41,9 +41,26 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
+# pip's own exit status decides (review M5): only its output goes through the filter, whose status is ignored.
+pip_install() {
+  { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; } 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
+# Every extra, when requirements/lock.txt exists: exactly its versions and hashes (how to regenerate it: its
+# header), then kumolab itself without resolving anything. KUMOLAB_EXTRAS=<some>, or no lock: resolved from
+# requirements/*.txt.
 EXTRAS="${KUMOLAB_EXTRAS:-test,gpu,qa,serverless}"
-log "pip install -e .[$EXTRAS] (torch comes from local wheels where the machine has them)"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO[$EXTRAS]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+LOCK="$REPO/requirements/lock.txt"
+if [ "$EXTRAS" = "test,gpu,qa,serverless" ] && [ -f "$LOCK" ]; then
+  log "pip install --require-hashes -r requirements/lock.txt (torch comes from local wheels where the machine has them)"
+  pip_install --require-hashes -r "$LOCK" || die "pip could not install requirements/lock.txt (see above); a hash mismatch means a download is not the locked file"
+  log "pip install --no-deps -e ."
+  pip_install --no-deps --no-build-isolation -e "$REPO" || die "pip could not install kumolab itself (see above)"
+else
+  log "pip install -e .[$EXTRAS] (torch comes from local wheels where the machine has them; not locked)"
+  pip_install -e "$REPO[$EXTRAS]" || die "pip could not install .[$EXTRAS] (see above)"
+fi
 "$VENV/bin/python" -c 'import ansible_collections.amazon.aws, ansible_collections.community.aws' \
   || die "pip did not install the amazon.aws/community.aws collections (they come with the ansible package)"
 

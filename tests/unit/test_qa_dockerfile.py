@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_DIR = REPO / "files" / "containers" / "qa_bot"
 DOCKERFILE = IMAGE_DIR / "Dockerfile"
@@ -39,8 +41,31 @@ def test_hadolint_finds_nothing():
 
 def test_base_image_is_a_pinned_slim_python():
     (base,) = [rest for kw, rest in _instructions() if kw == "FROM"]
-    assert re.fullmatch(r"python:3\.\d+\.\d+-slim(-\w+)?", base), base
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base), base
     assert "latest" not in DOCKERFILE.read_text()
+
+
+def test_m5_base_image_is_pinned_by_digest():
+    (base,) = [rest for kw, rest in _instructions() if kw == "FROM"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base), base
+
+
+def test_m5_model_is_baked_at_a_pinned_hub_commit():
+    args = dict(rest.split("=", 1) for kw, rest in _instructions() if kw == "ARG" and "=" in rest)
+    assert re.fullmatch(r"[0-9a-f]{40}", args["MODEL_REVISION"]), args
+    runs = " ".join(rest for kw, rest in _instructions() if kw == "RUN")
+    assert '--revision "${MODEL_REVISION}"' in runs
+    sys.path.insert(0, str(IMAGE_DIR))
+    try:
+        from qa_worker import fetch_model
+    finally:
+        sys.path.remove(str(IMAGE_DIR))
+    with pytest.raises(SystemExit):  # no revision, or one that can move, is refused before any download
+        fetch_model.parse_args(["distilbert-base-cased-distilled-squad", "/tmp/model"])
+    with pytest.raises(SystemExit):
+        fetch_model.parse_args(["distilbert-base-cased-distilled-squad", "/tmp/model", "--revision", "main"])
+    source = (IMAGE_DIR / "qa_worker" / "fetch_model.py").read_text()
+    assert source.count("revision=revision") == 2, "tokenizer and model both load the pinned revision"
 
 
 def test_runs_as_a_non_root_user():
