@@ -155,6 +155,11 @@ def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+# Write actions that IAM authorizes only on Resource "*" (no resource types, no condition keys in the service
+# authorization reference): "*" is the narrowest a policy can say for them.
+NO_RESOURCE_LEVEL_ACTIONS = frozenset({"ecs:DeregisterTaskDefinition", "ecs:RegisterTaskDefinition", "ecr:GetAuthorizationToken"})
+
+
 def policy_problems(document):
     """Human-readable reasons a policy document is too broad (empty list = fine)."""
     if isinstance(document, str):
@@ -172,7 +177,8 @@ def policy_problems(document):
             if action == "*" or action.endswith(":*"):
                 problems.append(f"action {action}")
         if "*" in resources and not statement.get("Condition"):
-            writes = [a for a in actions if a != "*" and not a.split(":", 1)[-1].startswith(READ_ONLY_PREFIXES)]
+            writes = [a for a in actions if a != "*" and not a.split(":", 1)[-1].startswith(READ_ONLY_PREFIXES)
+                      and a not in NO_RESOURCE_LEVEL_ACTIONS]
             if writes or "*" in actions:
                 problems.append(f"resource * without condition for {', '.join(writes or ['*'])}")
     return problems

@@ -22,6 +22,8 @@ def test_policy_rules():
         {"Effect": "Allow", "Action": "ec2:TerminateInstances", "Resource": "*", "Condition": {"StringEquals": {"aws:ResourceTag/Project": "kumolab"}}},
         {"Effect": "Allow", "Action": ["ec2:DescribeInstances", "tag:GetResources"], "Resource": "*"},
         {"Effect": "Deny", "Action": "*", "Resource": "*"}]}) == []
+    # Actions without resource-level permissions can only be granted on "*" (review M2: DeregisterTaskDefinition).
+    assert audit.policy_problems({"Statement": [{"Effect": "Allow", "Action": "ecs:DeregisterTaskDefinition", "Resource": "*"}]}) == []
     assert audit.policy_problems('{"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]}') == ["Allow with NotAction/NotResource"]
 
 
