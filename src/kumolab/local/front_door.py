@@ -199,8 +199,10 @@ class LambdaInvoke(Rule):
     name = "lambda-invoke"
 
     def __call__(self, request: Request) -> Response | None:
-        if request.method != "POST" or "/functions/" not in request.path:
-            return None
+        if request.method != "POST" or not (
+            invoke_api.INVOKE_PATH.match(request.path) or invoke_api.INVOKE_ASYNC_PATH.match(request.path)
+        ):
+            return None  # the rest of the Lambda API (create, publish, ...) is moto's
         runtime = self.services.lambdas(request_region(request, self.services.default_region))
         return invoke_api.route(runtime, request)
 
