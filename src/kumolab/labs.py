@@ -33,7 +33,7 @@ class Lab:
 
     @property
     def prefix(self) -> str:
-        """What every resource name of the lab starts with (``kumolab-qa-bot``)."""
+        """What every resource name of the lab starts with: the project, a dash, the slug."""
         return f"{PROJECT}-{self.slug}"
 
 

@@ -1,8 +1,8 @@
 """kumolab-runtime: the lab's local serverless services (Lambda, API Gateway stage, S3 website).
 
-    kumolab-runtime start --lab bashoutter --rest-api bashoutter --bucket <bucket>   # prints the URLs
-    kumolab-runtime status [--lab bashoutter]
-    kumolab-runtime stop --lab bashoutter
+    kumolab-runtime start --lab <lab> --rest-api <api id> --bucket <bucket>   # prints the URLs
+    kumolab-runtime status [--lab <lab>]
+    kumolab-runtime stop --lab <lab>
     kumolab-runtime invoke FUNCTION [--payload JSON] [--invocation-type RequestResponse|Event|DryRun]
     kumolab-runtime ecs start|stop|sync|status --cluster C --service S [--lab L]  # local ECS service workers
     kumolab-runtime package --source DIR --include FILE... --name NAME   # deterministic Lambda zip
