@@ -146,8 +146,12 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible.module_utils.kumolab_aws import fail, retry_decorator
 
 # The project's retry vocabulary (a table that is being created or updated answers ResourceInUseException),
-# plus DynamoDB's limit on concurrent control-plane calls, LimitExceededException.
-RETRY = retry_decorator(extra_codes=["LimitExceededException"], retries=10, max_delay=15)
+# plus DynamoDB's limit on concurrent control-plane calls, LimitExceededException, and
+# ContinuousBackupsUnavailableException: UpdateContinuousBackups on a table that has only just become ACTIVE
+# answers "Backups are being enabled for the table" for a while (a modeled error of that operation; real-AWS
+# review M8), so the first deploy failed now and then.
+RETRY = retry_decorator(extra_codes=["LimitExceededException", "ContinuousBackupsUnavailableException"],
+                        retries=10, max_delay=15)
 
 
 def describe(client, name):
