@@ -15,7 +15,9 @@ container becomes one local process:
 ones, stop surplus ones, replace every task when the task definition changed, restart crashed ones)
 and can be called from any process: tasks are tracked by pid files in
 ``<state dir>/runtime/ecs/<cluster>/<service>/``. ``run_forever`` does that every few seconds; it is
-what ``kumolab-runtime ecs start`` runs in the background (see :mod:`kumolab.local.process`).
+what ``kumolab-runtime ecs start`` runs in the background (see :mod:`kumolab.local.process`). Before each
+sync it evaluates the service's Application Auto Scaling policies and their alarms from the queue
+(:mod:`kumolab.local.runtime.autoscaling`), which may change ``desiredCount`` first, as AWS would.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 from kumolab.local.process import BackgroundService, ServiceError, pid_alive, python_module_argv, stop_pid
+from kumolab.local.runtime.autoscaling import ServiceScaler
 from kumolab.local.runtime.aws import AwsConfig
 from kumolab.paths import REPO_ROOT, state_dir
 
@@ -62,10 +65,16 @@ def container_source(container: dict, repo_root: Path = REPO_ROOT) -> Path:
     return path
 
 
-def container_environment(aws: AwsConfig, container: dict, source: Path, **ecs: str) -> dict:
-    """A minimal base, the target's region and credentials, ``ecs`` (ECS_CLUSTER, ...), then the container's own."""
+def container_environment(aws: AwsConfig, container: dict, source: Path, task_role_arn: str | None = None,
+                          **ecs: str) -> dict:
+    """A minimal base, the target's region and the task role's keys (:meth:`AwsConfig.role_environment`; no task
+    role: the target's profile), ``ecs`` (ECS_CLUSTER, ...), then the container's own."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "KUMOLAB_STATE_DIR")}
-    env.update(aws.function_environment())
+    role_environment = getattr(aws, "role_environment", None)
+    if role_environment is not None and task_role_arn:
+        env.update(role_environment(task_role_arn, ecs.get("ECS_SERVICE") or container.get("name") or "task")[0])
+    else:
+        env.update(aws.function_environment())
     env.update(ecs, PYTHONPATH=str(source), PYTHONUNBUFFERED="1")
     env.update({e["name"]: str(e["value"]) for e in container.get("environment") or []})
     return env
@@ -76,6 +85,7 @@ class EcsService:
         self.aws, self.cluster, self.service, self.repo_root = aws, cluster, service, repo_root
         self.client = aws.client("ecs")
         self.directory = state_dir() / "runtime" / "ecs" / cluster / service
+        self.scaler: ServiceScaler | None = None
 
     # -- what should run ---------------------------------------------------------------------------
     def desired(self) -> tuple[dict | None, int]:
@@ -94,7 +104,8 @@ class EcsService:
         return container_source(container, self.repo_root)
 
     def _env(self, taskdef: dict, container: dict, index: int, source: Path) -> dict:
-        return container_environment(self.aws, container, source, ECS_CLUSTER=self.cluster, ECS_SERVICE=self.service,
+        return container_environment(self.aws, container, source, taskdef.get("taskRoleArn"),
+                                     ECS_CLUSTER=self.cluster, ECS_SERVICE=self.service,
                                      ECS_TASK_INDEX=str(index), ECS_TASK_DEFINITION=taskdef["taskDefinitionArn"])
 
     # -- what runs ---------------------------------------------------------------------------------
@@ -131,9 +142,24 @@ class EcsService:
                 stop_pid(pid, grace_s=10)
         Path(task["meta"]).unlink(missing_ok=True)
 
-    def sync(self) -> dict:
-        """Make the local tasks match the service. Returns counts of what was done."""
+    def autoscale(self, count: int) -> int:
+        """Evaluate the service's Application Auto Scaling policies (:mod:`kumolab.local.runtime.autoscaling`)
+        and return the desired count they leave (set through ECS's UpdateService when it changed)."""
+        if self.scaler is None:
+            self.scaler = ServiceScaler(self.cluster, self.service)
+        new = self.scaler.evaluate(self.aws.client("application-autoscaling"), self.aws.client("cloudwatch"),
+                                   self.client, self.aws.client("sqs"), count)
+        for line in self.scaler.log:
+            print(json.dumps({"autoscaling": line}), flush=True)
+        self.scaler.log.clear()
+        return count if new is None else new
+
+    def sync(self, autoscale: bool = False) -> dict:
+        """Make the local tasks match the service (after evaluating its autoscaling policies when
+        ``autoscale``). Returns counts of what was done."""
         taskdef, count = self.desired()
+        if autoscale and taskdef is not None:
+            count = self.autoscale(count)
         started = stopped = 0
         tasks = self.tasks()
         for task in tasks:
@@ -161,7 +187,7 @@ class EcsService:
         signal.signal(signal.SIGINT, lambda *_: done.set())
         while not done.is_set():
             try:
-                state = self.sync()
+                state = self.sync(autoscale=True)
             except Exception as exc:  # the emulator restarting, a bad task definition: report and go on
                 state = {"error": f"{type(exc).__name__}: {exc}"}
                 print(json.dumps(state), flush=True)
