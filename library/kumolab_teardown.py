@@ -20,9 +20,11 @@ short_description: Delete a kumolab lab's resources by tag and verify that nothi
 description:
   - Finds every resource whose tags include all of O(tags), across the services kumolab uses.
   - Idle-stop alarms (C(<lab prefix>-idle-stop-<instance id>), which amazon.aws cannot tag) are found by
-    name when O(tags) holds only C(Project) and C(Lab), also when their instance is already gone; so are
-    untagged ECS clusters, task definitions and ECR repositories named C(<lab prefix>) or C(<lab prefix>-...)
-    (left by a deploy interrupted before it tagged them). O(lab_prefixes) gives each lab's prefix.
+    name when O(tags) holds only C(Project) and C(Lab), also when their instance is already gone, unless their
+    own tags name another project or lab; so are untagged ECS clusters, task definitions and (empty) ECR
+    repositories named exactly C(<lab prefix>) (left by a deploy interrupted before it tagged them), never a
+    look-alike such as C(<lab prefix>-prod). A repository claimed by name is deleted only when empty (no
+    C(force)). O(lab_prefixes) gives each lab's prefix.
   - With O(state=absent), deletes them in dependency order (alarms, instances, ECS services and clusters,
     APIs, functions, NAT gateways, EBS volumes, queues, tables, buckets with all their object versions, log
     groups, repositories, IAM roles and policies, security groups, internet gateways, route tables, subnets,

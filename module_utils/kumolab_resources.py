@@ -61,6 +61,11 @@ IN_USE_CODES = {
     "VolumeInUse",
     "IncorrectState",
     "OperationAborted",
+    # ECS: DeleteCluster while a deleted service is still DRAINING or its tasks still stop (review M4), and a
+    # service or cluster change under way.
+    "ClusterContainsServicesException",
+    "ClusterContainsTasksException",
+    "UpdateInProgressException",
 }
 # Just created and not yet visible everywhere (a new VPC or gateway, an IAM role that Lambda cannot assume
 # yet). Retried when creating; when deleting, "not found" means already gone (GONE_CODES).
@@ -92,6 +97,9 @@ GONE_CODES = {
     "InvalidNatGatewayID.NotFound",
     "InvalidVolume.NotFound",
 }
+
+# A per-item read that IAM refuses (a reader allowed only on kumolab's own resources meets a foreign one).
+ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
 
 PROJECT_TAG = "Project"
 LAB_TAG = "Lab"
@@ -157,6 +165,18 @@ def _from_list(items: Iterable[dict] | None) -> dict:
 
 def _ec2_filters(wanted: dict) -> list:
     return [{"Name": f"tag:{k}", "Values": [v]} for k, v in wanted.items()]
+
+
+def _read(fn: Callable, *args, **kwargs):
+    """A lister's per-item read (tags, describe) after a list: None when the item has gone since it was listed
+    (a GONE code: listings are eventually consistent, a deleted SQS queue is listed for up to 60 s) or the read
+    is denied (a foreign item), so that one such item is skipped instead of failing the whole kind (review M5, M2)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        if error_code(exc) in GONE_CODES | ACCESS_DENIED_CODES:
+            return None
+        raise
 
 
 def _paginate(client, operation: str, key: str, **kwargs):
@@ -301,17 +321,23 @@ def delete_ecs_service(aws, res):
              ScalableDimension=target["ScalableDimension"])
     call(ecs.update_service, cluster=res.extra["cluster"], service=res.id, desiredCount=0)
     call(ecs.delete_service, cluster=res.extra["cluster"], service=res.id, force=True)
+    # DRAINING until its tasks have stopped (stopTimeout, up to minutes); its cluster cannot go before (review M4).
+    ecs.get_waiter("services_inactive").wait(cluster=res.extra["cluster"], services=[res.id],
+                                             WaiterConfig={"Delay": 3, "MaxAttempts": 200})
 
 
 def _untagged_by_name(name: str, tags: dict, wanted: dict, prefixes: dict | None = None) -> dict | None:
-    """Tags to claim an *untagged* resource by its name: the lab's prefix (``kumolab-my-lab``) or
-    ``<prefix>-...``. ECS clusters, task definitions and ECR repositories are created untagged and tagged by
-    the next task (their community.aws modules take no tags), so a deploy killed in between leaves one that
-    only its name ties to the lab. Like idle-stop alarms, only when ``wanted`` is Project and Lab."""
-    if tags or set(wanted) != {PROJECT_TAG, LAB_TAG}:
+    """Tags to claim a resource the lab's tags do not (yet) mark, by its name: only the exact name the lab
+    creates (its prefix, ``kumolab-qa-bot``; a look-alike such as ``kumolab-qa-bot-prod`` is never claimed), and
+    only when its own tags name no other project or lab (review M2). ECS clusters, task definitions and ECR
+    repositories are created untagged and tagged by the next task (their community.aws modules take no tags),
+    so a deploy killed in between leaves one that only its name ties to the lab. Like idle-stop alarms, only
+    when ``wanted`` is Project and Lab."""
+    if _tags_match(tags, wanted) or set(wanted) != {PROJECT_TAG, LAB_TAG}:
         return None
-    prefix = lab_prefix(wanted[LAB_TAG], wanted[PROJECT_TAG], prefixes)
-    return dict(wanted) if name == prefix or name.startswith(prefix + "-") else None
+    if any(tags.get(key, value) != value for key, value in wanted.items()):
+        return None
+    return {**tags, **wanted} if name == lab_prefix(wanted[LAB_TAG], wanted[PROJECT_TAG], prefixes) else None
 
 
 def list_ecs_clusters(aws, wanted, prefixes=None):
@@ -328,7 +354,9 @@ def list_ecs_clusters(aws, wanted, prefixes=None):
 def list_task_definitions(aws, wanted, prefixes=None):
     ecs = aws("ecs")
     for arn in _paginate(ecs, "list_task_definitions", "taskDefinitionArns", status="ACTIVE"):
-        described = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+        described = _read(ecs.describe_task_definition, taskDefinition=arn, include=["TAGS"])
+        if described is None:
+            continue
         tags = _from_list(described.get("tags"))
         tags = _untagged_by_name(described["taskDefinition"]["family"], tags, wanted, prefixes) or tags
         if _tags_match(tags, wanted):
@@ -345,7 +373,10 @@ def list_rest_apis(aws, wanted):
 def list_functions(aws, wanted):
     lam = aws("lambda")
     for fn in _paginate(lam, "list_functions", "Functions"):
-        tags = lam.list_tags(Resource=fn["FunctionArn"]).get("Tags", {})
+        read = _read(lam.list_tags, Resource=fn["FunctionArn"])
+        if read is None:
+            continue
+        tags = read.get("Tags", {})
         if _tags_match(tags, wanted):
             yield Resource("lambda_function", fn["FunctionName"], fn["FunctionName"], tags=tags)
 
@@ -360,7 +391,10 @@ def delete_function(aws, res):
 def list_event_rules(aws, wanted):
     events = aws("events")
     for rule in _paginate(events, "list_rules", "Rules"):
-        tags = _from_list(events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags"))
+        read = _read(events.list_tags_for_resource, ResourceARN=rule["Arn"])
+        if read is None:
+            continue
+        tags = _from_list(read.get("Tags"))
         if _tags_match(tags, wanted):
             yield Resource("events_rule", rule["Name"], rule["Name"], tags=tags)
 
@@ -416,10 +450,15 @@ def list_alarms(aws, wanted, prefixes=None):
     by_name = project is not None and set(wanted) <= {PROJECT_TAG, LAB_TAG}
     for alarm in _paginate(cloudwatch, "describe_alarms", "MetricAlarms"):
         name = alarm["AlarmName"]
-        tags = _from_list(cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags"))
+        read = _read(cloudwatch.list_tags_for_resource, ResourceARN=alarm["AlarmArn"])
+        if read is None:
+            continue
+        tags = _from_list(read.get("Tags"))
         lab = idle_stop_lab(name, project, prefixes) if by_name else None
         instance_ids = [d["Value"] for d in alarm.get("Dimensions", []) if d["Name"] == "InstanceId"]
-        if lab is not None and instance_ids and wanted.get(LAB_TAG, lab) == lab:
+        # An alarm whose own tags name another project or lab is not claimed by its name (review M2).
+        own_tags_agree = tags.get(PROJECT_TAG, project) == project and tags.get(LAB_TAG, lab) == lab
+        if lab is not None and instance_ids and wanted.get(LAB_TAG, lab) == lab and own_tags_agree:
             extra = {"idle_stop_instances": instance_ids,
                      "instances_alive": _instances_alive(aws("ec2"), instance_ids)}
             yield Resource("cloudwatch_alarm", name, name, extra, tags={PROJECT_TAG: project, LAB_TAG: lab, **tags})
@@ -433,7 +472,10 @@ def list_alarms(aws, wanted, prefixes=None):
 def list_queues(aws, wanted):
     sqs = aws("sqs")
     for url in _paginate(sqs, "list_queues", "QueueUrls"):
-        tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        read = _read(sqs.list_queue_tags, QueueUrl=url)
+        if read is None:  # deleted: ListQueues still lists a queue for up to 60 s (DeleteQueue API reference)
+            continue
+        tags = read.get("Tags", {})
         if _tags_match(tags, wanted):
             yield Resource("sqs_queue", url, url.rsplit("/", 1)[-1], tags=tags)
 
@@ -441,8 +483,11 @@ def list_queues(aws, wanted):
 def list_tables(aws, wanted):
     dynamodb = aws("dynamodb")
     for name in _paginate(dynamodb, "list_tables", "TableNames"):
-        arn = dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
-        tags = _from_list(dynamodb.list_tags_of_resource(ResourceArn=arn).get("Tags"))
+        described = _read(dynamodb.describe_table, TableName=name)
+        read = described and _read(dynamodb.list_tags_of_resource, ResourceArn=described["Table"]["TableArn"])
+        if not read:
+            continue
+        tags = _from_list(read.get("Tags"))
         if _tags_match(tags, wanted):
             yield Resource("dynamodb_table", name, name, tags=tags)
 
@@ -479,18 +524,37 @@ def delete_bucket(aws, res):
 def list_log_groups(aws, wanted):
     logs = aws("logs")
     for group in _paginate(logs, "describe_log_groups", "logGroups"):
-        tags = logs.list_tags_log_group(logGroupName=group["logGroupName"]).get("tags", {})
+        read = _read(logs.list_tags_log_group, logGroupName=group["logGroupName"])
+        if read is None:
+            continue
+        tags = read.get("tags", {})
         if _tags_match(tags, wanted):
             yield Resource("logs_log_group", group["logGroupName"], group["logGroupName"], tags=tags)
 
 
 def list_repositories(aws, wanted, prefixes=None):
+    """Repositories tagged ``wanted``, and the lab's one claimed by name while still empty: the lab tags its
+    repository before it pushes, so an untagged one holding images is not the lab's (review M2)."""
     ecr = aws("ecr")
     for repo in _paginate(ecr, "describe_repositories", "repositories"):
-        tags = _from_list(ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags"))
-        tags = _untagged_by_name(repo["repositoryName"], tags, wanted, prefixes) or tags
-        if _tags_match(tags, wanted):
+        read = _read(ecr.list_tags_for_resource, resourceArn=repo["repositoryArn"])
+        if read is None:
+            continue
+        tags = _from_list(read.get("tags"))
+        claimed = _untagged_by_name(repo["repositoryName"], tags, wanted, prefixes)
+        if claimed is not None and ecr.list_images(repositoryName=repo["repositoryName"], maxResults=1).get("imageIds"):
+            claimed = None
+        if claimed is not None:
+            yield Resource("ecr_repository", repo["repositoryName"], repo["repositoryName"], {"claimed_by_name": True},
+                           tags=claimed)
+        elif _tags_match(tags, wanted):
             yield Resource("ecr_repository", repo["repositoryName"], repo["repositoryName"], tags=tags)
+
+
+def delete_repository(aws, res):
+    """With its images (``force``) only when its tags mark it as the lab's; one claimed by name must be empty,
+    so an image pushed meanwhile by someone else makes the delete fail (RepositoryNotEmptyException)."""
+    call(aws("ecr").delete_repository, repositoryName=res.id, force=not res.extra.get("claimed_by_name"))
 
 
 # --- IAM -----------------------------------------------------------------------------------------------
@@ -499,7 +563,10 @@ def list_repositories(aws, wanted, prefixes=None):
 def list_roles(aws, wanted):
     iam = aws("iam")
     for role in _paginate(iam, "list_roles", "Roles"):
-        tags = _from_list(iam.list_role_tags(RoleName=role["RoleName"]).get("Tags"))
+        read = _read(iam.list_role_tags, RoleName=role["RoleName"])
+        if read is None:
+            continue
+        tags = _from_list(read.get("Tags"))
         if _tags_match(tags, wanted):
             yield Resource("iam_role", role["RoleName"], role["RoleName"], tags=tags)
 
@@ -519,7 +586,10 @@ def delete_role(aws, res):
 def list_policies(aws, wanted):
     iam = aws("iam")
     for policy in _paginate(iam, "list_policies", "Policies", Scope="Local"):
-        tags = _from_list(iam.list_policy_tags(PolicyArn=policy["Arn"]).get("Tags"))
+        read = _read(iam.list_policy_tags, PolicyArn=policy["Arn"])
+        if read is None:
+            continue
+        tags = _from_list(read.get("Tags"))
         if _tags_match(tags, wanted):
             yield Resource("iam_policy", policy["Arn"], policy["PolicyName"], tags=tags)
 
@@ -569,8 +639,7 @@ KINDS: list[Kind] = [
     Kind("dynamodb_table", list_tables, delete_table),
     Kind("s3_bucket", list_buckets, delete_bucket),
     Kind("logs_log_group", list_log_groups, _simple("logs", "delete_log_group", "logGroupName")),
-    Kind("ecr_repository", list_repositories,
-         lambda aws, res: call(aws("ecr").delete_repository, repositoryName=res.id, force=True), by_name=True),
+    Kind("ecr_repository", list_repositories, delete_repository, by_name=True),
     Kind("iam_role", list_roles, delete_role),
     Kind("iam_policy", list_policies, delete_policy),
     Kind("ec2_security_group", list_security_groups, delete_security_group),
@@ -630,6 +699,83 @@ def find(aws: ClientFactory, wanted: dict, kinds: Iterable[Kind] = KINDS, exclud
     return found
 
 
+def _arn_name(arn: str) -> str:
+    return arn.split(":", 5)[5].split("/", 1)[-1] if arn.count(":") >= 5 else arn
+
+
+def _exists_probe(aws: ClientFactory, arn: str):
+    """A call of the resource's own API that raises a GONE code when the resource no longer exists, or None
+    when the catalogue has no probe for its kind."""
+    kind, name = arn_type(arn), _arn_name(arn)
+    region_account = arn.split(":")[3:5]
+    probes = {
+        "ec2:instance": lambda: _instance_gone_as_error(aws, name),
+        "ec2:vpc": lambda: aws("ec2").describe_vpcs(VpcIds=[name]),
+        "ec2:subnet": lambda: aws("ec2").describe_subnets(SubnetIds=[name]),
+        "ec2:security-group": lambda: aws("ec2").describe_security_groups(GroupIds=[name]),
+        "ec2:internet-gateway": lambda: aws("ec2").describe_internet_gateways(InternetGatewayIds=[name]),
+        "ec2:route-table": lambda: aws("ec2").describe_route_tables(RouteTableIds=[name]),
+        "ec2:volume": lambda: aws("ec2").describe_volumes(VolumeIds=[name]),
+        "ecs:cluster": lambda: _ecs_gone_as_error(aws("ecs").describe_clusters(clusters=[arn]), "clusters"),
+        "lambda:function": lambda: aws("lambda").get_function(FunctionName=arn),
+        "dynamodb:table": lambda: aws("dynamodb").describe_table(TableName=name),
+        "logs:log-group": lambda: _log_group_gone_as_error(aws, arn.split(":", 6)[6].split(":", 1)[0]),
+        "ecr:repository": lambda: aws("ecr").describe_repositories(repositoryNames=[name]),
+        "iam:role": lambda: aws("iam").get_role(RoleName=name.rsplit("/", 1)[-1]),
+        "iam:policy": lambda: aws("iam").get_policy(PolicyArn=arn),
+        "apigateway:restapis": lambda: aws("apigateway").get_rest_api(restApiId=arn.rsplit("/", 1)[-1]),
+        "events:rule": lambda: aws("events").describe_rule(Name=name),
+        "s3:": lambda: aws("s3").head_bucket(Bucket=arn.rsplit(":", 1)[-1]),
+    }
+    if kind.startswith("sqs:"):
+        queue = arn.rsplit(":", 1)[-1]
+        return lambda: aws("sqs").get_queue_attributes(
+            QueueUrl=aws("sqs").get_queue_url(QueueName=queue, QueueOwnerAWSAccountId=region_account[1])["QueueUrl"],
+            AttributeNames=["QueueArn"])
+    return probes.get(kind if not kind.startswith("s3:") else "s3:")
+
+
+class _Gone(Exception):
+    response = {"Error": {"Code": "ResourceNotFoundException"}}
+
+
+def _instance_gone_as_error(aws, instance_id):
+    for reservation in aws("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]:
+        if any(i["State"]["Name"] != "terminated" for i in reservation["Instances"]):
+            return
+    raise _Gone()
+
+
+def _ecs_gone_as_error(described, key):
+    if not any(item.get("status") in ("ACTIVE", "DRAINING", "PROVISIONING") for item in described.get(key, [])):
+        raise _Gone()
+
+
+def _log_group_gone_as_error(aws, name):
+    groups = aws("logs").describe_log_groups(logGroupNamePrefix=name).get("logGroups", [])
+    if not any(g["logGroupName"] == name for g in groups):
+        raise _Gone()
+
+
+def arn_exists(aws: ClientFactory, arn: str) -> bool:
+    """Whether the resource ``arn`` names still exists by its own service's API. The Resource Groups Tagging API
+    lists "tagged or previously tagged" resources, deleted ones too for minutes to hours (review M5, M6); an ARN
+    of a kind without a probe here, or a probe that is denied, counts as existing."""
+    probe = _exists_probe(aws, arn)
+    if probe is None:
+        return True
+    try:
+        probe()
+    except Exception as exc:
+        code = error_code(exc)
+        if code in GONE_CODES or code.endswith(".NotFound") or code in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        if code in ACCESS_DENIED_CODES:
+            return True
+        raise
+    return True
+
+
 def untracked(aws: ClientFactory, wanted: dict, exclude_labs: Iterable[str] = ()) -> list[str]:
     """ARNs the Resource Groups Tagging API knows for these tags whose kind the catalogue does not cover."""
     return [arn for arn, _tags in untracked_with_tags(aws, wanted, exclude_labs)]
@@ -646,7 +792,9 @@ def untracked_with_tags(aws: ClientFactory, wanted: dict, exclude_labs: Iterable
         if _excluded(tags, exclude_labs):
             continue
         if not any(kind == covered or (covered.endswith(":") and kind.startswith(covered)) for covered in COVERED_ARN_TYPES):
-            leftovers.append((mapping["ResourceARN"], tags))
+            # The tagging API still lists deleted resources for a while: gone by its own API is gone (review M5).
+            if arn_exists(aws, mapping["ResourceARN"]):
+                leftovers.append((mapping["ResourceARN"], tags))
     return leftovers
 
 

@@ -54,3 +54,60 @@ def test_untagged_resources_are_claimed_by_the_prefix_the_caller_passes(emulator
     finally:
         if ecs.describe_clusters(clusters=["kumolab-claim-me"])["clusters"][0]["status"] == "ACTIVE":
             ecs.delete_cluster(cluster="kumolab-claim-me")
+
+
+def test_security_m2_foreign_look_alikes_survive_a_qa_bot_teardown(emulator):
+    """Review M2: only the exact names the lab creates are claimed by name, only when their own tags name no
+    other project, and an untagged repository holding images (the lab tags its repository before it pushes)
+    is never force-deleted. Old code: prefix match (kumolab-qa-bot-*), force=True, alarms claimed by name."""
+    aws = clients(emulator.endpoint)
+    ecs, ecr, cloudwatch = aws("ecs"), aws("ecr"), aws("cloudwatch")
+    prefixes = {"qa_bot": "kumolab-qa-bot"}
+    other = [{"Key": "Project", "Value": "other"}]
+    # Foreign look-alikes next to the lab's own names.
+    ecr.create_repository(repositoryName="kumolab-qa-bot-prod", tags=other)
+    ecr.create_repository(repositoryName="kumolab-qa-bot-images")  # untagged, someone's own
+    ecs.create_cluster(clusterName="kumolab-qa-bot-batch")  # untagged
+    ecs.register_task_definition(family="kumolab-qa-bot-old", containerDefinitions=[{"name": "c", "image": "busybox", "memory": 64}])
+    instance = aws("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    foreign_alarm = f"kumolab-qa-bot-idle-stop-{instance}"
+    cloudwatch.put_metric_alarm(AlarmName=foreign_alarm, Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average",
+                                Period=300, EvaluationPeriods=6, Threshold=10, ComparisonOperator="LessThanThreshold",
+                                Dimensions=[{"Name": "InstanceId", "Value": instance}], Tags=[{"Key": "Project", "Value": "other"}])
+    # The lab's exact name, untagged, but holding an image the lab did not push: not force-deleted.
+    ecr.create_repository(repositoryName="kumolab-qa-bot")
+    ecr.put_image(repositoryName="kumolab-qa-bot", imageTag="theirs",
+                  imageManifest='{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", '
+                                '"config": {"digest": "sha256:' + "0" * 64 + '", "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"}, '
+                                '"layers": []}')
+    # What an interrupted qa_bot deploy leaves: its exact-named, untagged cluster. That one is claimed.
+    ecs.create_cluster(clusterName="kumolab-qa-bot")
+    try:
+        result = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("qa_bot"), lab_prefixes=prefixes))
+        assert not result.get("failed"), result.get("msg")
+        assert [(r["kind"], r["name"]) for r in result["deleted"]] == [("ecs_cluster", "kumolab-qa-bot")]
+        repos = sorted(r["repositoryName"] for r in ecr.describe_repositories()["repositories"])
+        assert repos == ["kumolab-qa-bot", "kumolab-qa-bot-images", "kumolab-qa-bot-prod"]
+        assert [i["imageTag"] for i in ecr.list_images(repositoryName="kumolab-qa-bot")["imageIds"]] == ["theirs"]
+        active = [c["clusterName"] for c in ecs.describe_clusters(clusters=["kumolab-qa-bot-batch"])["clusters"] if c["status"] == "ACTIVE"]
+        assert active == ["kumolab-qa-bot-batch"]
+        assert ecs.list_task_definitions(familyPrefix="kumolab-qa-bot-old", status="ACTIVE")["taskDefinitionArns"]
+        assert [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNames=[foreign_alarm])["MetricAlarms"]] == [foreign_alarm]
+
+        # Once the foreign image is gone, the empty exact-named repository is the lab's to claim (no force needed).
+        ecr.batch_delete_image(repositoryName="kumolab-qa-bot", imageIds=[{"imageTag": "theirs"}])
+        again = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("qa_bot"), lab_prefixes=prefixes))
+        assert not again.get("failed"), again.get("msg")
+        assert [(r["kind"], r["name"]) for r in again["deleted"]] == [("ecr_repository", "kumolab-qa-bot")]
+    finally:
+        for name in ("kumolab-qa-bot-prod", "kumolab-qa-bot-images", "kumolab-qa-bot"):
+            try:
+                ecr.delete_repository(repositoryName=name, force=True)
+            except ecr.exceptions.RepositoryNotFoundException:
+                pass
+        for cluster in ("kumolab-qa-bot-batch", "kumolab-qa-bot"):
+            ecs.delete_cluster(cluster=cluster) if ecs.describe_clusters(clusters=[cluster])["clusters"][0]["status"] == "ACTIVE" else None
+        for arn in ecs.list_task_definitions(familyPrefix="kumolab-qa-bot-old")["taskDefinitionArns"]:
+            ecs.deregister_task_definition(taskDefinition=arn)
+        cloudwatch.delete_alarms(AlarmNames=[foreign_alarm])
+        aws("ec2").terminate_instances(InstanceIds=[instance])
