@@ -59,6 +59,27 @@ def test_ping_over_ssh_through_dynamic_inventory(deployed):
     assert "kumolab-ec2 | SUCCESS" in proc.stdout
 
 
+def test_m4_a_wrong_pinned_host_key_is_refused(deployed, lab_env, tmp_path):
+    """Review M4: the inventory checks the lab host's key against the one kumolab-sshhost pinned."""
+    known_hosts = Path(lab_env["KUMOLAB_STATE_DIR"]) / "sshd" / "known_hosts"
+    pinned = known_hosts.read_text()
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    key_type, key = Path(f"{other}.pub").read_text().split()[:2]
+    known_hosts.write_text(f"{pinned.split()[0]} {key_type} {key}\n")
+    try:
+        proc = subprocess.run(
+            [str(VENV_BIN / "ansible"), "-i", "inventories/local", "-m", "ansible.builtin.ping", "lab_ec2"],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+            # a fresh control path: a master connection from an earlier test would skip the key check
+            env={**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")},
+        )
+    finally:
+        known_hosts.write_text(pinned)
+    assert proc.returncode != 0, proc.stdout
+    assert "UNREACHABLE" in proc.stdout and "Host key verification failed" in proc.stdout + proc.stderr, proc.stdout
+
+
 def test_instance_requires_imdsv2_and_encrypts_its_root_volume(deployed, aws):
     (instance,) = lab_instances(aws)
     assert instance["MetadataOptions"]["HttpTokens"] == "required"
