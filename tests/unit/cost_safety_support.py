@@ -24,24 +24,37 @@ from kumolab.local.emulator import Emulator  # noqa: E402
 from kumolab.local.runtime.httpserve import free_port  # noqa: E402
 
 
+# The emulator accepts only its own access key (kumolab.local.guard): each private emulator's keys, by endpoint.
+_KEYS: dict[str, dict[str, str]] = {}
+
+
 def start_emulator(directory: Path) -> Emulator:
     emulator = Emulator(port=free_port(), directory=directory)
     emulator.start()
+    _KEYS[emulator.endpoint] = emulator.credentials()
+    _KEYS[""] = _KEYS[emulator.endpoint]  # the latest one, for session() without an endpoint
     return emulator
 
 
-def session() -> boto3.session.Session:
-    return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+def keys(endpoint: str = "") -> dict[str, str]:
+    """The access key of the emulator at ``endpoint`` (default: the latest private one started)."""
+    return _KEYS.get(endpoint) or _KEYS.get("") or {"aws_access_key_id": "none", "aws_secret_access_key": "none"}
+
+
+def session(endpoint: str = "") -> boto3.session.Session:
+    return boto3.session.Session(**keys(endpoint), region_name=REGION)
 
 
 def clients(endpoint: str):
     """A factory ``make(service)`` of boto3 clients on the emulator."""
-    sess = session()
+    sess = session(endpoint)
     return lambda service: sess.client(service, endpoint_url=endpoint, region_name=REGION)
 
 
 def endpoint_env(endpoint: str) -> dict:
-    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+    key = keys(endpoint)
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": key["aws_secret_access_key"],
             "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
 
 
@@ -58,7 +71,9 @@ def profile_env(emulator: Emulator, directory: Path) -> dict:
 
 def aws_args(endpoint: str) -> dict:
     """The module_defaults group/aws of the local inventory, for modules run directly."""
-    return {"endpoint_url": endpoint, "access_key": "testing", "secret_key": "testing", "region": REGION}
+    key = keys(endpoint)
+    return {"endpoint_url": endpoint, "access_key": key["aws_access_key_id"], "secret_key": key["aws_secret_access_key"],
+            "region": REGION}
 
 
 def _module_cfg() -> Path:

@@ -74,7 +74,7 @@ def test_budget_alert_role_creates_the_budget_and_skips_without_anyone_to_tell(e
   connection: local
   gather_facts: false
   vars:
-    kumolab_aws: {{endpoint_url: "{emulator.endpoint}", access_key: testing, secret_key: testing, region: ap-northeast-1}}
+    kumolab_aws: {{endpoint_url: "{emulator.endpoint}", access_key: "{emulator.credentials()['aws_access_key_id']}", secret_key: "{emulator.credentials()['aws_secret_access_key']}", region: ap-northeast-1}}
   roles:
     - role: budget_alert
       vars:

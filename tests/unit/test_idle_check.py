@@ -141,7 +141,7 @@ IDLE_PLAY = """
         idle_stop_state_dir: "{tmp}/state"
         idle_stop_command: "touch {tmp}/stopped"
         idle_stop_instance_id: "{instance}"
-        idle_stop_aws: {{endpoint_url: "{endpoint}", access_key: testing, secret_key: testing, region: ap-northeast-1}}
+        idle_stop_aws: {{endpoint_url: "{endpoint}", access_key: "{key_id}", secret_key: "{secret}", region: ap-northeast-1}}
 """
 
 
@@ -162,7 +162,8 @@ def run_idle_role(emulator, tmp_path, lifecycle=""):
     instance = aws("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")["Instances"][0]["InstanceId"]
     playbook = tmp_path / "idle.yml"
     playbook.write_text(IDLE_PLAY.format(python=sys.executable, tmp=tmp_path, instance=instance, endpoint=emulator.endpoint,
-                                         lifecycle=lifecycle))
+                                         lifecycle=lifecycle, key_id=emulator.credentials()["aws_access_key_id"],
+                                         secret=emulator.credentials()["aws_secret_access_key"]))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     proc = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=180)

@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from kumolab.paths import REPO_ROOT
+from kumolab.local import settings
+from kumolab.paths import REPO_ROOT, state_dir
 
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -19,7 +20,9 @@ VENV_BIN = os.path.dirname(sys.executable)
 @pytest.fixture
 def module(emulator):
     def run(*args: str, check: bool = False, **params) -> dict:
-        params.update(endpoint_url=emulator, access_key="testing", secret_key="testing", region="ap-northeast-1")
+        keys = settings.credentials(state_dir() / "emulator")  # the only key the emulator accepts
+        params.update(endpoint_url=emulator, access_key=keys["aws_access_key_id"], secret_key=keys["aws_secret_access_key"],
+                      region="ap-northeast-1")
         command = [f"{VENV_BIN}/ansible", "localhost", "-c", "local", "-i", "localhost,", "-m", "kumolab_dynamodb_table",
                    "-e", f"ansible_python_interpreter={sys.executable}", "-a", json.dumps(params)]
         if check:

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import kumolab.aws
 from kumolab.local import settings
-from kumolab.local.process import BackgroundService, ServiceError, python_module_argv
+from kumolab.local.guard import SECRET_HEADER
+from kumolab.local.process import BackgroundService, ServiceError, pid_alive, python_module_argv, stop_pid
 from kumolab.local.settings import HOST
 from kumolab.paths import state_dir
 
 DEFAULT_PORT = settings.EMULATOR_PORT
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 90.0  # a loaded machine (CI, several sessions) imports moto slowly
 
 # What real AWS publishes and moto does not, seeded under a prefix of our own (moto refuses /aws/):
 # the local inventory points the GPU lab's AMI parameter root and quota source here.
@@ -40,6 +41,21 @@ SEED_DLAMI_FLAVORS = ("base-oss-nvidia-driver-gpu-ubuntu-24.04",)
 SEED_DLAMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) {date}"
 # On-demand G and VT: one g4dn.2xlarge; Spot G and VT: the same; P (on-demand and Spot): none.
 SEED_QUOTAS_VCPUS = {"L-DB2E81BA": 8, "L-3819A6DF": 8, "L-417A185B": 0, "L-7212CCBC": 0}
+
+
+def stop_lab_host(emulator_dir: Path) -> bool:
+    """Stop the loopback sshd next to this emulator (``<state>/sshd/sshd.pid``, written by :mod:`.sshhost`'s sshd):
+    the lab host never outlives the emulator whose instances it trusts (review C1). True when one was stopped."""
+    pid_file = emulator_dir.parent / "sshd" / "sshd.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if not pid_alive(pid):
+        return False
+    stop_pid(pid, grace_s=5.0, group=False)
+    pid_file.unlink(missing_ok=True)
+    return True
 
 
 class EmulatorError(RuntimeError):
@@ -78,9 +94,11 @@ class Emulator:
         self.service = BackgroundService(
             name="moto",
             # moto's server behind kumolab's front door (executes Invoke, run-task, execute-api; moto's fixes).
-            argv=python_module_argv("kumolab.local.front_door", "-H", HOST, "-p", str(self.port)),
+            # It accepts only this directory's key (kumolab.local.guard); global CORS is off.
+            argv=python_module_argv("kumolab.local.front_door", "-H", HOST, "-p", str(self.port),
+                                    "--credentials", str(self.directory / "credentials.json")),
             healthy=lambda _service: is_moto(self.endpoint, timeout=0.5),
-            env=dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true"),
+            env=dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true", MOTO_DISABLE_GLOBAL_CORS="true"),
             start_timeout_s=START_TIMEOUT_S,
             directory=self.directory,
         )
@@ -120,6 +138,7 @@ class Emulator:
                 f"Port {self.port} on {HOST} is already in use by {owner}. Stop it, or pick a free port for "
                 f"the emulator: export KUMOLAB_EMULATOR_PORT=<port> (the local inventory reads the same variable)."
             )
+        self.credentials()  # generated before the first start: the front door accepts only this key
         try:
             self.service.start()
         except ServiceError as exc:
@@ -161,14 +180,15 @@ class Emulator:
         request = urllib.request.Request(
             f"{self.endpoint}/moto-api/config",
             data=json.dumps({"lambda": {"use_docker": False}}).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", SECRET_HEADER: self.credentials()["aws_secret_access_key"]},
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=5):
             pass
 
     def stop(self) -> bool:
-        """Stop the emulator. Returns True when a process was stopped."""
+        """Stop the emulator, and the local lab host that trusts it (review C1). True when the emulator was stopped."""
+        stop_lab_host(self.directory)
         return self.service.stop()
 
     def status(self) -> dict:
@@ -178,10 +198,14 @@ class Emulator:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kumolab-emulator", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["start", "stop", "status", "endpoint", "profile"])
+    parser.add_argument("command", choices=["start", "stop", "status", "endpoint", "profile", "rules"])
     parser.add_argument("--port", type=int, help=f"port on {HOST} (default $KUMOLAB_EMULATOR_PORT or {DEFAULT_PORT})")
     parser.add_argument("--json", action="store_true", help="print a JSON object (for Ansible)")
     args = parser.parse_args(argv)
+    if args.command == "rules":  # the fidelity layer's AWS rules (kumolab.local.fidelity, docs/fidelity.md)
+        from kumolab.local import fidelity
+
+        return fidelity.print_rules(as_json=args.json)
     try:
         emulator = Emulator.from_environment(args.port)
         if args.command == "start":

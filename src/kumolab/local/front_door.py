@@ -70,12 +70,7 @@ class EmulatorTarget:
 
     @functools.cached_property
     def keys(self) -> dict[str, str]:
-        path = state_dir() / "emulator" / "credentials.json"
-        try:
-            stored = json.loads(path.read_text())
-            return {k: stored[k] for k in ("aws_access_key_id", "aws_secret_access_key")}
-        except (OSError, ValueError, KeyError):
-            return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        return emulator_keys()
 
     def client(self, service: str, **kwargs):
         import boto3
@@ -152,6 +147,20 @@ class LocalServices:
             runtime.shutdown()
         if self._tasks is not None:
             self._tasks.shutdown()
+
+
+def credentials_file() -> "os.PathLike[str]":
+    """The emulator's key file: the one ``main`` was given (``$KUMOLAB_EMULATOR_CREDENTIALS``), else the state dir's."""
+    from pathlib import Path
+
+    return Path(os.environ.get("KUMOLAB_EMULATOR_CREDENTIALS") or state_dir() / "emulator" / "credentials.json")
+
+
+def emulator_keys() -> dict[str, str]:
+    """The access key the project generated (the local profile's); the only one the emulator accepts (guard.py)."""
+    from kumolab.local import settings
+
+    return settings.credentials(credentials_file().parent)
 
 
 def api_region(api_id: str) -> str | None:
@@ -393,17 +402,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="kumolab.local.front_door", description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=int(os.environ.get("MOTO_PORT", "5000")))
+    parser.add_argument("--credentials", help="the emulator's key file (default <state dir>/emulator/credentials.json)")
     args = parser.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds its own URLs (SQS queue URLs) from it
+    os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"  # no Access-Control-Allow-Origin for other origins (review C2)
+    if args.credentials:
+        os.environ["KUMOLAB_EMULATOR_CREDENTIALS"] = os.path.abspath(args.credentials)
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
+
+    from kumolab.local import guard
 
     door, services = build(f"http://{args.host}:{args.port}")
+    # Host, body size, the project's access key and header checks come first (kumolab.local.guard, issue 13).
+    app = guard.EmulatorGuard(door, args.port, emulator_keys())
+    server = guard.bound_threads(make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     try:
-        run_simple(args.host, args.port, door, threaded=True, request_handler=MotoRequestHandler)
+        server.serve_forever()
     finally:
         services.shutdown()
 

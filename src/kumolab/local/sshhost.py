@@ -2,9 +2,15 @@
 
 On AWS, cloud-init puts the launch key pair's public key into the instance's ``authorized_keys``. Here
 the same decision is made at login time: sshd's ``AuthorizedKeysCommand`` calls
-``kumolab-sshhost authorized-keys``, which asks the emulator for the running kumolab instances and
-prints the public keys of the key pairs they were launched with. A terminated instance's key stops
-working, a key pair that was never imported never works.
+``kumolab-sshhost authorized-keys``, which asks the emulator for the key *names* of the running kumolab
+instances and prints, for each valid name, the project's own public key ``<state dir>/keys/<name>.pub``
+(written by roles/lab_keypair), reparsed strictly, as one ``restrict,pty,...`` line. Key material stored in the
+emulator is never printed (review C1): a key pair imported into the emulator by anyone else, or material with an
+extra ``command=`` line, grants nothing. A terminated instance's key stops working.
+
+The lab host serves one account, the user who started it (``AllowUsers``; the command prints nothing for any
+other ``%u``), never root unless that user is root; started as root it refuses a group- or world-writable
+checkout or venv (the command runs that code as root), and it stops with ``kumolab-emulator stop``.
 
 ``kumolab-sshhost start|stop|status``; state in ``<state dir>/sshd/``; port ``$KUMOLAB_SSH_PORT``
 (default :data:`kumolab.local.settings.SSH_PORT`). ``start`` records the port in ``<state dir>/sshd/port``,
@@ -18,6 +24,8 @@ import argparse
 import json
 import os
 import pwd
+import re
+import stat
 import shutil
 import signal
 import socket
@@ -33,6 +41,12 @@ from kumolab.local.settings import HOST
 from kumolab.paths import state_dir
 
 DEFAULT_PORT = settings.SSH_PORT
+#: Key names the lab host accepts (what the lab registry's prefixes give: kumolab, kumolab-gpu, kumolab-ec2, ...).
+KEY_NAME = re.compile(r"^kumolab(-[a-z0-9-]+)?$")
+#: One public key line: type, base64, optional comment (dropped).
+PUBLIC_KEY = re.compile(r"^(?P<type>ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256) (?P<blob>[A-Za-z0-9+/]+={0,3})( [^\r\n]*)?$")
+#: The JupyterLab port the GPU lab's tunnel (ssh -L) may reach; nothing else is forwarded.
+JUPYTER_PORT_VARIABLE = "KUMOLAB_JUPYTER_PORT"
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 
 
@@ -63,6 +77,39 @@ def _banner(port: int) -> bytes:
             return sock.recv(64)
     except OSError:
         return b""
+
+
+def writable_by_others(path: Path) -> list[Path]:
+    """``path``, the directories above it and (for a directory) the files under it that a group or other users
+    can write; a sticky root-owned directory above (``/tmp``) is fine: others cannot replace what is in it."""
+    found = []
+    for candidate in [path, *path.parents]:
+        try:
+            st = candidate.stat()
+        except OSError:
+            continue
+        sticky_root = candidate != path and st.st_mode & stat.S_ISVTX and st.st_uid == 0
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky_root:
+            found.append(candidate)
+    if path.is_dir():
+        for child in path.rglob("*.py"):
+            if not child.is_symlink() and child.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                found.append(child)
+    return found
+
+
+def refuse_writable_code() -> None:
+    """As root, sshd runs the key command (this checkout's Python) as root: refuse code others can change."""
+    from kumolab.paths import REPO_ROOT
+
+    venv = Path(sys.prefix)
+    for place in (Path(REPO_ROOT) / "src", venv / "bin", Path(__file__).resolve().parent):
+        bad = writable_by_others(place.resolve())
+        if bad:
+            raise SshHostError(
+                f"Refusing to start the lab host as root: {bad[0]} is writable by other users, and sshd runs this "
+                f"checkout's code ({place}) as root for every login attempt. Run `chmod go-w {bad[0]}`, or run the "
+                f"labs as a normal user.")
 
 
 @dataclass
@@ -119,10 +166,15 @@ class SshHost:
                 raise SshHostError("ssh-keygen is not installed; install it with `apt-get install openssh-client`.")
             subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
         user = pwd.getpwuid(os.getuid()).pw_name
+        if os.getuid() == 0:
+            refuse_writable_code()
         # sshd runs AuthorizedKeysCommand only if the program and every directory above it are owned by
         # root and not writable by others; a checkout under /tmp or a home directory fails that, so the
-        # program is root-owned /usr/bin/env, which starts this package with the current interpreter.
-        command = f"/usr/bin/env {sys.executable} -m kumolab.local.sshhost"
+        # program is root-owned /usr/bin/env, which starts this package with the current interpreter, isolated
+        # (-I: no PYTHON* variables, no user site, not the working directory); as root the checkout and venv
+        # must not be writable by others (refuse_writable_code).
+        command = f"/usr/bin/env {sys.executable} -I -m kumolab.local.sshhost"
+        jupyter = settings.port(JUPYTER_PORT_VARIABLE, 8888)
         self.config_file.write_text(
             "\n".join(
                 [
@@ -133,14 +185,16 @@ class SshHost:
                     "AuthorizedKeysFile none",
                     # sshd gives the command no environment: name the profile and its file.
                     f"AuthorizedKeysCommand {command} authorized-keys --profile {self.profile} "
-                    f"--config-file {settings.aws_config_file()} %u",
+                    f"--config-file {settings.aws_config_file()} --state-dir {state_dir()} --serves {user} "
+                    f"--jupyter-port {jupyter} %u",
                     f"AuthorizedKeysCommandUser {user}",
+                    f"AllowUsers {user}",
                     "PubkeyAuthentication yes",
                     "PasswordAuthentication no",
                     "KbdInteractiveAuthentication no",
-                    "PermitRootLogin prohibit-password",
+                    "PermitRootLogin " + ("prohibit-password" if user == "root" else "no"),
                     "UsePAM no",
-                    "StrictModes no",
+                    "PermitUserEnvironment no",
                     "AllowTcpForwarding local",
                     "X11Forwarding no",
                     "Subsystem sftp internal-sftp",
@@ -196,8 +250,8 @@ class SshHost:
         return {"running": self.running(), "host": HOST, "port": self.port, "pid": self.pid(), "log": str(self.log_file)}
 
 
-def authorized_keys(profile: str | None = None, region: str | None = None) -> list[str]:
-    """Public keys of the key pairs that running kumolab instances were launched with."""
+def running_key_names(profile: str | None = None, region: str | None = None) -> set[str]:
+    """Key names of the running kumolab instances (names only: their material in the emulator is never used)."""
     ec2 = kumolab.aws.client("ec2", profile or settings.profile_name(), region)
     names: set[str] = set()
     paginator = ec2.get_paginator("describe_instances")
@@ -205,10 +259,40 @@ def authorized_keys(profile: str | None = None, region: str | None = None) -> li
     for page in paginator.paginate(Filters=filters):
         for reservation in page["Reservations"]:
             names.update(i["KeyName"] for i in reservation["Instances"] if i.get("KeyName"))
-    if not names:
-        return []
-    pairs = ec2.describe_key_pairs(KeyNames=sorted(names), IncludePublicKey=True)["KeyPairs"]
-    return [pair["PublicKey"].strip() for pair in pairs if pair.get("PublicKey")]
+    return names
+
+
+def project_key(name: str, keys_dir: Path) -> tuple[str, str] | None:
+    """``(type, base64)`` of the project's own public key ``<keys_dir>/<name>.pub``, or None unless it is exactly
+    one well-formed key line (comment dropped) for a valid name."""
+    if not KEY_NAME.match(name):
+        return None
+    try:
+        text = (keys_dir / f"{name}.pub").read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = text.rstrip("\n").split("\n")
+    found = PUBLIC_KEY.match(lines[0]) if len(lines) == 1 and "\r" not in lines[0] else None
+    return (found["type"], found["blob"]) if found else None
+
+
+def key_options(jupyter_port: int | None) -> str:
+    """``restrict,pty``; with a JupyterLab port, local forwarding to it only (the GPU lab's ``ssh -L`` tunnel)."""
+    if not jupyter_port:
+        return "restrict,pty"
+    return f'restrict,pty,port-forwarding,permitopen="localhost:{jupyter_port}",permitopen="127.0.0.1:{jupyter_port}"'
+
+
+def authorized_keys(profile: str | None = None, region: str | None = None, keys_dir: Path | None = None,
+                    jupyter_port: int | None = None) -> list[str]:
+    """``authorized_keys`` lines for the project's own keys of the key pairs running kumolab instances use."""
+    directory = keys_dir or state_dir() / "keys"
+    lines = []
+    for name in sorted(running_key_names(profile, region)):
+        key = project_key(name, directory)
+        if key is not None:
+            lines.append(f"{key_options(jupyter_port)} {key[0]} {key[1]}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,14 +304,23 @@ def main(argv: list[str] | None = None) -> int:
     keys = sub.add_parser("authorized-keys", help="used by sshd's AuthorizedKeysCommand")
     keys.add_argument("--profile", help=f"AWS profile of the emulator (default {settings.PROFILE})")
     keys.add_argument("--config-file", help="AWS config file that holds it (default $AWS_CONFIG_FILE)")
+    keys.add_argument("--state-dir", help="the kumolab state directory whose keys/ are the project's keys")
+    keys.add_argument("--serves", help="the one account this lab host serves; any other user gets no key")
+    keys.add_argument("--jupyter-port", type=int, help="the JupyterLab port an ssh -L tunnel may reach")
     keys.add_argument("user", nargs="?")
     args = parser.parse_args(argv)
 
     if args.command == "authorized-keys":
         if args.config_file:
             os.environ["AWS_CONFIG_FILE"] = args.config_file
+        if not args.serves or args.user != args.serves:
+            print(f"kumolab-sshhost: user {args.user!r} is not the lab host's account {args.serves!r}", file=sys.stderr)
+            return 0
+        keys_dir = Path(args.state_dir) / "keys" if args.state_dir else None
         try:
-            print("\n".join(authorized_keys(args.profile)))
+            lines = authorized_keys(args.profile, keys_dir=keys_dir, jupyter_port=args.jupyter_port)
+            if lines:
+                print("\n".join(lines))
         except Exception as exc:  # sshd only sees the exit code; say why in its log
             print(f"kumolab-sshhost: cannot list keys through profile {args.profile}: {exc}", file=sys.stderr)
             return 1

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from kumolab.local.process import BackgroundService, ServiceError, pid_alive, python_module_argv, stop_pid
 from kumolab.local.runtime.autoscaling import ServiceScaler
+from kumolab.local.runtime import sandbox
 from kumolab.local.runtime.aws import AwsConfig
 from kumolab.paths import REPO_ROOT, state_dir
 
@@ -50,6 +51,9 @@ def container_argv(container: dict) -> list[str]:
                            f"runner cannot guess the image's default command")
     if Path(argv[0]).name in ("python", "python3") or Path(argv[0]).name.startswith("python3."):
         argv[0] = sys.executable
+    else:  # the lab's own container programs only (review C2): not sh -c, not any binary the emulator names
+        raise ServiceError(f"container {container['name']}: the local target runs only Python container programs "
+                           f"(argv[0] python or python3), not {argv[0]!r}; nothing was run")
     return argv
 
 
@@ -60,6 +64,10 @@ def container_source(container: dict, repo_root: Path = REPO_ROOT) -> Path:
         raise ServiceError(f"container {container['name']} has no dockerLabels[{SOURCE_LABEL!r}] naming the "
                            f"repo directory of its program")
     path = (repo_root / rel).resolve()
+    try:
+        sandbox.check_container_program(container["name"], ["python"], path, repo_root)
+    except sandbox.Refused as exc:
+        raise ServiceError(f"{SOURCE_LABEL}={rel!r}: {exc}") from None
     if not path.is_dir():
         raise ServiceError(f"{SOURCE_LABEL}={rel!r}: {path} is not a directory")
     return path
@@ -76,7 +84,12 @@ def container_environment(aws: AwsConfig, container: dict, source: Path, task_ro
     else:
         env.update(aws.function_environment())
     env.update(ecs, PYTHONPATH=str(source), PYTHONUNBUFFERED="1")
-    env.update({e["name"]: str(e["value"]) for e in container.get("environment") or []})
+    own = {e["name"]: str(e["value"]) for e in container.get("environment") or []}
+    try:
+        sandbox.check_environment(f"container {container.get('name')}", own)
+    except sandbox.Refused as exc:
+        raise ServiceError(str(exc)) from None
+    env.update(own)
     return env
 
 

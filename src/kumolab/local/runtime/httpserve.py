@@ -1,4 +1,11 @@
-"""A small threaded HTTP/1.1 server shared by the stage, website and Lambda endpoints."""
+"""A small threaded HTTP/1.1 server shared by the stage, website and Lambda endpoints.
+
+Loopback is shared by every account and reachable from browsers, so each request passes
+:mod:`kumolab.local.guard`'s checks first (review L3): ``Host`` is ``127.0.0.1:<port>``/``localhost:<port>``
+(421 otherwise: no DNS rebinding), ``Content-Length`` is digits only (400) and at most :data:`MAX_BODY` (413),
+at most :data:`kumolab.local.guard.MAX_CONCURRENT` requests run at once, and a response header with CR/LF (a
+handler's or the emulator's) becomes a 502 instead of splitting the response.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
+from kumolab.local import guard
+
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+def json_message(message: str) -> bytes:
+    import json
+
+    return json.dumps({"message": message}).encode()
 
 
 @dataclass
@@ -52,9 +67,12 @@ def serve(app: Callable[[Request], Response], port: int, host: str = "127.0.0.1"
             pass
 
         def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._send(Response(413, b'{"message":"Request Too Long"}', [("Content-Type", "application/json")]))
+            try:
+                length = guard.check_request(self.headers.get("Host"), self.server.server_address[1],
+                                             self.headers.get("Content-Length"), MAX_BODY)
+            except guard.Refused as refused:
+                message = "Request Too Long" if refused.status == 413 else refused.message
+                self._send(Response(refused.status, json_message(message), [("Content-Type", "application/json")]))
                 self.close_connection = True
                 return
             body = self.rfile.read(length) if length else b""
@@ -71,6 +89,9 @@ def serve(app: Callable[[Request], Response], port: int, host: str = "127.0.0.1"
             self._send(response, head=self.command == "HEAD")
 
         def _send(self, response: Response, head: bool = False) -> None:
+            if not guard.headers_safe(response.headers):
+                response = Response(502, json_message("the response had a header with CR or LF; refused"),
+                                    [("Content-Type", "application/json")])
             self.send_response(response.status)
             names = {k.lower() for k, _ in response.headers}
             for key, value in response.headers:
@@ -89,7 +110,7 @@ def serve(app: Callable[[Request], Response], port: int, host: str = "127.0.0.1"
                 return self._handle
             raise AttributeError(name)
 
-    server = _Server((host, port), Handler)
+    server = guard.bound_threads(_Server((host, port), Handler))
     threading.Thread(target=server.serve_forever, name=f"http-{server.server_address[1]}", daemon=True).start()
     return server
 

@@ -56,6 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kumolab.local.runtime import sandbox
 from kumolab.local.runtime.aws import AwsConfig
 from kumolab.paths import state_dir
 
@@ -395,6 +396,10 @@ class LambdaRuntime:
             return pool
 
     def _environment(self, spec: FunctionSpec, code_dir: Path) -> dict:
+        try:  # loader and interpreter variables change what runs: the function does not run (review C2)
+            sandbox.check_environment(f"function {spec.name}", spec.environment)
+        except sandbox.Refused as exc:
+            raise RuntimeNotSupported(str(exc)) from None
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "en_US.UTF-8",

@@ -13,6 +13,7 @@ After an Init error the process exits, so the next invocation initialises afresh
 """
 
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -45,7 +46,35 @@ class Context:
         return max(0, int(self._deadline_ms - time.time() * 1000))
 
 
-def load_handler(spec):
+def module_inside_code(modname, code_dir):
+    """Raise Fault unless module ``modname`` (and each package above it) is a file inside ``code_dir``.
+
+    The handler must be the function's own code (review C2): not the standard library (``pty.spawn``,
+    ``os.system``), not an installed package, not a path outside the unpacked zip.
+    """
+    root = os.path.realpath(code_dir)
+    parts = modname.split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise Fault("Runtime.MalformedHandlerName", f"Bad handler module '{modname}'")
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError) as exc:
+            raise Fault("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}")
+        if found is None:
+            raise Fault("Runtime.ImportModuleError", f"Unable to import module '{modname}': No module named '{name}'")
+        origin = found.origin
+        locations = list(found.submodule_search_locations or [])
+        paths = [origin] if origin and origin not in ("built-in", "frozen") else locations
+        if not paths or not all(
+                os.path.realpath(p) == root or os.path.realpath(p).startswith(root + os.sep) for p in paths):
+            raise Fault("Runtime.ImportModuleError",
+                        f"Unable to import module '{modname}': {name} is not part of the function's code "
+                        f"(the local runtime runs only handlers inside the deployed package)")
+
+
+def load_handler(spec, code_dir="."):
     try:
         modname, fname = spec.rsplit(".", 1)
     except ValueError as exc:
@@ -54,7 +83,9 @@ def load_handler(spec):
         if modname.split(".")[0] in sys.builtin_module_names:
             raise Fault("Runtime.BuiltInModuleConflict",
                         f"Cannot use built-in module {modname.split('.')[0]} as a handler module")
-        module = importlib.import_module(modname.replace("/", "."))
+        modname = modname.replace("/", ".")
+        module_inside_code(modname, code_dir)
+        module = importlib.import_module(modname)
     except ImportError as exc:
         raise Fault("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}")
     except SyntaxError as exc:
@@ -82,7 +113,7 @@ def main():
     os.chdir(code_dir)
     init_error = None
     try:
-        handler = load_handler(handler_spec)
+        handler = load_handler(handler_spec, code_dir)
     except Fault as fault:
         init_error = {"errorMessage": fault.message, "errorType": fault.error_type, "stackTrace": fault.trace}
     except Exception as exc:  # user code raised at import time
