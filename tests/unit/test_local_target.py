@@ -69,12 +69,20 @@ def test_ssh_host_port_taken_is_explained(private_state, monkeypatch):
 
 
 def test_ssh_host_authorises_only_keys_of_running_instances(aws, emulator):
+    from kumolab.paths import state_dir
+
     ec2 = aws("ec2")
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFsLvP0uV0pDNSx9N8pQ5vS1mI6p7wV3bq0nZt1rQ2hF unit-test"
-    ec2.import_key_pair(KeyName="unit-authorised", PublicKeyMaterial=key.encode())
-    ec2.import_key_pair(KeyName="unit-unused", PublicKeyMaterial=key.replace("IFsL", "IGsL").encode())
+    # The project's own key files (roles/lab_keypair writes them); the emulator only says which names are in use.
+    keys = state_dir() / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    (keys / "kumolab-unit-authorised.pub").write_text(key + "\n")
+    (keys / "kumolab-unit-unused.pub").write_text(key.replace("IFsL", "IGsL") + "\n")
+    ec2.import_key_pair(KeyName="kumolab-unit-authorised", PublicKeyMaterial=key.encode())
+    ec2.import_key_pair(KeyName="kumolab-unit-unused", PublicKeyMaterial=key.replace("IFsL", "IGsL").encode())
     tags = [{"ResourceType": "instance", "Tags": [{"Key": "Project", "Value": "kumolab"}]}]
-    instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, KeyName="unit-authorised", TagSpecifications=tags)
+    instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, KeyName="kumolab-unit-authorised",
+                                 TagSpecifications=tags)
     instance_id = instance["Instances"][0]["InstanceId"]
     try:
         keys = sshhost.authorized_keys(region="ap-northeast-1")
@@ -83,8 +91,8 @@ def test_ssh_host_authorises_only_keys_of_running_instances(aws, emulator):
         assert not any("IFsLvP0" in k for k in sshhost.authorized_keys(region="ap-northeast-1"))
     finally:
         ec2.terminate_instances(InstanceIds=[instance_id])
-        ec2.delete_key_pair(KeyName="unit-authorised")
-        ec2.delete_key_pair(KeyName="unit-unused")
+        ec2.delete_key_pair(KeyName="kumolab-unit-authorised")
+        ec2.delete_key_pair(KeyName="kumolab-unit-unused")
 
 
 # -- the local AWS profile: the one place that says where the emulator is -----------------------------
