@@ -6,8 +6,10 @@
 
 Why a custom module: the expiry tag must be decided once per deployment, not once per run, or every
 re-run would retag every resource (``changed`` forever). No amazon.aws/community.aws module reads tags
-across services; this one asks the Resource Groups Tagging API whether the lab already exists and, if
-so, reuses its ``ExpiresAt``.
+across services; this one asks the Resource Groups Tagging API which resources carry the lab's tags,
+confirms each with its own service's API (the tagging API still lists deleted resources, for minutes to
+hours), and reuses their ``ExpiresAt`` only while it lies in the future (review M6): an expired lab's tags
+never leak into a redeploy, whose resources would otherwise be born expired and reaped within the hour.
 """
 
 DOCUMENTATION = r"""
@@ -18,8 +20,10 @@ description:
   - Returns the tag set (C(Project), C(Lab), C(Owner), C(ExpiresAt) plus extras) that every resource of a
     lab is created with.
   - C(ExpiresAt) is now plus O(expires_in_hours) on the first deployment. On later runs the value already on
-    the lab's resources (found with the Resource Groups Tagging API) is reused, so re-running a playbook does
-    not retag anything. Pass O(expires_at) to move the expiry explicitly.
+    the lab's resources (found with the Resource Groups Tagging API, each confirmed to exist with its own
+    service's API) is reused, so re-running a playbook does not retag anything. An expiry at or before now is
+    never reused: a fresh one is computed and the lab's resources are re-tagged with it. Pass O(expires_at)
+    to move the expiry explicitly.
   - Read-only; safe in check mode.
 options:
   lab:
@@ -80,7 +84,7 @@ expires_at:
   returned: always
   type: str
 existing_resources:
-  description: How many resources of this lab the tagging API already knows.
+  description: How many resources of this lab exist (listed by the tagging API and confirmed by their own API).
   returned: always
   type: int
 """
@@ -94,6 +98,7 @@ except ImportError:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible.module_utils.kumolab_aws import EXPIRES_TAG, LAB_TAG, OWNER_TAG, PROJECT_TAG, client, fail
+from ansible.module_utils.kumolab_resources import arn_exists
 
 
 def iso_utc(moment):
@@ -104,8 +109,11 @@ def parse_iso(value):
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def existing_expiry(tagging, project, lab):
-    """The ExpiresAt already on the lab's resources (earliest if they disagree), and how many there are."""
+def existing_expiry(tagging, project, lab, exists=lambda arn: True, now=None):
+    """The ExpiresAt already on the lab's existing resources (earliest if they disagree) when it is still in the
+    future, else None; and how many resources exist. ``exists(arn)`` confirms a resource with its own API (the
+    tagging API lists "previously tagged", i.e. deleted, resources too)."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     found = []
     count = 0
     filters = [{"Key": PROJECT_TAG, "Values": [project]}, {"Key": LAB_TAG, "Values": [lab]}]
@@ -114,14 +122,25 @@ def existing_expiry(tagging, project, lab):
         # Paged by hand: a paginator would bypass the client's retry decorator, which only acts when asked.
         page = tagging.get_resources(aws_retry=True, TagFilters=filters, **({"PaginationToken": token} if token else {}))
         for mapping in page["ResourceTagMappingList"]:
+            if not exists(mapping["ResourceARN"]):
+                continue  # a ghost of a deleted resource
             count += 1
             for tag in mapping.get("Tags", []):
-                if tag["Key"] == EXPIRES_TAG:
+                if tag["Key"] == EXPIRES_TAG and _future(tag["Value"], now):
                     found.append(tag["Value"])
         token = page.get("PaginationToken", "")
         if not token:
             break
     return (min(found, key=parse_iso) if found else None), count
+
+
+def _future(value, now):
+    try:
+        moment = parse_iso(value)
+    except (TypeError, ValueError):
+        return False
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+    return moment > now
 
 
 def main():
@@ -145,8 +164,14 @@ def main():
         count = None
     else:
         tagging = client(module, "resourcegroupstaggingapi")
+        clients = {}
+
+        def aws(service):
+            return clients.setdefault(service, client(module, service))
+
         try:
-            expires_at, count = existing_expiry(tagging, params["project"], params["lab"])
+            expires_at, count = existing_expiry(tagging, params["project"], params["lab"],
+                                                exists=lambda arn: arn_exists(aws, arn))
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             fail(module, exc, f"look up the existing resources of lab {params['lab']!r}")
         if expires_at is None:

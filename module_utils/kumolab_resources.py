@@ -726,13 +726,14 @@ def _exists_probe(aws: ClientFactory, arn: str):
         "apigateway:restapis": lambda: aws("apigateway").get_rest_api(restApiId=arn.rsplit("/", 1)[-1]),
         "events:rule": lambda: aws("events").describe_rule(Name=name),
         "s3:": lambda: aws("s3").head_bucket(Bucket=arn.rsplit(":", 1)[-1]),
+        "sns:": lambda: aws("sns").get_topic_attributes(TopicArn=arn),
     }
     if kind.startswith("sqs:"):
         queue = arn.rsplit(":", 1)[-1]
         return lambda: aws("sqs").get_queue_attributes(
             QueueUrl=aws("sqs").get_queue_url(QueueName=queue, QueueOwnerAWSAccountId=region_account[1])["QueueUrl"],
             AttributeNames=["QueueArn"])
-    return probes.get(kind if not kind.startswith("s3:") else "s3:")
+    return probes.get(kind.split(":")[0] + ":" if kind.split(":")[0] in ("s3", "sns") else kind)
 
 
 class _Gone(Exception):

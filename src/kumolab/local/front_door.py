@@ -314,6 +314,7 @@ def hook_eni_private_dns_name(services: LocalServices) -> None:
 HOOKS: list[Callable[[LocalServices], None]] = [
     hook_dynamodb_atomic_writes, hook_launch_template_data, hook_eni_private_dns_name, hook_lambda_backend_invoke,
     hook_ecs_tasks,
+    lambda services: __import__("kumolab.local.fidelity", fromlist=["install"]).install(),  # AWS rules (fidelity.py)
 ]
 
 
