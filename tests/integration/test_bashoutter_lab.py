@@ -65,6 +65,9 @@ def test_each_function_may_only_do_its_own_job(deployed, aws):
         table_stmt = next(s for s in doc["Statement"] if s["Sid"] == "HaikuTable")
         assert table_stmt["Action"] == actions
         assert table_stmt["Resource"].endswith(f":table/{deployed['table_name']}")
+        # Security M3: each function's concurrency is reserved (and so bounded), at the play's default.
+        reserved = aws("lambda").get_function_concurrency(FunctionName=f"kumolab-bashoutter-{key}")
+        assert reserved.get("ReservedConcurrentExecutions") == 2, key
     bucket_tags = {t["Key"]: t["Value"] for t in aws("s3").get_bucket_tagging(Bucket=deployed["bucket"])["TagSet"]}
     assert bucket_tags["kumolab:public-website"] == "true" and bucket_tags["Lab"] == "bashoutter"
 
