@@ -20,6 +20,9 @@ from kumolab.paths import REPO_ROOT
 OPENAPI = REPO_ROOT / "files" / "api" / "bashoutter.openapi.yaml"
 BASHOUTTER_SRC = REPO_ROOT / "files" / "lambda" / "bashoutter"
 BASHOUTTER_FUNCTIONS = ("get_haiku", "post_haiku", "patch_haiku", "delete_haiku")
+#: What each function's role may do on the table (playbooks/bashoutter.yml's ``actions``).
+BASHOUTTER_ACTIONS = {"get_haiku": ["dynamodb:Scan"], "post_haiku": ["dynamodb:PutItem"],
+                      "patch_haiku": ["dynamodb:UpdateItem"], "delete_haiku": ["dynamodb:DeleteItem"]}
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 
@@ -32,21 +35,50 @@ def role_arn(aws: AwsConfig, name: str = "kumolab-test-lambda") -> str:
         return iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
 
 
+def policy_role(aws: AwsConfig, name: str, statements: list[dict]) -> str:
+    """A function role of its own with ``statements`` as its inline policy (the emulator enforces it for the
+    function's code: fidelity rule iam-role-authorization)."""
+    arn = role_arn(aws, name)
+    aws.client("iam").put_role_policy(RoleName=name, PolicyName="least-privilege", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": statements}))
+    return arn
+
+
+def until_assumable(call, timeout: float = 20.0):
+    """``call()``, retried while a new role cannot be assumed yet (IAM propagation, fidelity rule iam-propagation)."""
+    import time
+
+    import botocore.exceptions
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except botocore.exceptions.ClientError as exc:
+            if "cannot be assumed" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def deploy_function(aws: AwsConfig, name: str, source: Path, include: list[str], handler: str,
-                    env: dict | None = None, timeout: int = 10, memory: int = 128, dlq_arn: str | None = None) -> str:
+                    env: dict | None = None, timeout: int = 10, memory: int = 128, dlq_arn: str | None = None,
+                    statements: list[dict] | None = None) -> str:
+    """Deploy ``name``; its role is the shared test role, or one of its own allowing ``statements``."""
     zipped = package(source, include, artifact_dir() / f"{name}.zip")
     code = Path(zipped["path"]).read_bytes()
     client = aws.client("lambda")
-    kwargs = dict(FunctionName=name, Runtime="python3.13", Role=role_arn(aws), Handler=handler, Timeout=timeout,
+    role = policy_role(aws, name, statements) if statements else role_arn(aws)
+    kwargs = dict(FunctionName=name, Runtime="python3.13", Role=role, Handler=handler, Timeout=timeout,
                   MemorySize=memory, Environment={"Variables": env or {}})
     if dlq_arn:
         kwargs["DeadLetterConfig"] = {"TargetArn": dlq_arn}
     try:
         client.get_function(FunctionName=name)
         client.update_function_code(FunctionName=name, ZipFile=code)
-        return client.update_function_configuration(**{k: v for k, v in kwargs.items() if k != "Runtime"} | {"Runtime": "python3.13"})["FunctionArn"]
+        return until_assumable(lambda: client.update_function_configuration(
+            **{k: v for k, v in kwargs.items() if k != "Runtime"} | {"Runtime": "python3.13"}))["FunctionArn"]
     except client.exceptions.ResourceNotFoundException:
-        return client.create_function(Code={"ZipFile": code}, **kwargs)["FunctionArn"]
+        return until_assumable(lambda: client.create_function(Code={"ZipFile": code}, **kwargs))["FunctionArn"]
 
 
 def create_haiku_table(aws: AwsConfig, name: str) -> None:
@@ -71,8 +103,12 @@ def deploy_bashoutter(aws: AwsConfig, prefix: str, stage: str = "prod", throttle
     """Table, four functions and the REST API (named ``prefix``) with a deployed stage."""
     table = f"{prefix}-haiku"
     create_haiku_table(aws, table)
+    table_arn = aws.client("dynamodb").describe_table(TableName=table)["Table"]["TableArn"]
+    # Each function's role allows what playbooks/bashoutter.yml allows it: its one action on the table.
     arns = {fn: deploy_function(aws, f"{prefix}-{fn}", BASHOUTTER_SRC, [f"{fn}.py", "haiku_common.py"],
-                                f"{fn}.handler", {"TABLE_NAME": table})
+                                f"{fn}.handler", {"TABLE_NAME": table},
+                                statements=[{"Sid": "HaikuTable", "Effect": "Allow", "Action": BASHOUTTER_ACTIONS[fn],
+                                             "Resource": table_arn}])
             for fn in BASHOUTTER_FUNCTIONS}
     apigw = aws.client("apigateway")
     spec = render_openapi(aws.region, arns)

@@ -81,9 +81,12 @@ def default_security_group(backend, networking_configuration: dict | None) -> No
 class TaskRun:
     """One task's containers as local processes, and the lifecycle DescribeTasks reports."""
 
-    def __init__(self, runner: TaskRunner, task, definitions: list[dict], overrides: dict | None):
+    def __init__(self, runner: TaskRunner, task, definitions: list[dict], overrides: dict | None,
+                 task_role_arn: str | None = None):
         self.runner, self.task = runner, task
         self.definitions = [apply_overrides(c, overrides) for c in definitions]
+        # The task role its containers get keys of (RunTask's overrides.taskRoleArn, else the definition's).
+        self.task_role_arn = (overrides or {}).get("taskRoleArn") or task_role_arn
         self.status = "PROVISIONING"
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
@@ -111,10 +114,11 @@ class TaskRun:
             plans = []
             for definition in self.definitions:
                 source = container_source(definition, self.runner.repo_root)
-                env = container_environment(self.runner.aws, definition, source, ECS_CLUSTER=task.cluster_name,
+                env = container_environment(self.runner.aws, definition, source, self.task_role_arn,
+                                            ECS_CLUSTER=task.cluster_name,
                                             ECS_TASK_ARN=task.task_arn, ECS_TASK_DEFINITION=task.task_definition_arn)
                 plans.append((definition, container_argv(definition), source, env))
-        except ServiceError as exc:
+        except Exception as exc:  # noqa: BLE001 - ServiceError, or a task role that cannot be assumed
             self._failed_to_start(f"CannotStartContainerError: {exc} (the local target runs a container's program "
                                   f"from the repository; it cannot run the image itself)")
             return
@@ -247,7 +251,8 @@ class TaskRunner:
             container.cpu = container_def.get("cpu", 0)
             container.memory = container_def.get("memory")
             task.containers.append(container)
-        run = TaskRun(self, task, list(definition.container_definitions), overrides)
+        run = TaskRun(self, task, list(definition.container_definitions), overrides,
+                      getattr(definition, "task_role_arn", None))
         task._kumolab_run = run
         self.runs[task.task_arn] = run
         run.start()

@@ -503,6 +503,16 @@ RULES: list[FidelityRule] = [
         "RunTask of a task definition whose runtimePlatform.cpuArchitecture the image does not offer: STOPPED, "
         "TaskFailedToStart, CannotPullContainerError (kumolab.local/* images: this machine's architecture)",
         "tests/unit/test_fidelity.py::test_ecs_image_platform", "B4", install_ecs_image_platform),
+    FidelityRule(
+        "iam-role-authorization",
+        "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html; "
+        "https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html; "
+        "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html",
+        "local Lambda handlers and ECS tasks get their role's keys (sts:AssumeRole here); requests signed with them "
+        "are evaluated against the role's policies by moto's IAM evaluation (AccessDenied in the service's shape); "
+        "the project's key is not evaluated",
+        "tests/unit/test_role_authorization.py", "M2, M3",
+        lambda: __import__("kumolab.local.role_authorization", fromlist=["install"]).install()),
 ]
 
 

@@ -94,6 +94,20 @@ class EmulatorTarget:
         return dict(env, AWS_ENDPOINT_URL=self.endpoint_url, AWS_ACCESS_KEY_ID=self.keys["aws_access_key_id"],
                     AWS_SECRET_ACCESS_KEY=self.keys["aws_secret_access_key"])
 
+    @functools.cached_property
+    def role_credentials(self):
+        from kumolab.local.runtime.role_credentials import RoleCredentials
+
+        return RoleCredentials(self.client("sts"))
+
+    def role_environment(self, role_arn: str | None, name: str) -> tuple[dict[str, str], float | None]:
+        """The role's own keys for a function or task (AssumeRole here), as :meth:`AwsConfig.role_environment`."""
+        from kumolab.local.runtime.aws import role_environment
+
+        return role_environment(self, role_arn, name)
+
+
+
 
 class LocalServices:
     """The local runtime inside the emulator process, each part created on first use."""
@@ -194,6 +208,83 @@ class Rule:
         raise NotImplementedError
 
 
+class RoleAuthorization(Rule):
+    """IAM authorization of role sessions (fidelity rule ``iam-role-authorization``, issue 12 Part 2).
+
+    A request signed with keys this emulator's STS issued for a role (what the local runtime gives a Lambda
+    handler or an ECS task: its execution / task role's) is evaluated against that role's policies by moto's
+    own authorization step, for that request alone (:mod:`kumolab.local.role_authorization`, installed by
+    :mod:`kumolab.local.fidelity`); a missing permission is AWS's AccessDenied / AccessDeniedException for
+    that service. Lambda ``Invoke``, which the front door answers itself, is checked here
+    (``lambda:InvokeFunction``). Requests signed with the project's key (the operator) are not evaluated.
+    """
+
+    name = "iam-role-authorization"
+
+    def __call__(self, request: Request) -> Response | None:
+        from kumolab.local import guard, role_authorization
+
+        key = guard.request_key_id({"authorization": request.header("Authorization") or ""}, request.query)
+        role_authorization.mark(key)
+        session = getattr(role_authorization.CURRENT, "session", None)
+        found = invoke_api.INVOKE_PATH.match(request.path) if session is not None and request.method == "POST" else None
+        if found is None:
+            return None
+        from urllib.parse import parse_qs, unquote
+
+        qualifier = (parse_qs(request.query).get("Qualifier") or [None])[0]
+        denied = role_authorization.check_invoke(session, unquote(found["function"]),
+                                                 request_region(request, self.services.default_region), qualifier)
+        if denied is None:
+            return None
+        return _json(403, {"__type": "AccessDeniedException", "Type": "User", "message": denied},
+                     "AccessDeniedException")
+
+
+class LambdaInvoke(Rule):
+    """Lambda ``Invoke`` and ``InvokeAsync`` run the deployed handler in the local runtime.
+
+    ``POST /2015-03-31/functions/<name>/invocations`` (what ``aws lambda invoke`` and boto3 send) and the
+    legacy ``/2014-11-13/functions/<name>/invoke-async/`` are answered by the region's
+    :class:`LambdaRuntime` through :func:`kumolab.local.runtime.invoke_api.invoke_response`, the same code
+    as the lab runtime's port: the function's real result, AWS's error shape and status codes,
+    ``LogType: Tail``, Event invocations with retries and the dead-letter queue. moto's canned reply is
+    never reached.
+    """
+
+    name = "lambda-invoke"
+
+    def __call__(self, request: Request) -> Response | None:
+        if request.method != "POST" or not (
+            invoke_api.INVOKE_PATH.match(request.path) or invoke_api.INVOKE_ASYNC_PATH.match(request.path)
+        ):
+            return None  # the rest of the Lambda API (create, publish, ...) is moto's
+        runtime = self.services.lambdas(request_region(request, self.services.default_region))
+        return invoke_api.route(runtime, request)
+
+
+class ExecuteApi(Rule):
+    """``/restapis/<id>/<stage>/_user_request_/<path>`` calls the deployed REST API stage.
+
+    The URL form moto documents for execute-api. The stage is served in-process by
+    :class:`ApiGatewayStage` (routing, proxy events, MOCK preflights, throttling, 403s as API Gateway
+    answers them), so a client given only the API id and stage can call the API. An unknown API id is a
+    404 that says so.
+    """
+
+    name = "execute-api"
+
+    def __call__(self, request: Request) -> Response | None:
+        found = EXECUTE_API_PATH.match(request.path)
+        if not found:
+            return None
+        stage = self.services.stage(found["api"], found["stage"])
+        if stage is None:
+            return _json(404, {"message": f"No REST API with id {found['api']} on this emulator"}, "NotFoundException")
+        path = f"/{found['stage']}{found['path'] or '/'}"
+        return stage(Request(request.method, path, request.query, request.headers, request.body, request.client_ip))
+
+
 class LambdaInvoke(Rule):
     """Lambda ``Invoke`` and ``InvokeAsync`` run the deployed handler in the local runtime.
 
@@ -239,7 +330,7 @@ class ExecuteApi(Rule):
 
 
 #: The request rules, in the order they apply. Insert new ones where they belong (checks before executors).
-RULES: list[type[Rule]] = [LambdaInvoke, ExecuteApi]
+RULES: list[type[Rule]] = [RoleAuthorization, LambdaInvoke, ExecuteApi]
 
 
 # -- backend hooks ------------------------------------------------------------------------------

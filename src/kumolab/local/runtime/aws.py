@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import kumolab.aws
 from kumolab.local import settings
+from kumolab.local.runtime.role_credentials import RoleCredentials, session_name
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,26 @@ class AwsConfig:
         if self.profile:
             env.update(settings.profile_environment(self.profile))
         return env
+
+    @functools.cached_property
+    def role_credentials(self) -> RoleCredentials:
+        return RoleCredentials(self.client("sts"))
+
+    def role_environment(self, role_arn: str | None, name: str) -> tuple[dict[str, str], float | None]:
+        """What a local function or task of role ``role_arn`` gets, and when its keys expire (None: never).
+
+        On the emulator: the role's own keys (``sts:AssumeRole`` there, as AWS gives a function its role's),
+        the region and the endpoint; no profile, so the emulator enforces the role's policies. On AWS (no
+        endpoint) or without a role: :meth:`function_environment`."""
+        return role_environment(self, role_arn, name)
+
+
+def role_environment(target, role_arn: str | None, name: str) -> tuple[dict[str, str], float | None]:
+    """:meth:`AwsConfig.role_environment` for any target with ``is_emulator``, ``endpoint_url``, ``region``,
+    ``role_credentials`` and ``function_environment`` (the emulator's own :class:`EmulatorTarget` too)."""
+    if not role_arn or not target.is_emulator or not target.endpoint_url:
+        return target.function_environment(), None
+    keys = target.role_credentials.keys(role_arn, session_name(name))
+    env = {"AWS_REGION": target.region, "AWS_DEFAULT_REGION": target.region, "AWS_ENDPOINT_URL": target.endpoint_url}
+    env.update(keys.environment())
+    return env, keys.expires_at

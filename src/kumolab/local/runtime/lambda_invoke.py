@@ -91,6 +91,7 @@ class FunctionSpec:
     revision: str
     dlq_arn: str | None
     version: str = "$LATEST"
+    role: str = ""
 
     @classmethod
     def from_configuration(cls, conf: dict) -> "FunctionSpec":
@@ -110,6 +111,7 @@ class FunctionSpec:
                 "MemorySize", "Role")], sort_keys=True, default=str).encode()).hexdigest(),
             dlq_arn=(conf.get("DeadLetterConfig") or {}).get("TargetArn") or None,
             version=str(conf.get("Version") or "$LATEST"),
+            role=conf.get("Role") or "",
         )
 
     @property
@@ -296,6 +298,7 @@ class FunctionPool:
         self.peak_busy = 0
         self.retired = False
         self.cond = threading.Condition()
+        self.expires_at: float | None = None  # when the role's keys in ``env`` expire
 
     def acquire(self) -> Worker:
         with self.cond:
@@ -382,20 +385,23 @@ class LambdaRuntime:
     def _pool(self, spec: FunctionSpec) -> FunctionPool:
         with self._lock:
             pool = self._pools.get(spec.arn)
-            if pool is not None and pool.spec.revision == spec.revision:
-                return pool
+            fresh = pool is not None and (pool.expires_at is None or time.time() < pool.expires_at - 300)
+            if pool is not None and pool.spec.revision == spec.revision and fresh:
+                return pool  # same code and configuration, role keys not near expiry
             if pool is not None:
                 pool.retire()
             if not spec.runtime.startswith("python3"):
                 raise RuntimeNotSupported(f"{spec.name}: runtime {spec.runtime!r} is not supported by the local target "
                                           f"(it runs Python handlers only); nothing was run")
             code_dir = self.code.code_dir(spec)
-            env = self._environment(spec, code_dir)
+            env, expires_at = self._environment(spec, code_dir)
             log_path = state_dir() / "runtime" / "logs" / f"{spec.name}.log"
             pool = self._pools[spec.arn] = FunctionPool(spec, code_dir, env, log_path, self.max_workers)
+            pool.expires_at = expires_at
             return pool
 
-    def _environment(self, spec: FunctionSpec, code_dir: Path) -> dict:
+    def _environment(self, spec: FunctionSpec, code_dir: Path) -> tuple[dict, float | None]:
+        """The function's environment as AWS sets it (its execution role's keys included), and their expiry."""
         try:  # loader and interpreter variables change what runs: the function does not run (review C2)
             sandbox.check_environment(f"function {spec.name}", spec.environment)
         except sandbox.Refused as exc:
@@ -413,9 +419,14 @@ class LambdaRuntime:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[{spec.version}]local",
         }
-        env.update(self.aws.function_environment())
+        role_environment = getattr(self.aws, "role_environment", None)
+        if role_environment is not None:
+            target, expires_at = role_environment(spec.role, spec.name)
+        else:
+            target, expires_at = self.aws.function_environment(), None
+        env.update(target)
         env.update({k: str(v) for k, v in spec.environment.items()})
-        return env
+        return env, expires_at
 
     # -- invocation ----------------------------------------------------------------------------
     def invoke(self, function: str, payload: bytes | str | dict | None = None,

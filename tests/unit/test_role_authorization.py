@@ -1,0 +1,189 @@
+"""Fidelity rule ``iam-role-authorization``: local functions and tasks run with their own role's keys, and the
+emulator enforces that role's policies (moto's IAM evaluation, for role sessions only); the operator's key is not
+evaluated. Against the session's emulator (tests/conftest.py), through plain boto3, as a user's code would."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import botocore.exceptions
+import pytest
+
+from kumolab.local.runtime.aws import AwsConfig
+from kumolab.local.runtime.lambda_invoke import artifact_dir
+from kumolab.local.runtime.package import package
+from kumolab.local.settings import region as default_region
+
+LAMBDA_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+ECS_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+
+#: A handler that makes the DynamoDB call the event names with the function's own credentials (the default chain).
+HANDLER = '''
+import os
+import boto3
+
+
+def handler(event, context):
+    ddb = boto3.client("dynamodb")
+    try:
+        if event["op"] == "put":
+            ddb.put_item(TableName=event["table"], Item={"id": {"S": "1"}})
+        elif event["op"] == "scan":
+            ddb.scan(TableName=event["table"])
+        elif event["op"] == "whoami":
+            return boto3.client("sts").get_caller_identity()["Arn"]
+        return {"ok": True, "key": os.environ["AWS_ACCESS_KEY_ID"][:4], "token": bool(os.environ.get("AWS_SESSION_TOKEN"))}
+    except Exception as exc:
+        return {"ok": False, "code": exc.response["Error"]["Code"], "status": exc.response["ResponseMetadata"]["HTTPStatusCode"],
+                "message": exc.response["Error"]["Message"]}
+'''
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def table(aws, name: str) -> str:
+    return aws("dynamodb").create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST", AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])["TableDescription"]["TableArn"]
+
+
+def until_assumable(call, timeout: float = 20.0):
+    """``call()``, retried while the new role cannot be assumed yet (IAM propagation, as on AWS)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except botocore.exceptions.ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("InvalidParameterValueException", "ClientException") or \
+                    time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def network(aws) -> dict:
+    ec2 = aws("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.1.0/24")["Subnet"]["SubnetId"]
+    return {"awsvpcConfiguration": {"subnets": [subnet], "assignPublicIp": "DISABLED"}}
+
+
+def role(aws, name: str, trust: dict, statements: list[dict]) -> str:
+    iam = aws("iam")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="least-privilege",
+                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+    return arn
+
+
+@pytest.fixture(scope="module")
+def function(aws, tmp_path_factory):
+    """A function whose role allows only dynamodb:PutItem on table A; tables A and B."""
+    a, b, name = unique("authz-a"), unique("authz-b"), unique("authz-fn")
+    arn_a = table(aws, a)
+    table(aws, b)
+    role_arn = role(aws, name, LAMBDA_TRUST, [{"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": arn_a}])
+    source = tmp_path_factory.mktemp("authz-src")
+    (source / "app.py").write_text(HANDLER)
+    code = package(source, ["app.py"], artifact_dir() / f"{name}.zip")
+    with open(code["path"], "rb") as zipped:
+        code = zipped.read()
+    until_assumable(lambda: aws("lambda").create_function(FunctionName=name, Runtime="python3.13", Role=role_arn,
+                                                          Handler="app.handler", Timeout=30, Code={"ZipFile": code}))
+    return {"name": name, "a": a, "b": b, "arn_a": arn_a, "role": name}
+
+
+def invoke(aws, name: str, event: dict):
+    answer = aws("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
+    payload = json.loads(answer["Payload"].read())
+    assert "FunctionError" not in answer, payload
+    return payload
+
+
+def test_iam_role_authorization_function_runs_with_its_role_keys(aws, function):
+    whoami = invoke(aws, function["name"], {"op": "whoami"})
+    assert str(whoami).startswith(f"arn:aws:sts::{function['arn_a'].split(':')[4]}:assumed-role/{function['role']}/"), whoami
+    result = invoke(aws, function["name"], {"op": "put", "table": function["a"]})
+    assert result == {"ok": True, "key": "ASIA", "token": True}
+
+
+def test_iam_role_authorization_denies_another_table_and_another_action(aws, function):
+    other = invoke(aws, function["name"], {"op": "put", "table": function["b"]})
+    assert other["ok"] is False and other["code"] == "AccessDeniedException" and other["status"] == 400, other
+    assert "dynamodb:PutItem" in other["message"] and function["b"] in other["message"]
+    scan = invoke(aws, function["name"], {"op": "scan", "table": function["a"]})
+    assert scan["ok"] is False and scan["code"] == "AccessDeniedException", scan
+    assert "dynamodb:Scan" in scan["message"]
+
+
+def test_iam_role_authorization_allows_what_the_policy_allows(aws, function):
+    aws("iam").put_role_policy(RoleName=function["role"], PolicyName="scan-and-b", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["dynamodb:Scan", "dynamodb:PutItem"],
+             "Resource": [function["arn_a"], function["arn_a"].replace(function["a"], function["b"])]}]}))
+    try:
+        assert invoke(aws, function["name"], {"op": "scan", "table": function["a"]})["ok"] is True
+        assert invoke(aws, function["name"], {"op": "put", "table": function["b"]})["ok"] is True
+    finally:
+        aws("iam").delete_role_policy(RoleName=function["role"], PolicyName="scan-and-b")
+    assert invoke(aws, function["name"], {"op": "scan", "table": function["a"]})["ok"] is False
+
+
+def test_iam_role_authorization_leaves_the_operator_key_unrestricted(aws, function):
+    aws("dynamodb").scan(TableName=function["b"])  # the project's key: the account's administrator
+
+
+def test_iam_role_authorization_lambda_invoke_needs_lambda_invoke_function(aws, function, lab_env):
+    import boto3
+
+    keys = aws("sts").assume_role(RoleArn=aws("iam").get_role(RoleName=function["role"])["Role"]["Arn"],
+                                  RoleSessionName="caller")["Credentials"]
+    session = boto3.session.Session(aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
+                                    aws_session_token=keys["SessionToken"], region_name=default_region())
+    endpoint = AwsConfig.from_environment(lab_env["KUMOLAB_AWS_PROFILE"]).endpoint_url
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        session.client("lambda", endpoint_url=endpoint).invoke(FunctionName=function["name"], Payload=b"{}")
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(botocore.exceptions.ClientError) as sqs:
+        session.client("sqs", endpoint_url=endpoint).list_queues()
+    assert sqs.value.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException")
+
+
+def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws):
+    name = unique("authz-task")
+    queue = aws("sqs").create_queue(QueueName=name)["QueueUrl"]
+    role_arn = role(aws, name, ECS_TRUST, [{"Effect": "Allow", "Action": "sqs:SendMessage",
+                                            "Resource": aws("sqs").get_queue_attributes(
+                                                QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]}])
+    program = ("import boto3, sys\n"
+               "sqs = boto3.client('sqs')\n"
+               f"sqs.send_message(QueueUrl={queue!r}, MessageBody='allowed')\n"
+               "try:\n"
+               f"    sqs.receive_message(QueueUrl={queue!r})\n"
+               "except Exception as exc:\n"
+               "    print(exc.response['Error']['Code']); sys.exit(7)\n")
+    ecs = aws("ecs")
+    ecs.create_cluster(clusterName=name)
+    ecs.register_task_definition(family=name, taskRoleArn=role_arn, requiresCompatibilities=["FARGATE"], cpu="256",
+                                 memory="512", containerDefinitions=[{
+                                     "name": "main", "image": "kumolab.local/authz:1", "essential": True, "memory": 256,
+                                     "command": ["python", "-c", program],
+                                     "dockerLabels": {"kumolab.runtime.source": "files/containers/qa_bot"}}])
+    arn = until_assumable(lambda: ecs.run_task(cluster=name, taskDefinition=name, launchType="FARGATE", networkConfiguration=network(aws)))["tasks"][0][
+        "taskArn"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        task = ecs.describe_tasks(cluster=name, tasks=[arn])["tasks"][0]
+        if task["lastStatus"] == "STOPPED":
+            break
+        time.sleep(0.3)
+    assert task["lastStatus"] == "STOPPED", task
+    assert task["containers"][0]["exitCode"] == 7, task  # SendMessage allowed, ReceiveMessage denied
+    assert int(aws("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])[
+        "Attributes"]["ApproximateNumberOfMessages"]) == 1
