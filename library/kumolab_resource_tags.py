@@ -20,8 +20,9 @@ short_description: Set the tags of an ECR repository or an ECS cluster, service 
 version_added: "0.1.0"
 description:
   - Adds (and with O(purge_tags=true) removes) tags on an existing resource, given its ARN.
-  - Supports Amazon ECR repositories (C(arn:aws:ecr:...:repository/NAME)) and Amazon ECS clusters, services,
-    task definitions and tasks (C(arn:aws:ecs:...)).
+  - Supports Amazon ECR repositories (C(arn:aws:ecr:...:repository/NAME)), Amazon ECS clusters, services,
+    task definitions and tasks (C(arn:aws:ecs:...)) and CloudWatch alarms (C(arn:aws:cloudwatch:...:alarm:NAME);
+    C(amazon.aws.cloudwatch_metric_alarm) has no tags option).
   - Exists because C(community.aws.ecs_ecr), C(ecs_cluster) and C(ecs_taskdefinition) cannot tag what they
     create, and C(community.aws.ecs_tag) fails on the moto emulator for a resource without tags.
 options:
@@ -101,7 +102,10 @@ from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_
 from ansible.module_utils.kumolab_aws import RETRY, fail
 
 # service -> (casing of the tag keys in the API, whether the ARN names a resource this module knows)
-KEY_CASE = {"ecr": ("Key", "Value"), "ecs": ("key", "value")}
+KEY_CASE = {"ecr": ("Key", "Value"), "ecs": ("key", "value"), "cloudwatch": ("Key", "Value")}
+# service -> the names of the ARN, tags and tag-keys parameters and of the response's tag list
+PARAMS = {"ecr": ("resourceArn", "tags", "tagKeys"), "ecs": ("resourceArn", "tags", "tagKeys"),
+          "cloudwatch": ("ResourceARN", "Tags", "TagKeys")}
 
 
 def main():
@@ -117,19 +121,21 @@ def main():
     parts = arn.split(":", 5)
     service = parts[2] if len(parts) == 6 and parts[0] == "arn" else ""
     if service not in KEY_CASE:
-        module.fail_json(msg=f"{arn!r} is not the ARN of an ECR or ECS resource (arn:aws:ecr:... or arn:aws:ecs:...)")
+        module.fail_json(msg=f"{arn!r} is not the ARN of an ECR or ECS resource or a CloudWatch alarm "
+                             f"(arn:aws:ecr:..., arn:aws:ecs:... or arn:aws:cloudwatch:...)")
     key, value = KEY_CASE[service]
+    arn_param, tags_param, keys_param = PARAMS[service]
     client = module.client(service, retry_decorator=RETRY)
     wanted = {str(k): str(v) for k, v in module.params["tags"].items()}
     try:
-        response = client.list_tags_for_resource(aws_retry=True, resourceArn=arn)
-        current = {t[key]: t.get(value, "") for t in response.get("tags") or []}
+        response = client.list_tags_for_resource(aws_retry=True, **{arn_param: arn})
+        current = {t[key]: t.get(value, "") for t in response.get(tags_param) or []}
         add, remove = compare_aws_tags(current, wanted, purge_tags=module.params["purge_tags"])
         if not module.check_mode:
             if remove:
-                client.untag_resource(aws_retry=True, resourceArn=arn, tagKeys=list(remove))
+                client.untag_resource(aws_retry=True, **{arn_param: arn, keys_param: list(remove)})
             if add:
-                client.tag_resource(aws_retry=True, resourceArn=arn, tags=[{key: k, value: v} for k, v in add.items()])
+                client.tag_resource(aws_retry=True, **{arn_param: arn, tags_param: [{key: k, value: v} for k, v in add.items()]})
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         fail(module, exc, f"tag {arn}")
     after = {k: v for k, v in current.items() if k not in remove}

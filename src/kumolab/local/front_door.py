@@ -342,6 +342,13 @@ def hook_dynamodb_atomic_writes(services: LocalServices) -> None:
     install()
 
 
+def hook_scaling_policy_names(services: LocalServices) -> None:
+    """``DescribeScalingPolicies`` filters by ``PolicyNames``, as on AWS (see moto_atomic)."""
+    from kumolab.local.moto_atomic import install_scaling_policy_names_filter
+
+    install_scaling_policy_names_filter()
+
+
 def hook_launch_template_data(services: LocalServices) -> None:
     """``CreateLaunchTemplate``'s own tags stay out of version 1's data (see moto_atomic)."""
     from kumolab.local.moto_atomic import install_launch_template_fix
@@ -403,7 +410,8 @@ def hook_eni_private_dns_name(services: LocalServices) -> None:
 
 #: Changes to moto's backends in this process, applied once at start.
 HOOKS: list[Callable[[LocalServices], None]] = [
-    hook_dynamodb_atomic_writes, hook_launch_template_data, hook_eni_private_dns_name, hook_lambda_backend_invoke,
+    hook_dynamodb_atomic_writes, hook_launch_template_data, hook_scaling_policy_names, hook_eni_private_dns_name,
+    hook_lambda_backend_invoke,
     hook_ecs_tasks,
     lambda services: __import__("kumolab.local.fidelity", fromlist=["install"]).install(),  # AWS rules (fidelity.py)
 ]
