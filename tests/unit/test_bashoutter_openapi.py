@@ -2,20 +2,20 @@
 
 moto stores an imported spec without validating it and the local runtime serves whatever moto stored, so a
 spec that PutRestApi rejects on AWS passes every local test (real-AWS review B1: the preflight mapped
-``Access-Control-Max-Age`` without declaring it, and the import failed). ``apigateway_import_problems`` checks
-the rendered spec the way the importer does; it is written to be reused by a fidelity layer later.
+``Access-Control-Max-Age`` without declaring it, and the import failed). ``apigateway_import_problems``
+(:mod:`kumolab.local.apigateway_import`, which the emulator's PutRestApi also enforces) checks the rendered spec
+the way the importer does.
 """
 
 from __future__ import annotations
 
 import copy
-import re
-from typing import Any
 
 import jinja2
 import pytest
 import yaml
 
+from kumolab.local.apigateway_import import apigateway_import_problems, import_failure
 from kumolab.paths import REPO_ROOT
 
 OPENAPI = REPO_ROOT / "files" / "api" / "bashoutter.openapi.yaml"
@@ -23,100 +23,15 @@ HANDLER_DIR = REPO_ROOT / "files" / "lambda" / "bashoutter"
 REGION = "ap-northeast-1"
 ARNS = {fn: f"arn:aws:lambda:{REGION}:123456789012:function:kumolab-bashoutter-{fn}"
         for fn in ("get_haiku", "post_haiku", "patch_haiku", "delete_haiku")}
-HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace", "x-amazon-apigateway-any-method"}
-#: Gateway response types API Gateway knows (DEFAULT_4XX/5XX and the specific ones).
-GATEWAY_RESPONSE_TYPES = {
-    "DEFAULT_4XX", "DEFAULT_5XX", "ACCESS_DENIED", "API_CONFIGURATION_ERROR", "AUTHORIZER_CONFIGURATION_ERROR",
-    "AUTHORIZER_FAILURE", "BAD_REQUEST_PARAMETERS", "BAD_REQUEST_BODY", "EXPIRED_TOKEN", "INTEGRATION_FAILURE",
-    "INTEGRATION_TIMEOUT", "INVALID_API_KEY", "INVALID_SIGNATURE", "MISSING_AUTHENTICATION_TOKEN",
-    "QUOTA_EXCEEDED", "REQUEST_TOO_LARGE", "RESOURCE_NOT_FOUND", "THROTTLED", "UNAUTHORIZED",
-    "UNSUPPORTED_MEDIA_TYPE", "WAF_FILTERED",
-}
-#: A mapping value: a static 'literal' or a request/integration expression.
-MAPPING_VALUE = re.compile(r"'[^']*'|(method\.request|integration\.response|context|stageVariables)\.[\w.$-]+")
 
 
 def rendered_text() -> str:
-    """The spec as the playbook's template lookup renders it (what community.aws.api_gateway sends)."""
+    """The spec as the role's template lookup renders it (what the import step sends)."""
     return jinja2.Template(OPENAPI.read_text()).render(aws_region=REGION, bashoutter_function_arns=ARNS)
 
 
 def rendered_spec() -> dict:
     return yaml.safe_load(rendered_text())
-
-
-def _resolve(spec: dict, node: Any) -> Any:
-    while isinstance(node, dict) and "$ref" in node:
-        ref = node["$ref"]
-        if not ref.startswith("#/"):
-            raise ValueError(f"external $ref {ref}")
-        node = spec
-        for part in ref[2:].split("/"):
-            node = node[part]
-    return node
-
-
-def apigateway_import_problems(spec: dict) -> list[str]:
-    """What PutRestApi would reject (or what this project avoids to be safe), one message per problem.
-
-    - every ``method.response.header.X`` an integration response maps must be declared in the method response
-      of that integration response's status code (the B1 import error), inline: a header given as a ``$ref`` to
-      ``components/headers`` is reported too (the importer's handling of it is not to be relied on);
-    - the status code an integration response selects must be a declared method response;
-    - mapping values are ``'static'`` literals or request/integration expressions;
-    - ``x-amazon-apigateway-gateway-responses`` use known response types, and their ``responseParameters`` map
-      ``gatewayresponse.header.*`` to valid values;
-    - an aws_proxy integration has an ``httpMethod`` of POST and a Lambda invocation URI.
-    """
-    problems: list[str] = []
-    for path, item in (spec.get("paths") or {}).items():
-        for method, op in item.items():
-            if method.lower() not in HTTP_METHODS or not isinstance(op, dict):
-                continue
-            where = f"{method.upper()} {path}"
-            responses = op.get("responses") or {}
-            integration = op.get("x-amazon-apigateway-integration")
-            if integration is None:
-                problems.append(f"{where}: no x-amazon-apigateway-integration")
-                continue
-            kind = str(integration.get("type", "")).lower()
-            if kind == "aws_proxy":
-                if integration.get("httpMethod") != "POST":
-                    problems.append(f"{where}: a Lambda proxy integration must use httpMethod POST")
-                if not re.fullmatch(r"arn:aws:apigateway:[a-z0-9-]+:lambda:path/2015-03-31/functions/arn:aws:lambda:"
-                                    r"[a-z0-9-]+:\d{12}:function:[\w-]+/invocations", str(integration.get("uri", ""))):
-                    problems.append(f"{where}: uri is not a Lambda invocation URI: {integration.get('uri')!r}")
-            for selection, config in (integration.get("responses") or {}).items():
-                status = str(config.get("statusCode", ""))
-                if status not in {str(code) for code in responses}:
-                    problems.append(f"{where}: integration response {selection!r} selects status {status!r}, "
-                                    f"which is not a method response")
-                    continue
-                method_response = _resolve(spec, responses.get(status, responses.get(int(status)) if status.isdigit()
-                                                               else None))
-                headers = (method_response or {}).get("headers") or {}
-                for name, header in headers.items():
-                    if isinstance(header, dict) and "$ref" in header:
-                        problems.append(f"{where}: response {status} header {name} is a $ref; write it inline")
-                for target, value in (config.get("responseParameters") or {}).items():
-                    if not target.startswith("method.response.header."):
-                        problems.append(f"{where}: mapping target {target!r} is not method.response.header.*")
-                        continue
-                    header = target[len("method.response.header."):]
-                    if header not in headers:
-                        problems.append(f"{where}: integration response maps {target}, but response {status} "
-                                        f"does not declare the header {header}")
-                    if not isinstance(value, str) or not MAPPING_VALUE.fullmatch(value):
-                        problems.append(f"{where}: mapping value of {target} is not 'quoted' or an expression: {value!r}")
-    for kind, config in (spec.get("x-amazon-apigateway-gateway-responses") or {}).items():
-        if kind not in GATEWAY_RESPONSE_TYPES:
-            problems.append(f"gateway response {kind}: not a gateway response type")
-        for target, value in ((config or {}).get("responseParameters") or {}).items():
-            if not target.startswith("gatewayresponse.header."):
-                problems.append(f"gateway response {kind}: mapping target {target!r} is not gatewayresponse.header.*")
-            if not isinstance(value, str) or not MAPPING_VALUE.fullmatch(value):
-                problems.append(f"gateway response {kind}: mapping value of {target} is not 'quoted': {value!r}")
-    return problems
 
 
 def test_the_rendered_spec_passes_the_import_rules():

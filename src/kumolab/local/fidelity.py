@@ -464,6 +464,21 @@ def install_ecs_image_platform() -> None:
     TaskRun._run = run
 
 
+# -- API Gateway and IAM rules live in their own modules ------------------------------------------------
+
+
+def _apigateway_import():
+    from kumolab.local import apigateway_import
+
+    return apigateway_import
+
+
+def _iam_propagation():
+    from kumolab.local import iam_propagation
+
+    return iam_propagation
+
+
 # -- the table ----------------------------------------------------------------------------------------
 
 RULES: list[FidelityRule] = [
@@ -503,6 +518,32 @@ RULES: list[FidelityRule] = [
         "RunTask of a task definition whose runtimePlatform.cpuArchitecture the image does not offer: STOPPED, "
         "TaskFailedToStart, CannotPullContainerError (kumolab.local/* images: this machine's architecture)",
         "tests/unit/test_fidelity.py::test_ecs_image_platform", "B4", install_ecs_image_platform),
+    FidelityRule(
+        "apigateway-import-validation",
+        "https://docs.aws.amazon.com/apigateway/latest/api/API_PutRestApi.html (BadRequestException, failOnWarnings); "
+        "https://docs.aws.amazon.com/apigateway/latest/developerguide/request-response-data-mappings.html (mapping "
+        "targets must be declared method response headers)",
+        "PutRestApi/ImportRestApi of an OpenAPI 3 document fail with BadRequestException \"Errors found during import: "
+        "...\" on what the importer rejects (undeclared method.response.header mappings, undeclared status codes, "
+        "invalid mapping values, unknown gateway responses) and on warnings with failOnWarnings",
+        "tests/unit/test_apigateway_import.py::test_put_rest_api_rejects_a_mapping_to_an_undeclared_header", "B1",
+        lambda: _apigateway_import().install_import_validation()),
+    FidelityRule(
+        "apigateway-deployment-snapshot",
+        "https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-deploy-api.html (\"a snapshot of the "
+        "API\"; changes take effect on the next deployment); API_GetExport.html (exports a stage)",
+        "CreateDeployment snapshots the API; GetExport of a stage (extensions=integrations) exports its deployment, "
+        "which the local stage serves: PutRestApi without a new deployment changes nothing served",
+        "tests/unit/test_apigateway_import.py::test_the_stage_serves_the_deployed_snapshot_not_the_current_api", "M1",
+        lambda: _apigateway_import().install_deployment_snapshot()),
+    FidelityRule(
+        "iam-propagation",
+        "https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-"
+        "consistency; boto/boto3#2976 (\"The role defined for the function cannot be assumed by Lambda\")",
+        "a role created < iam_propagation_s ago cannot be assumed: CreateFunction/UpdateFunctionConfiguration fail "
+        "with InvalidParameterValueException, RunTask with ClientException (ECS was unable to assume the role)",
+        "tests/unit/test_iam_propagation.py::test_b3_a_new_role_cannot_be_assumed_at_once", "B3",
+        lambda: _iam_propagation().install(lambda: setting("iam_propagation_s"))),
     FidelityRule(
         "iam-role-authorization",
         "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html; "

@@ -329,8 +329,26 @@ class ExecuteApi(Rule):
         return stage(Request(request.method, path, request.query, request.headers, request.body, request.client_ip))
 
 
+class RestApiTags(Rule):
+    """``TagResource``/``UntagResource``/``GetTags`` on a REST API's ARN (``arn:aws:apigateway:<region>::/restapis/<id>``),
+    as AWS supports them; moto routes only stage ARNs there (a 404). See :func:`apigateway_import.rest_api_tags`."""
+
+    name = "rest-api-tags"
+
+    def __call__(self, request: Request) -> Response | None:
+        if not request.path.startswith("/tags/"):
+            return None
+        from kumolab.local.apigateway_import import rest_api_tags
+
+        answer = rest_api_tags(request.method, request.path, request.query, request.body)
+        if answer is None:
+            return None
+        status, body = answer
+        return Response(status, b"", []) if status == 204 else _json(status, body)
+
+
 #: The request rules, in the order they apply. Insert new ones where they belong (checks before executors).
-RULES: list[type[Rule]] = [RoleAuthorization, LambdaInvoke, ExecuteApi]
+RULES: list[type[Rule]] = [RoleAuthorization, LambdaInvoke, ExecuteApi, RestApiTags]
 
 
 # -- backend hooks ------------------------------------------------------------------------------

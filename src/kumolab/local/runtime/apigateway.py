@@ -1,8 +1,10 @@
 """Serve a deployed API Gateway REST API stage on loopback: ``http://127.0.0.1:<port>/<stage>/...``.
 
-Everything comes from the emulator: the API's resources, methods and integrations, the stage (its
-variables and ``*/*`` throttling settings). Routes are re-read when the stage's deployment changes
-(checked every ``refresh_s`` seconds), so a redeploy is picked up while the server runs.
+Everything comes from the emulator: the stage's deployment (``GetExport`` of the stage with its
+integrations: the API as it was when it was deployed, not as it is now, and never the file on disk), the
+stage (its variables and ``*/*`` throttling settings). Routes are re-read when the stage's deployment
+changes (checked every ``refresh_s`` seconds), so a redeploy is picked up while the server runs, and a
+``PutRestApi`` without a new deployment changes nothing that is served.
 
 Behaviour copied from API Gateway (REST APIs):
 - Routing: literal path parts win over ``{param}``, which wins over ``{proxy+}``; a trailing slash is
@@ -146,6 +148,44 @@ class ApiGatewayStage:
             self._version = version
 
     def _load_routes(self) -> list[Route]:
+        """The routes of the stage's deployment: ``GetExport`` of the stage with its integrations (on AWS and on the
+        emulator, the API as it was deployed, not as it is now); the API's current resources when the export
+        carries no integrations (moto's own export, with the emulator's fidelity rules off)."""
+        deployed = self._deployed_routes()
+        return deployed if deployed is not None else self._current_routes()
+
+    def _deployed_routes(self) -> list[Route] | None:
+        try:
+            export = self.client.get_export(restApiId=self.api_id, stageName=self.stage_name, exportType="oas30",
+                                            parameters={"extensions": "integrations"}, accepts="application/json")
+            doc = json.loads(export["body"].read())
+        except Exception:  # noqa: BLE001 - no export: read the current API
+            return None
+        routes, integrated = [], False
+        for path, item in (doc.get("paths") or {}).items():
+            methods = {}
+            for key, op in item.items():
+                if not isinstance(op, dict) or key.startswith("x-") and key != "x-amazon-apigateway-any-method":
+                    continue
+                integration = op.get("x-amazon-apigateway-integration")
+                verb = "ANY" if key == "x-amazon-apigateway-any-method" else key.upper()
+                if integration is None:
+                    methods[verb] = {}
+                    continue
+                integrated = True
+                responses = {}
+                for selection, response in (integration.get("responses") or {}).items():
+                    response = dict(response or {})
+                    if selection != "default":
+                        response["selectionPattern"] = selection
+                    responses[str(response.get("statusCode", "200"))] = response
+                methods[verb] = {"type": str(integration.get("type", "")).upper(), "uri": integration.get("uri"),
+                                 "httpMethod": integration.get("httpMethod"), "integrationResponses": responses}
+            parts = [p for p in path.split("/") if p]
+            routes.append(Route(path, str(item.get("x-kumolab-resource-id", "")), parts, methods))
+        return routes if integrated else None
+
+    def _current_routes(self) -> list[Route]:
         routes = []
         for page in self.client.get_paginator("get_resources").paginate(restApiId=self.api_id):
             for res in page.get("items", []):
