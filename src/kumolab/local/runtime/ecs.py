@@ -17,7 +17,8 @@ and can be called from any process: tasks are tracked by pid files in
 ``<state dir>/runtime/ecs/<cluster>/<service>/``. ``run_forever`` does that every few seconds; it is
 what ``kumolab-runtime ecs start`` runs in the background (see :mod:`kumolab.local.process`). Before each
 sync it evaluates the service's Application Auto Scaling policies and their alarms from the queue
-(:mod:`kumolab.local.runtime.autoscaling`), which may change ``desiredCount`` first, as AWS would.
+(:mod:`kumolab.local.runtime.autoscaling`), which may change ``desiredCount`` first, as AWS would. Off by default
+(``KUMOLAB_LOCAL_AUTOSCALING=on`` turns it on) until Lab 3's step scaling lands (review B2).
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ class EcsService:
         signal.signal(signal.SIGINT, lambda *_: done.set())
         while not done.is_set():
             try:
-                state = self.sync(autoscale=True)
+                state = self.sync(autoscale=os.environ.get("KUMOLAB_LOCAL_AUTOSCALING") == "on")
             except Exception as exc:  # the emulator restarting, a bad task definition: report and go on
                 state = {"error": f"{type(exc).__name__}: {exc}"}
                 print(json.dumps(state), flush=True)
