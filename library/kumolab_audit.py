@@ -119,6 +119,8 @@ CONTROLS = {
 ALL_CHECKS = list(CONTROLS)
 WORLD = ("0.0.0.0/0", "::/0")
 READ_ONLY_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Head")
+# Reads whose names follow no verb prefix: API Gateway's actions are HTTP methods (apigateway:GET reads).
+READ_ONLY_ACTIONS = frozenset({"apigateway:GET"})
 BPA_KEYS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 
 
@@ -178,7 +180,7 @@ def policy_problems(document):
                 problems.append(f"action {action}")
         if "*" in resources and not statement.get("Condition"):
             writes = [a for a in actions if a != "*" and not a.split(":", 1)[-1].startswith(READ_ONLY_PREFIXES)
-                      and a not in NO_RESOURCE_LEVEL_ACTIONS]
+                      and a not in READ_ONLY_ACTIONS and a not in NO_RESOURCE_LEVEL_ACTIONS]
             if writes or "*" in actions:
                 problems.append(f"resource * without condition for {', '.join(writes or ['*'])}")
     return problems

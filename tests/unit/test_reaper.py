@@ -102,9 +102,20 @@ def exists(aws, kind, ident):
         "ec2_launch_template": lambda: [t for t in ec2.describe_launch_templates()["LaunchTemplates"]
                                         if t["LaunchTemplateId"] == ident],
         "ec2_volume": lambda: ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [ident]}])["Volumes"],
-        "sqs_queue": lambda: [u for u in aws("sqs").list_queues().get("QueueUrls", []) if u == ident],
+        # Not ListQueues: it still lists a deleted queue for a while, as on AWS (docs/fidelity.md).
+        "sqs_queue": lambda: _queue_exists(aws("sqs"), ident),
     }
     return bool(lookups[kind]())
+
+
+def _queue_exists(sqs, url) -> bool:
+    try:
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    except Exception as exc:  # QueueDoesNotExist / AWS.SimpleQueueService.NonExistentQueue
+        if catalogue.error_code(exc) in catalogue.GONE_CODES:
+            return False
+        raise
+    return True
 
 
 def test_only_expired_resources_go_in_dependency_order_and_second_run_is_noop(aws):
@@ -150,16 +161,45 @@ def test_dry_run_reports_and_deletes_nothing(aws):
     assert handler.lambda_handler({}, None)["deleted"]  # now really
 
 
-def test_event_now_decides_what_is_expired(aws):
+def with_test_switch():
+    """The environment with the reaper's documented test switch on (event `now`/`project` are honoured)."""
+    import os
+
+    return dict(os.environ, KUMOLAB_REAPER_ALLOW_EVENT_OVERRIDES="true")
+
+
+def test_event_now_decides_what_is_expired_with_the_test_switch(aws):
     lab = build_lab(aws, "laterlab", FUTURE, cidr="10.70.0.0/23")
     assert handler.lambda_handler({"dry_run": True}, None)["selected"] == []
     later = (NOW + dt.timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    report = handler.lambda_handler({"now": later}, None)
+    report = handler.lambda_handler({"now": later}, None, environ=with_test_switch())
+    assert report["ignored"] == []
     assert sorted((r["kind"], r["id"]) for r in report["deleted"]) == sorted(lab.items())
 
 
+def test_security_m1_an_invoke_event_cannot_override_now_or_project(aws):
+    """Review M1: without the test switch, `now` and `project` from the event are ignored (and reported), so
+    whoever can invoke the function cannot reap every lab early or reach another project's resources."""
+    lab = build_lab(aws, "earlylab", FUTURE, cidr="10.71.0.0/23")
+    foreign = build_lab(aws, "theirlab", PAST, project="someoneelse", cidr="10.72.0.0/23")
+    try:
+        report = handler.lambda_handler({"now": "2100-01-01T00:00:00Z", "project": "someoneelse"}, None)
+        assert report["ignored"] == ["now", "project"]
+        assert report["now"] != "2100-01-01T00:00:00Z"
+        assert report["deleted"] == [] and report["selected"] == []
+        assert all(exists(aws, kind, ident) for kind, ident in {**lab, **foreign}.items())
+        # The scheduled reaper's own environment (what playbooks/reaper.yml sets) leaves the switch off.
+        off = handler.lambda_handler({"now": "2100-01-01T00:00:00Z"}, None,
+                                     environ=dict(with_test_switch(), KUMOLAB_REAPER_ALLOW_EVENT_OVERRIDES="false"))
+        assert off["ignored"] == ["now"] and off["deleted"] == []
+    finally:
+        later = (NOW + dt.timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        handler.lambda_handler({"now": later}, None, environ=with_test_switch())
+        handler.lambda_handler({"project": "someoneelse"}, None, environ=with_test_switch())
+
+
 def test_bad_event_is_a_clear_error_not_a_crash(aws):
-    result = handler.lambda_handler({"now": "yesterday"}, None)
+    result = handler.lambda_handler({"now": "yesterday"}, None, environ=with_test_switch())
     assert result == {"ok": False, "error": "event.now='yesterday' is not an ISO-8601 time"}
 
 
@@ -242,13 +282,26 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     assert [t["Arn"] for t in aws("events").list_targets_by_rule(Rule="kumolab-reaper-schedule")["Targets"]] == [conf["FunctionArn"]]
     policy = json.loads(aws("lambda").get_policy(FunctionName="kumolab-reaper")["Policy"])
     assert [s["Principal"] for s in policy["Statement"]] == [{"Service": "events.amazonaws.com"}]
-    role_policy = aws("iam").get_role_policy(RoleName="kumolab-reaper", PolicyName="least-privilege")["PolicyDocument"]
+    role_name = f"kumolab-reaper-{REGION}"  # one role per region (review M1)
+    role_policy = aws("iam").get_role_policy(RoleName=role_name, PolicyName="least-privilege")["PolicyDocument"]
     assert load_library_module("kumolab_audit").policy_problems(role_policy) == []  # passes our own IAM audit rule
     from support.iam_lint import lint
 
     assert lint(role_policy) == []  # and parliament's check of actions, resources and condition keys (M2)
-    role_tags = {t["Key"]: t["Value"] for t in aws("iam").list_role_tags(RoleName="kumolab-reaper")["Tags"]}
+    role_tags = {t["Key"]: t["Value"] for t in aws("iam").list_role_tags(RoleName=role_name)["Tags"]}
     assert role_tags["Lab"] == "reaper" and "ExpiresAt" not in role_tags  # never reaps itself
+
+    # Security M1: a second region's reaper gets its own role; the first region's policy is left as it was.
+    second = "us-west-2"
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "playbooks/reaper.yml", "-i", "inventories/local/hosts.yml", "-e", only_emulator],
+                          cwd=REPO, env=dict(env, KUMOLAB_AWS_REGION=second), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    roles = sorted(r["RoleName"] for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith("kumolab-reaper"))
+    assert roles == [role_name, f"kumolab-reaper-{second}"]
+    assert aws("iam").get_role_policy(RoleName=role_name, PolicyName="least-privilege")["PolicyDocument"] == role_policy
+    second_policy = json.dumps(aws("iam").get_role_policy(RoleName=f"kumolab-reaper-{second}", PolicyName="least-privilege")["PolicyDocument"])
+    assert f":{second}:" in second_policy and f":{REGION}:" not in second_policy
+    assert REGION != second and f":{second}:" not in json.dumps(role_policy)
 
     lab = build_lab(aws, "deployedlab", PAST, cidr="10.90.0.0/23")
     monkeypatch.setenv("KUMOLAB_STATE_DIR", str(reaper_state))
@@ -277,7 +330,7 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     assert result["remaining"] == []
     assert aws("lambda").get_function_configuration(FunctionName="kumolab-reaper")["FunctionName"] == "kumolab-reaper"
     assert aws("events").describe_rule(Name="kumolab-reaper-schedule")["Name"] == "kumolab-reaper-schedule"
-    assert "kumolab-reaper" in [r["RoleName"] for r in aws("iam").list_roles()["Roles"]]
+    assert role_name in [r["RoleName"] for r in aws("iam").list_roles()["Roles"]]
     # Asking for the reaper by name and excluding it at once is a contradiction, not a silent no-op.
     both = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags={"Project": "kumolab", "Lab": "reaper"}, exclude_labs=["reaper"]))
     assert both.get("failed") and "exclude_labs excludes it" in both["msg"]

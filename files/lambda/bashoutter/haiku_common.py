@@ -1,9 +1,12 @@
 """Shared by the four Bashoutter handlers (packaged into each function's zip).
 
 Everything a client can send is validated here before DynamoDB is touched, and every response -
-success or error - is an API Gateway proxy response with a JSON body and the CORS headers, so no
-client input can turn into a 5xx (tests/unit/test_bashoutter_fuzz.py checks it with generated input:
-unicode with lone surrogates, control and bidi characters, huge bodies and odd query values).
+success or error - is an API Gateway proxy response with a JSON body and the CORS headers. Bad input is
+a JSON 4xx: tests/unit/test_bashoutter_fuzz.py sends generated input (schemathesis cases from the
+OpenAPI file; hypothesis events with unicode, lone surrogates, control and bidi characters, huge and
+negative lengths, odd query values) and finds no 5xx, and tests/unit/test_bashoutter_handlers.py pins
+each case. A fault on our side (DynamoDB unavailable) is still a JSON 500, and a misconfigured deployment
+(no TABLE_NAME) fails the way AWS shows it, a 502 from API Gateway.
 
 Text fields are normalised to NFC, then rejected (400) when they hold characters that are not
 displayable text: lone surrogates (not encodable as UTF-8, so DynamoDB would fail on them), C0/C1

@@ -1,16 +1,23 @@
 """kumolab reaper: deletes kumolab resources whose ``ExpiresAt`` tag is in the past.
 
 Runs as a Lambda on an EventBridge schedule (``playbooks/reaper.yml`` deploys it) and, on the local
-target, through the project's local runtime. Configuration (environment, overridable per event):
+target, through the project's local runtime. Configuration (environment):
 
 - ``KUMOLAB_PROJECT`` (default ``kumolab``): the ``Project`` tag value that marks resources.
 - ``KUMOLAB_REAPER_DRY_RUN`` (``true``/``false``, default ``false``): report only, delete nothing.
 - ``KUMOLAB_NOTIFY_SSM_PARAMETER`` (optional): name of a SecureString SSM parameter holding a
   Slack-compatible webhook URL; when set and something was deleted or failed, a summary is posted.
+- ``KUMOLAB_REAPER_ALLOW_EVENT_OVERRIDES`` (``true``/``false``, default ``false``): the test switch. Only when
+  it is true may an event set ``now`` (the time expiry is judged at) or ``project``; otherwise those keys
+  are ignored and listed under ``ignored`` in the report, so whoever may invoke the function cannot reap
+  every lab early (``now`` in 2100) or another project's resources (review M1). ``playbooks/reaper.yml``
+  never sets it; ``tests/unit/test_reaper.py`` does, for its clock tests.
 - ``AWS_REGION`` (set by Lambda) and, locally, ``AWS_PROFILE`` (the emulator's profile; read by boto3 itself).
 
-Event (all optional): ``{"dry_run": true, "lab": "<lab>", "now": "2026-11-23T20:00:00Z"}``.
-Returns (and logs as one JSON line) the report of ``reap`` plus ``now``, ``ok`` and ``notification``.
+Event (all optional): ``{"dry_run": true, "lab": "<lab>"}``; with the test switch also
+``"now": "2026-11-23T20:00:00Z"`` and ``"project": "<Project tag>"``. ``dry_run`` and ``lab`` only narrow
+what a run does. Returns (and logs as one JSON line) the report of ``reap`` plus ``now``, ``ok``,
+``notification`` and ``ignored``.
 
 What to find and how to delete it comes from ``kumolab_resources`` - the project's one catalogue,
 ``module_utils/kumolab_resources.py``, which ``playbooks/reaper.yml`` packages next to this file and which
@@ -34,6 +41,9 @@ import kumolab_resources as catalogue
 CLIENT_CONFIG = botocore.config.Config(retries={"mode": "standard", "max_attempts": 10})
 
 TRUE = {"1", "true", "yes", "on"}
+# Event keys that only the test switch lets through: they widen what a run deletes (review M1).
+OVERRIDE_KEYS = ("now", "project")
+ALLOW_OVERRIDES_ENV = "KUMOLAB_REAPER_ALLOW_EVENT_OVERRIDES"
 
 
 def _flag(value) -> bool:
@@ -45,6 +55,8 @@ def parse_event(event: dict | None, environ: dict) -> dict:
     event = event or {}
     if not isinstance(event, dict):
         raise ValueError(f"event must be a JSON object, got {type(event).__name__}")
+    ignored = [] if _flag(environ.get(ALLOW_OVERRIDES_ENV, "false")) else [key for key in OVERRIDE_KEYS if key in event]
+    event = {key: value for key, value in event.items() if key not in ignored}
     now_raw = event.get("now")
     now = catalogue.parse_time(now_raw) if now_raw else _dt.datetime.now(_dt.timezone.utc)
     if now is None:
@@ -59,6 +71,7 @@ def parse_event(event: dict | None, environ: dict) -> dict:
         "lab": event.get("lab"),
         "dry_run": _flag(event["dry_run"]) if "dry_run" in event else _flag(environ.get("KUMOLAB_REAPER_DRY_RUN", "false")),
         "notify_parameter": environ.get("KUMOLAB_NOTIFY_SSM_PARAMETER", ""),
+        "ignored": ignored,
     }
 
 
@@ -153,6 +166,7 @@ def lambda_handler(event, context=None, session=None, environ=None):
     report = reap(aws, settings["region"], settings["now"], project=settings["project"], lab=settings["lab"],
                   dry_run=settings["dry_run"])
     report["now"] = settings["now"].strftime("%Y-%m-%dT%H:%M:%SZ")
+    report["ignored"] = settings["ignored"]
     report["ok"] = not report["failed"]
     report["notification"] = notify(session, settings["region"], settings["notify_parameter"], report)
     print(json.dumps(report))
