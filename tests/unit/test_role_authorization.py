@@ -187,3 +187,86 @@ def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws):
     assert task["containers"][0]["exitCode"] == 7, task  # SendMessage allowed, ReceiveMessage denied
     assert int(aws("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])[
         "Attributes"]["ApproximateNumberOfMessages"]) == 1
+
+
+def reaper_policy(region: str, account: str) -> str:
+    """playbooks/templates/reaper_policy.json.j2 rendered as playbooks/reaper.yml renders it (project kumolab)."""
+    import re
+
+    import jinja2
+
+    from kumolab.paths import REPO_ROOT
+
+    env = jinja2.Environment()
+    env.filters["to_json"] = json.dumps
+    env.filters["regex_replace"] = lambda value, pattern, repl: re.sub(pattern, repl, value)
+    template = env.from_string((REPO_ROOT / "playbooks" / "templates" / "reaper_policy.json.j2").read_text())
+    return template.render(aws_region=region, reaper_account=account, reaper_name="kumolab-reaper-authz",
+                           reaper_tag_condition={"StringEquals": {"aws:ResourceTag/Project": "kumolab"}},
+                           reaper_name_pattern="kumolab-*", reaper_notify_ssm_parameter="")
+
+
+def test_iam_role_authorization_reaper_reaps_its_own_next_to_foreign_resources_under_its_policy(aws, tmp_path):
+    """Issue 12 Part 3: the reaper, with its own policy enforced, reaps expired kumolab resources and leaves a foreign
+    Lambda, table, queue, ECR repository and target-tracking alarms (none tagged kumolab) alone; the run is ok."""
+    import shutil
+
+    from kumolab.paths import REPO_ROOT
+
+    region, account = default_region(), aws("sts").get_caller_identity()["Account"]
+    suffix = uuid.uuid4().hex[:6]
+    # The reaper, deployed as playbooks/reaper.yml deploys it (handler + catalogue, its policy, Lambda's trust).
+    build = tmp_path / "reaper"
+    build.mkdir()
+    shutil.copy(REPO_ROOT / "files" / "lambda" / "reaper" / "handler.py", build)
+    shutil.copy(REPO_ROOT / "module_utils" / "kumolab_resources.py", build)
+    name = f"kumolab-reaper-authz-{suffix}"
+    role_arn = aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
+    aws("iam").put_role_policy(RoleName=name, PolicyName="least-privilege", PolicyDocument=reaper_policy(region, account))
+    code = package(build, ["handler.py", "kumolab_resources.py"], artifact_dir() / f"{name}.zip")
+    with open(code["path"], "rb") as zipped:
+        body = zipped.read()
+    until_assumable(lambda: aws("lambda").create_function(
+        FunctionName=name, Runtime="python3.13", Role=role_arn, Handler="handler.lambda_handler", Timeout=120,
+        Code={"ZipFile": body}, Environment={"Variables": {"KUMOLAB_PROJECT": "kumolab", "KUMOLAB_REAPER_DRY_RUN": "false"}}))
+
+    # Its own expired resources: a table and a queue of lab "authz<suffix>", ExpiresAt in the past.
+    lab = f"authz{suffix}"
+    tags = {"Project": "kumolab", "Lab": lab, "ExpiresAt": "2020-01-01T00:00:00Z"}
+    own_table = f"kumolab-{lab}-items"
+    aws("dynamodb").create_table(TableName=own_table, BillingMode="PAY_PER_REQUEST",
+                                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                                 KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    own_queue = aws("sqs").create_queue(QueueName=f"kumolab-{lab}-jobs", tags=tags)["QueueUrl"]
+
+    # Foreign resources, none tagged kumolab.
+    foreign = f"foreign-{suffix}"
+    foreign_role = aws("iam").create_role(RoleName=foreign, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
+    until_assumable(lambda: aws("lambda").create_function(FunctionName=foreign, Runtime="python3.13", Role=foreign_role,
+                                                          Handler="app.handler", Code={"ZipFile": body}))
+    aws("dynamodb").create_table(TableName=foreign, BillingMode="PAY_PER_REQUEST",
+                                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                                 KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    foreign_queue = aws("sqs").create_queue(QueueName=foreign)["QueueUrl"]
+    aws("ecr").create_repository(repositoryName=foreign)
+    alarms = [f"TargetTracking-service/{foreign}/{foreign}-Alarm{kind}-{suffix}" for kind in ("High", "Low")]
+    for alarm in alarms:
+        aws("cloudwatch").put_metric_alarm(AlarmName=alarm, MetricName="CPUUtilization", Namespace="AWS/ECS",
+                                           Statistic="Average", Period=60, EvaluationPeriods=3, Threshold=50.0,
+                                           ComparisonOperator="GreaterThanThreshold")
+
+    answer = aws("lambda").invoke(FunctionName=name, Payload=b"{}")
+    report = json.loads(answer["Payload"].read())
+    assert "FunctionError" not in answer, report
+    assert report.get("failed") == [], report
+    deleted = {entry["id"] for entry in report["deleted"]}
+    assert any(own_table in ident for ident in deleted) and any(own_queue.rsplit("/", 1)[-1] in ident for ident in deleted), report
+    # The foreign ones are all still there.
+    aws("lambda").get_function(FunctionName=foreign)
+    aws("dynamodb").describe_table(TableName=foreign)
+    aws("sqs").get_queue_attributes(QueueUrl=foreign_queue, AttributeNames=["QueueArn"])
+    aws("ecr").describe_repositories(repositoryNames=[foreign])
+    assert sorted(a["AlarmName"] for a in aws("cloudwatch").describe_alarms(AlarmNames=alarms)["MetricAlarms"]) == sorted(alarms)
+    with pytest.raises(botocore.exceptions.ClientError):
+        aws("dynamodb").describe_table(TableName=own_table)

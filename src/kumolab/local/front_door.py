@@ -107,8 +107,6 @@ class EmulatorTarget:
         return role_environment(self, role_arn, name)
 
 
-
-
 class LocalServices:
     """The local runtime inside the emulator process, each part created on first use."""
 
@@ -239,50 +237,6 @@ class RoleAuthorization(Rule):
             return None
         return _json(403, {"__type": "AccessDeniedException", "Type": "User", "message": denied},
                      "AccessDeniedException")
-
-
-class LambdaInvoke(Rule):
-    """Lambda ``Invoke`` and ``InvokeAsync`` run the deployed handler in the local runtime.
-
-    ``POST /2015-03-31/functions/<name>/invocations`` (what ``aws lambda invoke`` and boto3 send) and the
-    legacy ``/2014-11-13/functions/<name>/invoke-async/`` are answered by the region's
-    :class:`LambdaRuntime` through :func:`kumolab.local.runtime.invoke_api.invoke_response`, the same code
-    as the lab runtime's port: the function's real result, AWS's error shape and status codes,
-    ``LogType: Tail``, Event invocations with retries and the dead-letter queue. moto's canned reply is
-    never reached.
-    """
-
-    name = "lambda-invoke"
-
-    def __call__(self, request: Request) -> Response | None:
-        if request.method != "POST" or not (
-            invoke_api.INVOKE_PATH.match(request.path) or invoke_api.INVOKE_ASYNC_PATH.match(request.path)
-        ):
-            return None  # the rest of the Lambda API (create, publish, ...) is moto's
-        runtime = self.services.lambdas(request_region(request, self.services.default_region))
-        return invoke_api.route(runtime, request)
-
-
-class ExecuteApi(Rule):
-    """``/restapis/<id>/<stage>/_user_request_/<path>`` calls the deployed REST API stage.
-
-    The URL form moto documents for execute-api. The stage is served in-process by
-    :class:`ApiGatewayStage` (routing, proxy events, MOCK preflights, throttling, 403s as API Gateway
-    answers them), so a client given only the API id and stage can call the API. An unknown API id is a
-    404 that says so.
-    """
-
-    name = "execute-api"
-
-    def __call__(self, request: Request) -> Response | None:
-        found = EXECUTE_API_PATH.match(request.path)
-        if not found:
-            return None
-        stage = self.services.stage(found["api"], found["stage"])
-        if stage is None:
-            return _json(404, {"message": f"No REST API with id {found['api']} on this emulator"}, "NotFoundException")
-        path = f"/{found['stage']}{found['path'] or '/'}"
-        return stage(Request(request.method, path, request.query, request.headers, request.body, request.client_ip))
 
 
 class LambdaInvoke(Rule):
