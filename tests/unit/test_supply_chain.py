@@ -35,7 +35,6 @@ def _executable(path: Path, text: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
-@pytest.mark.skipif(not LOCK.exists(), reason="requirements/lock.txt is not committed yet (setup.sh then resolves)")
 def test_m5_lock_pins_every_requirement_by_version_and_hash():
     text = LOCK.read_text()
     entries = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", text, re.M)
