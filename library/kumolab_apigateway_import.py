@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """kumolab_apigateway_import: import an OpenAPI document into a REST API and deploy it, when it changed.
@@ -111,9 +110,8 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
 from ansible.module_utils.kumolab_aws import fail, retry_decorator
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 # The project's retry vocabulary, plus API Gateway's answer to a change while another is under way.
 RETRY = retry_decorator(extra_codes=["ConflictException"], max_delay=15)
@@ -152,21 +150,27 @@ def deploy(module, client, api_id, digest):
     """Import the document (overwrite) and deploy it; returns the deployment id."""
     p = module.params
     try:
-        client.put_rest_api(aws_retry=True, restApiId=api_id, mode="overwrite", failOnWarnings=True,
-                            body=p["spec"].encode())
+        client.put_rest_api(
+            aws_retry=True, restApiId=api_id, mode="overwrite", failOnWarnings=True, body=p["spec"].encode()
+        )
     except client.exceptions.BadRequestException as exc:
         message = exc.response.get("Error", {}).get("Message") or str(exc)
-        module.fail_json(msg=f"API Gateway rejected the OpenAPI import of {p['name']} ({api_id}): {message}. Fix the "
-                             f"document and re-run: nothing was deployed, and the {p['hash_tag']} tag is written only "
-                             f"after a deployment, so the next run imports it again.", api_id=api_id,
-                         spec_sha256=digest)
+        module.fail_json(
+            msg=f"API Gateway rejected the OpenAPI import of {p['name']} ({api_id}): {message}. Fix the "
+            f"document and re-run: nothing was deployed, and the {p['hash_tag']} tag is written only "
+            f"after a deployment, so the next run imports it again.",
+            api_id=api_id,
+            spec_sha256=digest,
+        )
     # PutRestApi in overwrite mode takes the name from info.title; keep the API's own name.
     if client.get_rest_api(aws_retry=True, restApiId=api_id).get("name") != p["name"]:
-        client.update_rest_api(aws_retry=True, restApiId=api_id,
-                               patchOperations=[{"op": "replace", "path": "/name", "value": p["name"]}])
+        client.update_rest_api(
+            aws_retry=True, restApiId=api_id, patchOperations=[{"op": "replace", "path": "/name", "value": p["name"]}]
+        )
     description = p["deploy_description"] or f"spec sha256 {digest}"
-    return client.create_deployment(aws_retry=True, restApiId=api_id, stageName=p["stage"],
-                                    description=description)["id"]
+    return client.create_deployment(aws_retry=True, restApiId=api_id, stageName=p["stage"], description=description)[
+        "id"
+    ]
 
 
 def ensure_deployed(module, client):
@@ -178,12 +182,21 @@ def ensure_deployed(module, client):
     if api is None:
         actions.append("create REST API")
         if module.check_mode:
-            module.exit_json(changed=True, api_id="", spec_sha256=digest,
-                             actions=actions + ["import the OpenAPI document (overwrite)", f"deploy to stage {p['stage']}",
-                                                f"tag {p['hash_tag']}"])
+            module.exit_json(
+                changed=True,
+                api_id="",
+                spec_sha256=digest,
+                actions=actions
+                + ["import the OpenAPI document (overwrite)", f"deploy to stage {p['stage']}", f"tag {p['hash_tag']}"],
+            )
         # Without the hash tag: it is written only once the document is deployed.
-        api = client.create_rest_api(aws_retry=True, name=p["name"], endpointConfiguration={"types": [p["endpoint_type"]]},
-                                     tags=tags, description=p["name"])
+        api = client.create_rest_api(
+            aws_retry=True,
+            name=p["name"],
+            endpointConfiguration={"types": [p["endpoint_type"]]},
+            tags=tags,
+            description=p["name"],
+        )
     api_id = api["id"]
     recorded = (api.get("tags") or {}).get(p["hash_tag"])
     deployed = stage_deployment(client, api_id, p["stage"])

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """kumolab_apigateway_stage: default throttling of an API Gateway REST API stage.
@@ -66,9 +65,8 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
 from ansible.module_utils.kumolab_aws import fail, retry_decorator
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 # The project's retry vocabulary, plus API Gateway's answer to a stage update while another is under way.
 RETRY = retry_decorator(extra_codes=["ConflictException"], max_delay=15)
@@ -95,19 +93,30 @@ def main():
     want = {"rate_limit": float(p["throttling_rate_limit"]), "burst_limit": int(p["throttling_burst_limit"])}
     try:
         have = current(client, p["api_id"], p["stage"])
-        same = have["rate_limit"] is not None and float(have["rate_limit"]) == want["rate_limit"] \
-            and have["burst_limit"] is not None and int(have["burst_limit"]) == want["burst_limit"]
+        same = (
+            have["rate_limit"] is not None
+            and float(have["rate_limit"]) == want["rate_limit"]
+            and have["burst_limit"] is not None
+            and int(have["burst_limit"]) == want["burst_limit"]
+        )
         if same:
             module.exit_json(changed=False, throttling=have)
         if module.check_mode:
             module.exit_json(changed=True, throttling=have, diff={"before": have, "after": want})
-        client.update_stage(aws_retry=True, restApiId=p["api_id"], stageName=p["stage"], patchOperations=[
-            {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(want["rate_limit"])},
-            {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(want["burst_limit"])},
-        ])
+        client.update_stage(
+            aws_retry=True,
+            restApiId=p["api_id"],
+            stageName=p["stage"],
+            patchOperations=[
+                {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(want["rate_limit"])},
+                {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(want["burst_limit"])},
+            ],
+        )
         after = current(client, p["api_id"], p["stage"])
     except client.exceptions.NotFoundException:
-        module.fail_json(msg=f"Stage {p['stage']} of REST API {p['api_id']} does not exist; deploy the API to it first.")
+        module.fail_json(
+            msg=f"Stage {p['stage']} of REST API {p['api_id']} does not exist; deploy the API to it first."
+        )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         fail(module, exc, f"set throttling of stage {p['stage']} of REST API {p['api_id']}")
     module.exit_json(changed=True, throttling=after, diff={"before": have, "after": after})

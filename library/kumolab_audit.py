@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Read-only security audit of kumolab's resources against the controls labs are judged by.
@@ -104,9 +103,9 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible.module_utils.kumolab_aws import client, error_code, fail
 from ansible.module_utils.six.moves.urllib.parse import unquote
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 CONTROLS = {
     "ssh-open": "CIS 6.3 / EC2.13",
@@ -125,8 +124,14 @@ BPA_KEYS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "Restric
 
 
 def row(check, resource, lab, ok, detail, status=None):
-    return {"check": check, "control": CONTROLS[check], "resource": resource, "lab": lab or "",
-            "status": status or ("PASS" if ok else "FAIL"), "detail": detail}
+    return {
+        "check": check,
+        "control": CONTROLS[check],
+        "resource": resource,
+        "lab": lab or "",
+        "status": status or ("PASS" if ok else "FAIL"),
+        "detail": detail,
+    }
 
 
 def tag_dict(items, key="Key", value="Value"):
@@ -134,6 +139,7 @@ def tag_dict(items, key="Key", value="Value"):
 
 
 # --- pure evaluations (unit-testable) -------------------------------------------------------------
+
 
 def sg_world_ssh(permissions):
     """The CIDRs that open port 22 to the world in a list of IpPermissions."""
@@ -159,7 +165,9 @@ def _as_list(value):
 
 # Write actions that IAM authorizes only on Resource "*" (no resource types, no condition keys in the service
 # authorization reference): "*" is the narrowest a policy can say for them.
-NO_RESOURCE_LEVEL_ACTIONS = frozenset({"ecs:DeregisterTaskDefinition", "ecs:RegisterTaskDefinition", "ecr:GetAuthorizationToken"})
+NO_RESOURCE_LEVEL_ACTIONS = frozenset(
+    {"ecs:DeregisterTaskDefinition", "ecs:RegisterTaskDefinition", "ecr:GetAuthorizationToken"}
+)
 
 
 def policy_problems(document):
@@ -179,8 +187,14 @@ def policy_problems(document):
             if action == "*" or action.endswith(":*"):
                 problems.append(f"action {action}")
         if "*" in resources and not statement.get("Condition"):
-            writes = [a for a in actions if a != "*" and not a.split(":", 1)[-1].startswith(READ_ONLY_PREFIXES)
-                      and a not in READ_ONLY_ACTIONS and a not in NO_RESOURCE_LEVEL_ACTIONS]
+            writes = [
+                a
+                for a in actions
+                if a != "*"
+                and not a.split(":", 1)[-1].startswith(READ_ONLY_PREFIXES)
+                and a not in READ_ONLY_ACTIONS
+                and a not in NO_RESOURCE_LEVEL_ACTIONS
+            ]
             if writes or "*" in actions:
                 problems.append(f"resource * without condition for {', '.join(writes or ['*'])}")
     return problems
@@ -202,6 +216,7 @@ def format_table(findings):
 
 # --- collection -----------------------------------------------------------------------------------
 
+
 def matches(tags, project, lab):
     return tags.get("Project") == project and (lab is None or tags.get("Lab") == lab)
 
@@ -213,11 +228,20 @@ def audit_ec2(ec2, project, lab, checks):
         for sg in ec2.describe_security_groups(Filters=filters, aws_retry=True)["SecurityGroups"]:
             opened = sg_world_ssh(sg.get("IpPermissions", []))
             sg_lab = tag_dict(sg.get("Tags")).get("Lab")
-            findings.append(row("ssh-open", f"{sg['GroupId']} ({sg['GroupName']})", sg_lab, not opened,
-                                f"port 22 open to {', '.join(opened)}" if opened else "port 22 not open to the world"))
+            findings.append(
+                row(
+                    "ssh-open",
+                    f"{sg['GroupId']} ({sg['GroupName']})",
+                    sg_lab,
+                    not opened,
+                    f"port 22 open to {', '.join(opened)}" if opened else "port 22 not open to the world",
+                )
+            )
     instances = []
     paginator = ec2.get_paginator("describe_instances")
-    for page in paginator.paginate(Filters=filters + [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]):
+    for page in paginator.paginate(
+        Filters=filters + [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+    ):
         for reservation in page["Reservations"]:
             instances += reservation["Instances"]
     volume_ids = {}
@@ -234,9 +258,17 @@ def audit_ec2(ec2, project, lab, checks):
             volume_ids.setdefault(vol["VolumeId"], tag_dict(vol.get("Tags")).get("Lab"))
         if volume_ids:
             for vol in ec2.describe_volumes(VolumeIds=sorted(volume_ids), aws_retry=True)["Volumes"]:
-                findings.append(row("ebs-encrypted", vol["VolumeId"], volume_ids[vol["VolumeId"]], bool(vol.get("Encrypted")),
-                                    "encrypted" + (f" with {vol['KmsKeyId'].rsplit('/', 1)[-1]}" if vol.get("KmsKeyId") else "")
-                                    if vol.get("Encrypted") else "NOT encrypted"))
+                findings.append(
+                    row(
+                        "ebs-encrypted",
+                        vol["VolumeId"],
+                        volume_ids[vol["VolumeId"]],
+                        bool(vol.get("Encrypted")),
+                        "encrypted" + (f" with {vol['KmsKeyId'].rsplit('/', 1)[-1]}" if vol.get("KmsKeyId") else "")
+                        if vol.get("Encrypted")
+                        else "NOT encrypted",
+                    )
+                )
     return findings
 
 
@@ -260,10 +292,26 @@ def audit_s3(s3, project, lab, website_tag):
             config = {}
         missing = [k for k in BPA_KEYS if not config.get(k)]
         if str(tags.get(website_tag, "")).lower() == "true":
-            findings.append(row("s3-public-access", name, tags.get("Lab"), True, f"public website bucket ({website_tag}=true)", status="EXEMPT"))
+            findings.append(
+                row(
+                    "s3-public-access",
+                    name,
+                    tags.get("Lab"),
+                    True,
+                    f"public website bucket ({website_tag}=true)",
+                    status="EXEMPT",
+                )
+            )
         else:
-            findings.append(row("s3-public-access", name, tags.get("Lab"), not missing,
-                                f"not blocked: {', '.join(missing)}" if missing else "all four Block Public Access settings on"))
+            findings.append(
+                row(
+                    "s3-public-access",
+                    name,
+                    tags.get("Lab"),
+                    not missing,
+                    f"not blocked: {', '.join(missing)}" if missing else "all four Block Public Access settings on",
+                )
+            )
     return findings
 
 
@@ -275,9 +323,13 @@ def audit_dynamodb(dynamodb, project, lab):
             tags = tag_dict(dynamodb.list_tags_of_resource(ResourceArn=arn, aws_retry=True).get("Tags"))
             if not matches(tags, project, lab):
                 continue
-            backups = dynamodb.describe_continuous_backups(TableName=name, aws_retry=True)["ContinuousBackupsDescription"]
+            backups = dynamodb.describe_continuous_backups(TableName=name, aws_retry=True)[
+                "ContinuousBackupsDescription"
+            ]
             status = backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus", "DISABLED")
-            findings.append(row("dynamodb-pitr", name, tags.get("Lab"), status == "ENABLED", f"point-in-time recovery {status}"))
+            findings.append(
+                row("dynamodb-pitr", name, tags.get("Lab"), status == "ENABLED", f"point-in-time recovery {status}")
+            )
     return findings
 
 
@@ -298,9 +350,13 @@ def audit_iam(iam, project, lab):
                 if arn.startswith("arn:aws:iam::aws:policy/"):
                     continue  # AWS managed: judged by AWS, e.g. AWSLambdaBasicExecutionRole
                 version = iam.get_policy(PolicyArn=arn, aws_retry=True)["Policy"]["DefaultVersionId"]
-                doc = iam.get_policy_version(PolicyArn=arn, VersionId=version, aws_retry=True)["PolicyVersion"]["Document"]
+                doc = iam.get_policy_version(PolicyArn=arn, VersionId=version, aws_retry=True)["PolicyVersion"][
+                    "Document"
+                ]
                 problems += [f"{attached['PolicyName']}: {p}" for p in policy_problems(doc)]
-            findings.append(row("iam-wildcard", name, tags.get("Lab"), not problems, "; ".join(problems) or "no wildcard grants"))
+            findings.append(
+                row("iam-wildcard", name, tags.get("Lab"), not problems, "; ".join(problems) or "no wildcard grants")
+            )
     return findings
 
 
@@ -339,9 +395,18 @@ def main():
     findings.sort(key=lambda f: (order[f["check"]], f["lab"], f["resource"]))
     summary = {status: sum(1 for f in findings if f["status"] == status) for status in ("PASS", "FAIL", "EXEMPT")}
     table = format_table(findings)
-    result = dict(changed=False, findings=findings, summary=summary, passed=summary["FAIL"] == 0, table=table, table_lines=table.splitlines())
+    result = dict(
+        changed=False,
+        findings=findings,
+        summary=summary,
+        passed=summary["FAIL"] == 0,
+        table=table,
+        table_lines=table.splitlines(),
+    )
     if summary["FAIL"] and p["fail_on_findings"]:
-        failed = [f"{f['control']} {f['check']} {f['resource']}: {f['detail']}" for f in findings if f["status"] == "FAIL"]
+        failed = [
+            f"{f['control']} {f['check']} {f['resource']}: {f['detail']}" for f in findings if f["status"] == "FAIL"
+        ]
         module.fail_json(msg=f"Security audit failed {summary['FAIL']} check(s): " + " | ".join(failed), **result)
     module.exit_json(**result)
 

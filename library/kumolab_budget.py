@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """A monthly AWS Budgets cost budget with e-mail/SNS notifications at chosen percentages.
@@ -111,22 +110,31 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible.module_utils.kumolab_aws import client, error_code, fail
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 NOT_FOUND = ("NotFoundException",)
 
 
 def desired_budget(name, limit_usd, cost_filters):
-    budget = {"BudgetName": name, "BudgetLimit": {"Amount": f"{limit_usd:.2f}", "Unit": "USD"}, "TimeUnit": "MONTHLY", "BudgetType": "COST"}
+    budget = {
+        "BudgetName": name,
+        "BudgetLimit": {"Amount": f"{limit_usd:.2f}", "Unit": "USD"},
+        "TimeUnit": "MONTHLY",
+        "BudgetType": "COST",
+    }
     if cost_filters:
         budget["CostFilters"] = cost_filters
     return budget
 
 
 def notification(threshold, notification_type):
-    return {"NotificationType": notification_type, "ComparisonOperator": "GREATER_THAN", "Threshold": float(threshold),
-            "ThresholdType": "PERCENTAGE"}
+    return {
+        "NotificationType": notification_type,
+        "ComparisonOperator": "GREATER_THAN",
+        "Threshold": float(threshold),
+        "ThresholdType": "PERCENTAGE",
+    }
 
 
 def subscribers(emails, sns_topic_arn):
@@ -137,7 +145,12 @@ def subscribers(emails, sns_topic_arn):
 
 
 def key(notif):
-    return (notif["NotificationType"], notif["ComparisonOperator"], float(notif["Threshold"]), notif.get("ThresholdType", "PERCENTAGE"))
+    return (
+        notif["NotificationType"],
+        notif["ComparisonOperator"],
+        float(notif["Threshold"]),
+        notif.get("ThresholdType", "PERCENTAGE"),
+    )
 
 
 def sub_key(subs):
@@ -145,9 +158,11 @@ def sub_key(subs):
 
 
 def budget_differs(current, wanted):
-    return (float(current["BudgetLimit"]["Amount"]) != float(wanted["BudgetLimit"]["Amount"])
-            or current.get("TimeUnit") != wanted["TimeUnit"]
-            or (current.get("CostFilters") or {}) != (wanted.get("CostFilters") or {}))
+    return (
+        float(current["BudgetLimit"]["Amount"]) != float(wanted["BudgetLimit"]["Amount"])
+        or current.get("TimeUnit") != wanted["TimeUnit"]
+        or (current.get("CostFilters") or {}) != (wanted.get("CostFilters") or {})
+    )
 
 
 CLIENT_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
@@ -178,8 +193,12 @@ class BudgetApi:
         return None
 
     def notifications(self):
-        found = self.call(f"list the notifications of budget {self.name}", "describe_notifications_for_budget",
-                          mutates=False, BudgetName=self.name)
+        found = self.call(
+            f"list the notifications of budget {self.name}",
+            "describe_notifications_for_budget",
+            mutates=False,
+            BudgetName=self.name,
+        )
         return {key(n): n for n in found.get("Notifications", [])}
 
 
@@ -201,8 +220,14 @@ def ensure_budget(api, current, wanted, limit_usd, wanted_notifs, wanted_subs):
     if current is None:
         actions = [f"create budget {api.name} ({limit_usd:.2f} USD/month)"]
         actions += [f"add notification at {k[2]:g}%" for k in sorted(wanted_notifs, key=lambda k: k[2])]
-        api.call(f"create budget {api.name}", "create_budget", Budget=wanted,
-                 NotificationsWithSubscribers=[{"Notification": n, "Subscribers": wanted_subs} for n in wanted_notifs.values()])
+        api.call(
+            f"create budget {api.name}",
+            "create_budget",
+            Budget=wanted,
+            NotificationsWithSubscribers=[
+                {"Notification": n, "Subscribers": wanted_subs} for n in wanted_notifs.values()
+            ],
+        )
         return True, actions
     if not budget_differs(current, wanted):
         return False, []
@@ -215,12 +240,21 @@ def ensure_notifications(api, existing, wanted_notifs, wanted_subs):
     actions = []
     for k in sorted(set(existing) - set(wanted_notifs), key=lambda k: k[2]):
         actions.append(f"remove notification at {k[2]:g}%")
-        api.call(f"remove the {k[2]:g}% notification of budget {api.name}", "delete_notification",
-                 BudgetName=api.name, Notification=existing[k])
+        api.call(
+            f"remove the {k[2]:g}% notification of budget {api.name}",
+            "delete_notification",
+            BudgetName=api.name,
+            Notification=existing[k],
+        )
     for k in sorted(set(wanted_notifs) - set(existing), key=lambda k: k[2]):
         actions.append(f"add notification at {k[2]:g}%")
-        api.call(f"add the {k[2]:g}% notification to budget {api.name}", "create_notification",
-                 BudgetName=api.name, Notification=wanted_notifs[k], Subscribers=wanted_subs)
+        api.call(
+            f"add the {k[2]:g}% notification to budget {api.name}",
+            "create_notification",
+            BudgetName=api.name,
+            Notification=wanted_notifs[k],
+            Subscribers=wanted_subs,
+        )
     return actions
 
 
@@ -230,18 +264,29 @@ def ensure_subscribers(api, existing, wanted_notifs, wanted_subs):
     for k in sorted(set(wanted_notifs) & set(existing), key=lambda k: k[2]):
         try:
             subs = api.budgets.describe_subscribers_for_notification(
-                AccountId=api.account, BudgetName=api.name, Notification=existing[k], aws_retry=True).get("Subscribers", [])
+                AccountId=api.account, BudgetName=api.name, Notification=existing[k], aws_retry=True
+            ).get("Subscribers", [])
         except CLIENT_ERRORS:
             verified = False  # e.g. an emulator without this API: leave the subscribers as they are
             continue
         for sub in [s for s in wanted_subs if sub_key([s])[0] not in sub_key(subs)]:
             actions.append(f"subscribe {sub['Address']} to the {k[2]:g}% notification")
-            api.call(f"subscribe {sub['Address']}", "create_subscriber", BudgetName=api.name,
-                     Notification=existing[k], Subscriber=sub)
+            api.call(
+                f"subscribe {sub['Address']}",
+                "create_subscriber",
+                BudgetName=api.name,
+                Notification=existing[k],
+                Subscriber=sub,
+            )
         for sub in [s for s in subs if sub_key([s])[0] not in sub_key(wanted_subs)]:
             actions.append(f"unsubscribe {sub['Address']} from the {k[2]:g}% notification")
-            api.call(f"unsubscribe {sub['Address']}", "delete_subscriber", BudgetName=api.name,
-                     Notification=existing[k], Subscriber=sub)
+            api.call(
+                f"unsubscribe {sub['Address']}",
+                "delete_subscriber",
+                BudgetName=api.name,
+                Notification=existing[k],
+                Subscriber=sub,
+            )
     return actions, verified
 
 
@@ -249,7 +294,9 @@ def validate(module, p):
     if p["state"] != "present":
         return
     if not p["email_addresses"] and not p["sns_topic_arn"]:
-        module.fail_json(msg="A budget alert needs someone to tell: set email_addresses or sns_topic_arn (or state=absent).")
+        module.fail_json(
+            msg="A budget alert needs someone to tell: set email_addresses or sns_topic_arn (or state=absent)."
+        )
     if p["limit_usd"] <= 0:
         module.fail_json(msg=f"limit_usd must be positive, got {p['limit_usd']}")
     bad = [t for t in p["thresholds"] if not 0 < t <= 1000]
@@ -296,20 +343,29 @@ def main():
     verified, before = True, {}
     if not created:
         existing = api.notifications()
-        before = {"limit_usd": float(current["BudgetLimit"]["Amount"]), "cost_filters": current.get("CostFilters") or {},
-                  "thresholds": sorted(k[2] for k in existing)}
+        before = {
+            "limit_usd": float(current["BudgetLimit"]["Amount"]),
+            "cost_filters": current.get("CostFilters") or {},
+            "thresholds": sorted(k[2] for k in existing),
+        }
         actions += ensure_notifications(api, existing, wanted_notifs, wanted_subs)
         sub_actions, verified = ensure_subscribers(api, existing, wanted_notifs, wanted_subs)
         actions += sub_actions
 
-    after = {"limit_usd": float(wanted["BudgetLimit"]["Amount"]), "cost_filters": p["cost_filters"],
-             "thresholds": sorted(k[2] for k in wanted_notifs)}
-    result = dict(changed=bool(actions), actions=actions, subscribers_verified=verified, diff={"before": before, "after": after})
+    after = {
+        "limit_usd": float(wanted["BudgetLimit"]["Amount"]),
+        "cost_filters": p["cost_filters"],
+        "thresholds": sorted(k[2] for k in wanted_notifs),
+    }
+    result = dict(
+        changed=bool(actions), actions=actions, subscribers_verified=verified, diff={"before": before, "after": after}
+    )
     if module.check_mode:
         result.update(budget=wanted, notifications=list(wanted_notifs.values()))
     else:
-        result["budget"] = api.call(f"read back budget {p['name']}", "describe_budget", mutates=False,
-                                    BudgetName=p["name"])["Budget"]
+        result["budget"] = api.call(
+            f"read back budget {p['name']}", "describe_budget", mutates=False, BudgetName=p["name"]
+        )["Budget"]
         result["notifications"] = list(api.notifications().values())
     if not verified:
         module.warn("Could not describe the subscribers of existing notifications; they were left unchanged.")

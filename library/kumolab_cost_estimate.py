@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Estimate what a lab costs per hour/day/month on AWS, before anything is created.
@@ -186,7 +185,7 @@ def load_prices(path):
         with open(path) as handle:
             prices = yaml.safe_load(handle)
     except OSError as exc:
-        raise CostEstimateError(f"cannot read the price table {path}: {exc.strerror}")
+        raise CostEstimateError(f"cannot read the price table {path}: {exc.strerror}")  # noqa: B904
     if not isinstance(prices, dict) or not isinstance(prices.get("regions"), dict):
         raise CostEstimateError(f"{path} is not a kumolab price table (no 'regions' mapping)")
     return prices
@@ -202,11 +201,15 @@ def priced_region(prices, region):
     fallback = str(prices.get("fallback_region", DEFAULT_FALLBACK_REGION))
     known = ", ".join(sorted(prices["regions"]))
     if fallback not in prices["regions"]:
-        raise CostEstimateError(f"no prices for region {region!r} in the price table, nor for its fallback region "
-                                f"{fallback!r}; known regions: {known}. Add the region's list prices to files/pricing/aws_prices.yml.")
-    return fallback, (f"no prices for region {region!r} in the price table (known regions: {known}); the estimate uses "
-                      f"{fallback} list prices, which are often lower than elsewhere. It is advisory: check "
-                      f"https://aws.amazon.com/pricing/ for {region}, or add its prices to files/pricing/aws_prices.yml.")
+        raise CostEstimateError(
+            f"no prices for region {region!r} in the price table, nor for its fallback region "
+            f"{fallback!r}; known regions: {known}. Add the region's list prices to files/pricing/aws_prices.yml."
+        )
+    return fallback, (
+        f"no prices for region {region!r} in the price table (known regions: {known}); the estimate uses "
+        f"{fallback} list prices, which are often lower than elsewhere. It is advisory: check "
+        f"https://aws.amazon.com/pricing/ for {region}, or add its prices to files/pricing/aws_prices.yml."
+    )
 
 
 def region_prices(prices, region):
@@ -219,9 +222,11 @@ def cost_cap(total_hourly, cap):
         return False, ""
     cap = float(cap)
     if total_hourly > cap:
-        return True, (f"The estimate, {total_hourly:.4f} USD/hour, is above the cap of {cap:g} USD/hour; nothing was created. "
-                      f"Raise the cap (-e aws_check_max_usd_per_hour=... for make aws-check, or -e cost_estimate_max_usd_per_hour=...) "
-                      f"if you mean to spend that much.")
+        return True, (
+            f"The estimate, {total_hourly:.4f} USD/hour, is above the cap of {cap:g} USD/hour; nothing was created. "
+            f"Raise the cap (-e aws_check_max_usd_per_hour=... for make aws-check, or -e cost_estimate_max_usd_per_hour=...) "
+            f"if you mean to spend that much."
+        )
     return False, f"The estimate, {total_hourly:.4f} USD/hour, is within the cap of {cap:g} USD/hour."
 
 
@@ -239,7 +244,7 @@ def _number(item, key, default=0.0):
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise CostEstimateError(f"item {item.get('name') or item.get('kind')!r}: {key}={value!r} is not a number")
+        raise CostEstimateError(f"item {item.get('name') or item.get('kind')!r}: {key}={value!r} is not a number")  # noqa: B904
     if number < 0:
         raise CostEstimateError(f"item {item.get('name') or item.get('kind')!r}: {key} must not be negative")
     return number
@@ -256,8 +261,10 @@ def item_hourly(prices, region, item):
     allowed, required = KINDS[kind]
     extra = set(item) - allowed - {"kind", "name"}
     if extra:
-        raise CostEstimateError(f"item {item.get('name') or kind!r} ({kind}): unknown field(s) {', '.join(sorted(extra))}; "
-                                f"allowed: {', '.join(sorted(allowed))}")
+        raise CostEstimateError(
+            f"item {item.get('name') or kind!r} ({kind}): unknown field(s) {', '.join(sorted(extra))}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
     missing = required - set(item)
     if missing:
         raise CostEstimateError(f"item {item.get('name') or kind!r} ({kind}): missing {', '.join(sorted(missing))}")
@@ -266,8 +273,10 @@ def item_hourly(prices, region, item):
     if kind == "ec2":
         types = table.get("ec2_instance_hour", {})
         if item["type"] not in types:
-            raise CostEstimateError(f"no price for EC2 instance type {item['type']!r} in {region}; known types: "
-                                    f"{', '.join(sorted(types))}. Add it to files/pricing/aws_prices.yml.")
+            raise CostEstimateError(
+                f"no price for EC2 instance type {item['type']!r} in {region}; known types: "
+                f"{', '.join(sorted(types))}. Add it to files/pricing/aws_prices.yml."
+            )
         rate = float(types[item["type"]])
         return count * rate, f"{count:g} x {item['type']} @ ${rate:.4f}/h"
     if kind == "ebs":
@@ -284,30 +293,50 @@ def item_hourly(prices, region, item):
         if "gb_seconds_per_month" in item:
             gb_seconds = _number(item, "gb_seconds_per_month")
         else:
-            gb_seconds = requests * _number(item, "memory_mb", 128) / 1024.0 * _number(item, "duration_ms", 100) / 1000.0
-        monthly = requests / 1e6 * _price(table, region, "lambda", "requests_million") + gb_seconds * _price(table, region, "lambda", "gb_second")
+            gb_seconds = (
+                requests * _number(item, "memory_mb", 128) / 1024.0 * _number(item, "duration_ms", 100) / 1000.0
+            )
+        monthly = requests / 1e6 * _price(table, region, "lambda", "requests_million") + gb_seconds * _price(
+            table, region, "lambda", "gb_second"
+        )
         return monthly / hours_per_month, f"{requests:g} req + {gb_seconds:g} GB-s per month"
     if kind == "dynamodb":
-        writes, reads, gb = _number(item, "write_units_per_month"), _number(item, "read_units_per_month"), _number(item, "gb")
-        monthly = (writes / 1e6 * _price(table, region, "dynamodb", "write_request_units_million")
-                   + reads / 1e6 * _price(table, region, "dynamodb", "read_request_units_million")
-                   + gb * _price(table, region, "dynamodb", "storage_gb_month"))
+        writes, reads, gb = (
+            _number(item, "write_units_per_month"),
+            _number(item, "read_units_per_month"),
+            _number(item, "gb"),
+        )
+        monthly = (
+            writes / 1e6 * _price(table, region, "dynamodb", "write_request_units_million")
+            + reads / 1e6 * _price(table, region, "dynamodb", "read_request_units_million")
+            + gb * _price(table, region, "dynamodb", "storage_gb_month")
+        )
         return monthly / hours_per_month, f"{writes:g} WRU + {reads:g} RRU + {gb:g} GB per month (on-demand)"
     if kind == "s3":
-        gb, puts, gets = _number(item, "gb"), _number(item, "put_requests_per_month"), _number(item, "get_requests_per_month")
-        monthly = (gb * _price(table, region, "s3", "standard_gb_month")
-                   + puts / 1e3 * _price(table, region, "s3", "put_requests_thousand")
-                   + gets / 1e3 * _price(table, region, "s3", "get_requests_thousand"))
+        gb, puts, gets = (
+            _number(item, "gb"),
+            _number(item, "put_requests_per_month"),
+            _number(item, "get_requests_per_month"),
+        )
+        monthly = (
+            gb * _price(table, region, "s3", "standard_gb_month")
+            + puts / 1e3 * _price(table, region, "s3", "put_requests_thousand")
+            + gets / 1e3 * _price(table, region, "s3", "get_requests_thousand")
+        )
         return monthly / hours_per_month, f"{gb:g} GB + {puts:g} PUT + {gets:g} GET per month"
     if kind == "apigateway":
         requests = _number(item, "requests_per_month")
-        return requests / 1e6 * _price(table, region, "apigateway", "rest_requests_million") / hours_per_month, f"{requests:g} REST requests per month"
+        return requests / 1e6 * _price(
+            table, region, "apigateway", "rest_requests_million"
+        ) / hours_per_month, f"{requests:g} REST requests per month"
     if kind == "nat_gateway":
         if count == 0:
             return 0.0, "none (kumolab labs use public subnets; a NAT gateway bills hourly)"
         gb = _number(item, "gb_per_month")
         rate = _price(table, region, "nat_gateway", "hour")
-        return count * rate + gb * _price(table, region, "nat_gateway", "gb_processed") / hours_per_month, f"{count:g} x NAT @ ${rate}/h + {gb:g} GB/month"
+        return count * rate + gb * _price(
+            table, region, "nat_gateway", "gb_processed"
+        ) / hours_per_month, f"{count:g} x NAT @ ${rate}/h + {gb:g} GB/month"
     if kind == "public_ipv4":
         rate = _price(table, region, "public_ipv4", "hour")
         return count * rate, f"{count:g} address(es) @ ${rate}/h"
@@ -326,14 +355,16 @@ def estimate(prices, region, items, threshold=None, lab_hours=None, max_usd_per_
         if not isinstance(item, dict):
             raise CostEstimateError(f"each item must be a dict with a 'kind', got {item!r}")
         hourly, detail = item_hourly(prices, region, item)
-        rows.append({
-            "name": str(item.get("name") or item["kind"]),
-            "kind": item["kind"],
-            "detail": detail,
-            "hourly_usd": round(hourly, 6),
-            "daily_usd": round(hourly * 24, 4),
-            "monthly_usd": round(hourly * hours_per_month, 2),
-        })
+        rows.append(
+            {
+                "name": str(item.get("name") or item["kind"]),
+                "kind": item["kind"],
+                "detail": detail,
+                "hourly_usd": round(hourly, 6),
+                "daily_usd": round(hourly * 24, 4),
+                "monthly_usd": round(hourly * hours_per_month, 2),
+            }
+        )
     total = sum(item_hourly(prices, region, item)[0] for item in items)
     result = {
         "items": rows,
@@ -357,20 +388,44 @@ def estimate(prices, region, items, threshold=None, lab_hours=None, max_usd_per_
 
 def format_table(result, currency="USD"):
     header = ("item", "what", "per hour", "per day", "per month")
-    rows = [(r["name"], r["detail"], f"{r['hourly_usd']:.4f}", f"{r['daily_usd']:.2f}", f"{r['monthly_usd']:.2f}") for r in result["items"]]
-    total = ("TOTAL", "", f"{result['total_hourly_usd']:.4f}", f"{result['total_daily_usd']:.2f}", f"{result['total_monthly_usd']:.2f}")
+    rows = [
+        (r["name"], r["detail"], f"{r['hourly_usd']:.4f}", f"{r['daily_usd']:.2f}", f"{r['monthly_usd']:.2f}")
+        for r in result["items"]
+    ]
+    total = (
+        "TOTAL",
+        "",
+        f"{result['total_hourly_usd']:.4f}",
+        f"{result['total_daily_usd']:.2f}",
+        f"{result['total_monthly_usd']:.2f}",
+    )
     widths = [max(len(row[i]) for row in [header, total] + rows) for i in range(5)]
 
     def line(row):
-        return "  ".join(cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        return "  ".join(
+            cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
 
     rule = "-" * len(line(header))
     priced = result.get("priced_region", result["region"])
-    basis = "on-demand list prices" if priced == result["region"] else f"{priced} on-demand list prices (none in the table for {result['region']})"
-    out = [f"Estimated AWS cost in {result['region']} ({currency}, {basis} as of {result['prices_as_of']}; an estimate, not a bill)",
-           line(header), rule] + [line(r) for r in rows] + [rule, line(total)]
+    basis = (
+        "on-demand list prices"
+        if priced == result["region"]
+        else f"{priced} on-demand list prices (none in the table for {result['region']})"
+    )
+    out = (
+        [
+            f"Estimated AWS cost in {result['region']} ({currency}, {basis} as of {result['prices_as_of']}; an estimate, not a bill)",
+            line(header),
+            rule,
+        ]
+        + [line(r) for r in rows]
+        + [rule, line(total)]
+    )
     if "total_for_lab_hours_usd" in result:
-        out.append(f"For the lab's planned {result['lab_hours']:g} h until expiry: {result['total_for_lab_hours_usd']:.2f} {currency}")
+        out.append(
+            f"For the lab's planned {result['lab_hours']:g} h until expiry: {result['total_for_lab_hours_usd']:.2f} {currency}"
+        )
     return "\n".join(out)
 
 
@@ -389,8 +444,14 @@ def main():
     params = module.params
     try:
         prices = load_prices(params["price_file"])
-        result = estimate(prices, params["region"], params["items"], params["confirm_threshold_usd_per_hour"], params["lab_hours"],
-                          params["max_usd_per_hour"])
+        result = estimate(
+            prices,
+            params["region"],
+            params["items"],
+            params["confirm_threshold_usd_per_hour"],
+            params["lab_hours"],
+            params["max_usd_per_hour"],
+        )
     except CostEstimateError as exc:
         module.fail_json(msg=f"Cost estimate failed: {exc}")
     for warning in result["warnings_list"]:

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """kumolab_dynamodb_table: a DynamoDB table with point-in-time recovery and tags.
@@ -141,17 +140,17 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
 from ansible.module_utils.kumolab_aws import fail, retry_decorator
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 # The project's retry vocabulary (a table that is being created or updated answers ResourceInUseException),
 # plus DynamoDB's limit on concurrent control-plane calls, LimitExceededException, and
 # ContinuousBackupsUnavailableException: UpdateContinuousBackups on a table that has only just become ACTIVE
 # answers "Backups are being enabled for the table" for a while (a modeled error of that operation; real-AWS
 # review M8), so the first deploy failed now and then.
-RETRY = retry_decorator(extra_codes=["LimitExceededException", "ContinuousBackupsUnavailableException"],
-                        retries=10, max_delay=15)
+RETRY = retry_decorator(
+    extra_codes=["LimitExceededException", "ContinuousBackupsUnavailableException"], retries=10, max_delay=15
+)
 
 
 def describe(client, name):
@@ -210,8 +209,10 @@ def wait_for(module, client, name, gone):
         if not gone and table is not None and table.get("TableStatus") == "ACTIVE":
             return
         time.sleep(2)
-    module.fail_json(msg=f"Timed out after {module.params['wait_timeout']} s waiting for table {name} to be "
-                         f"{'deleted' if gone else 'ACTIVE'}; check it in the DynamoDB console and re-run.")
+    module.fail_json(
+        msg=f"Timed out after {module.params['wait_timeout']} s waiting for table {name} to be "
+        f"{'deleted' if gone else 'ACTIVE'}; check it in the DynamoDB console and re-run."
+    )
 
 
 def desired_keys(params):
@@ -231,8 +232,10 @@ def create(module, client):
         "BillingMode": params["billing_mode"],
     }
     if params["billing_mode"] == "PROVISIONED":
-        kwargs["ProvisionedThroughput"] = {"ReadCapacityUnits": params["read_capacity"],
-                                           "WriteCapacityUnits": params["write_capacity"]}
+        kwargs["ProvisionedThroughput"] = {
+            "ReadCapacityUnits": params["read_capacity"],
+            "WriteCapacityUnits": params["write_capacity"],
+        }
     if params["tags"]:
         kwargs["Tags"] = [{"Key": k, "Value": str(v)} for k, v in params["tags"].items()]
     client.create_table(aws_retry=True, **kwargs)
@@ -244,8 +247,9 @@ def create(module, client):
 
 
 def set_pitr(client, name, enabled):
-    client.update_continuous_backups(aws_retry=True, TableName=name,
-                                     PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": enabled})
+    client.update_continuous_backups(
+        aws_retry=True, TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": enabled}
+    )
 
 
 def ensure_present(module, client):
@@ -255,18 +259,30 @@ def ensure_present(module, client):
     if table is None:
         changes = ["create table"] + (["enable point-in-time recovery"] if params["point_in_time_recovery"] else [])
         if module.check_mode:
-            module.exit_json(changed=True, changes=changes, table={"name": name, "billing_mode": params["billing_mode"],
-                             "partition_key": desired_keys(params)["HASH"], "sort_key": desired_keys(params).get("RANGE"),
-                             "point_in_time_recovery": params["point_in_time_recovery"], "tags": params["tags"] or {}})
+            module.exit_json(
+                changed=True,
+                changes=changes,
+                table={
+                    "name": name,
+                    "billing_mode": params["billing_mode"],
+                    "partition_key": desired_keys(params)["HASH"],
+                    "sort_key": desired_keys(params).get("RANGE"),
+                    "point_in_time_recovery": params["point_in_time_recovery"],
+                    "tags": params["tags"] or {},
+                },
+            )
         create(module, client)
         module.exit_json(changed=True, changes=changes, table=summary(client, describe(client, name)))
 
     before = summary(client, table)
     want = desired_keys(params)
     if before["partition_key"] != want["HASH"] or before["sort_key"] != want.get("RANGE"):
-        module.fail_json(msg=f"Table {name} has keys {before['partition_key']}/{before['sort_key']}, not "
-                             f"{want['HASH']}/{want.get('RANGE')}. Key schemas cannot change: delete the table "
-                             f"(state: absent) or pick another name.", table=before)
+        module.fail_json(
+            msg=f"Table {name} has keys {before['partition_key']}/{before['sort_key']}, not "
+            f"{want['HASH']}/{want.get('RANGE')}. Key schemas cannot change: delete the table "
+            f"(state: absent) or pick another name.",
+            table=before,
+        )
     changes = []
     update = {}
     if before["billing_mode"] != params["billing_mode"]:
@@ -274,10 +290,15 @@ def ensure_present(module, client):
         update["BillingMode"] = params["billing_mode"]
     if params["billing_mode"] == "PROVISIONED":
         throughput = table.get("ProvisionedThroughput", {})
-        if (throughput.get("ReadCapacityUnits"), throughput.get("WriteCapacityUnits")) != (params["read_capacity"], params["write_capacity"]):
+        if (throughput.get("ReadCapacityUnits"), throughput.get("WriteCapacityUnits")) != (
+            params["read_capacity"],
+            params["write_capacity"],
+        ):
             changes.append("provisioned throughput")
-            update["ProvisionedThroughput"] = {"ReadCapacityUnits": params["read_capacity"],
-                                               "WriteCapacityUnits": params["write_capacity"]}
+            update["ProvisionedThroughput"] = {
+                "ReadCapacityUnits": params["read_capacity"],
+                "WriteCapacityUnits": params["write_capacity"],
+            }
     if before["point_in_time_recovery"] != params["point_in_time_recovery"]:
         changes.append(("enable" if params["point_in_time_recovery"] else "disable") + " point-in-time recovery")
     add_tags, remove_tags = {}, []
@@ -301,7 +322,9 @@ def ensure_present(module, client):
     if before["point_in_time_recovery"] != params["point_in_time_recovery"]:
         set_pitr(client, name, params["point_in_time_recovery"])
     if add_tags:
-        client.tag_resource(aws_retry=True, ResourceArn=before["arn"], Tags=[{"Key": k, "Value": v} for k, v in add_tags.items()])
+        client.tag_resource(
+            aws_retry=True, ResourceArn=before["arn"], Tags=[{"Key": k, "Value": v} for k, v in add_tags.items()]
+        )
     if remove_tags:
         client.untag_resource(aws_retry=True, ResourceArn=before["arn"], TagKeys=remove_tags)
     after = summary(client, describe(client, name))

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Check, before launching, that a GPU instance can start, and which Deep Learning AMI it should run.
@@ -26,7 +25,7 @@ description:
     with what to request, stop or terminate, and how, when what is left is below the instance type's vCPUs.
   - Finds the availability zones of the region that offer the instance type
     (C(DescribeInstanceTypeOfferings) by availability zone; the type is offered per zone, not per region) and
-    returns one for the lab's subnet: O(availability_zone) when it offers the type (else it fails naming the
+    returns one for the lab's subnet, O(availability_zone) when it offers the type (else it fails naming the
     zones that do), otherwise the first such zone in name order.
   - Returns the name of the public SSM parameter holding the current Deep Learning AMI for the
     instance type's architecture.
@@ -142,8 +141,8 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible.module_utils.kumolab_aws import client, error_code, fail
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 # Instance family prefix → purchase option → (quota code, quota name), all counted in vCPUs.
 _G_AND_VT = {
@@ -170,7 +169,9 @@ def quota_for(instance_type, market="on-demand"):
     for prefix in sorted(QUOTAS, key=len, reverse=True):
         if family.startswith(prefix):
             return QUOTAS[prefix][market]
-    raise PreflightError(f"{instance_type} is not a GPU instance type (expected a g*, p* or vt* family, e.g. g4dn.xlarge)")
+    raise PreflightError(
+        f"{instance_type} is not a GPU instance type (expected a g*, p* or vt* family, e.g. g4dn.xlarge)"
+    )
 
 
 def dlami_parameter(root, architecture, flavor):
@@ -187,8 +188,17 @@ def architecture_of(instance_info):
     raise PreflightError(f"{instance_info['InstanceType']} has no supported architecture among {supported}")
 
 
-def check_quota(quota_vcpus, needed_vcpus, instance_type, quota_code, quota_name, region, minimum_request=4,
-                in_use_vcpus=0, in_use_by=()):
+def check_quota(
+    quota_vcpus,
+    needed_vcpus,
+    instance_type,
+    quota_code,
+    quota_name,
+    region,
+    minimum_request=4,
+    in_use_vcpus=0,
+    in_use_by=(),
+):
     """Raise PreflightError with what to request (or stop) when the quota, less what is in use, does not cover
     one instance."""
     if quota_vcpus is None:
@@ -199,9 +209,11 @@ def check_quota(quota_vcpus, needed_vcpus, instance_type, quota_code, quota_name
     if quota_vcpus - in_use_vcpus >= needed_vcpus:
         return
     desired = max(minimum_request, in_use_vcpus + needed_vcpus)
-    request = (f"Request at least {desired} vCPUs (approval can take a day): "
-               f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {quota_code} "
-               f"--desired-value {desired} --region {region} — or in the console: Service Quotas → Amazon EC2 → {quota_name}.")
+    request = (
+        f"Request at least {desired} vCPUs (approval can take a day): "
+        f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {quota_code} "
+        f"--desired-value {desired} --region {region} — or in the console: Service Quotas → Amazon EC2 → {quota_name}."
+    )
     if not in_use_vcpus:
         raise PreflightError(
             f"Your AWS account may run {quota_vcpus:g} vCPUs of '{quota_name}' in {region}, but one {instance_type} needs "
@@ -228,25 +240,36 @@ def _pages(call, key, **kwargs):
 
 def offered_zones(ec2, instance_type):
     """The region's available availability zones (no Local or Wavelength Zones) that offer the type, sorted."""
-    offered = {o["Location"] for o in _pages(
-        ec2.describe_instance_type_offerings, "InstanceTypeOfferings", LocationType="availability-zone",
-        Filters=[{"Name": "instance-type", "Values": [instance_type]}])}
+    offered = {
+        o["Location"]
+        for o in _pages(
+            ec2.describe_instance_type_offerings,
+            "InstanceTypeOfferings",
+            LocationType="availability-zone",
+            Filters=[{"Name": "instance-type", "Values": [instance_type]}],
+        )
+    }
     zones = ec2.describe_availability_zones(
         Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}, {"Name": "state", "Values": ["available"]}],
-        aws_retry=True)["AvailabilityZones"]
+        aws_retry=True,
+    )["AvailabilityZones"]
     return sorted(offered & {z["ZoneName"] for z in zones})
 
 
 def pick_zone(zones, instance_type, region, preferred=None):
     """The zone for the lab's subnet: ``preferred`` if it offers the type, else the first one that does."""
     if not zones:
-        raise PreflightError(f"{instance_type} is not offered in any availability zone of {region}; choose another type "
-                             f"(-e gpu_lab_instance_type=...) or region (AWS_REGION=...)")
+        raise PreflightError(
+            f"{instance_type} is not offered in any availability zone of {region}; choose another type "
+            f"(-e gpu_lab_instance_type=...) or region (AWS_REGION=...)"
+        )
     if preferred:
         if preferred not in zones:
-            raise PreflightError(f"{instance_type} is not offered in {preferred}; zones of {region} that offer it: "
-                                 f"{', '.join(zones)} (-e lab_network_az=<zone>). A lab network that already exists keeps "
-                                 f"its zone: tear the lab down first to move it.")
+            raise PreflightError(
+                f"{instance_type} is not offered in {preferred}; zones of {region} that offer it: "
+                f"{', '.join(zones)} (-e lab_network_az=<zone>). A lab network that already exists keeps "
+                f"its zone: tear the lab down first to move it."
+            )
         return preferred
     return zones[0]
 
@@ -265,8 +288,12 @@ def vcpus_in_use(ec2, quota_code, market, exclude_name=None):
     """(vCPUs, ["<id> (<type>, <n> vCPUs)"]) of the pending and running instances that count against the quota,
     less those named ``exclude_name`` (the lab's own instance, which the launch reuses)."""
     instances = [
-        i for r in _pages(ec2.describe_instances, "Reservations",
-                          Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
+        i
+        for r in _pages(
+            ec2.describe_instances,
+            "Reservations",
+            Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}],
+        )
         for i in r.get("Instances", [])
         if _counts_against(i, quota_code, market)
         and not (exclude_name and {"Key": "Name", "Value": exclude_name} in i.get("Tags", []))
@@ -274,7 +301,9 @@ def vcpus_in_use(ec2, quota_code, market, exclude_name=None):
     types = sorted({i["InstanceType"] for i in instances})
     per_type = {}
     for start in range(0, len(types), 100):
-        for info in ec2.describe_instance_types(InstanceTypes=types[start:start + 100], aws_retry=True)["InstanceTypes"]:
+        for info in ec2.describe_instance_types(InstanceTypes=types[start : start + 100], aws_retry=True)[
+            "InstanceTypes"
+        ]:
             per_type[info["InstanceType"]] = int(info["VCpuInfo"]["DefaultVCpus"])
     used = [(i["InstanceId"], i["InstanceType"], per_type.get(i["InstanceType"], 0)) for i in instances]
     return sum(n for _, _, n in used), [f"{iid} ({itype}, {n} vCPUs)" for iid, itype, n in used]
@@ -325,7 +354,9 @@ def main():
             described = ec2.describe_instance_types(InstanceTypes=[instance_type], aws_retry=True)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) in ("InvalidInstanceType", "InvalidParameterValue"):
-                raise PreflightError(f"{instance_type} is not offered in {region}; choose another type or region") from exc
+                raise PreflightError(
+                    f"{instance_type} is not offered in {region}; choose another type or region"
+                ) from exc
             raise
         if not described["InstanceTypes"]:
             raise PreflightError(f"{instance_type} is not offered in {region}; choose another type or region")
@@ -335,9 +366,13 @@ def main():
         if params["quota_source"] == "service-quotas":
             quota = read_service_quota(client(module, "service-quotas"), quota_code)
         else:
-            quota = read_parameter_quota(client(module, "ssm"), f"{params['quota_parameter_prefix'].rstrip('/')}/{quota_code}")
+            quota = read_parameter_quota(
+                client(module, "ssm"), f"{params['quota_parameter_prefix'].rstrip('/')}/{quota_code}"
+            )
         in_use, in_use_by = vcpus_in_use(ec2, quota_code, params["market"], params["instance_name"])
-        check_quota(quota, vcpus, instance_type, quota_code, quota_name, region, params["minimum_request"], in_use, in_use_by)
+        check_quota(
+            quota, vcpus, instance_type, quota_code, quota_name, region, params["minimum_request"], in_use, in_use_by
+        )
         zones = offered_zones(ec2, instance_type)
         zone = pick_zone(zones, instance_type, region, params["availability_zone"])
         parameter = dlami_parameter(params["dlami_parameter_root"], architecture, params["dlami_flavor"])
@@ -347,7 +382,11 @@ def main():
         fail(module, exc, f"check the GPU quota for {instance_type} in {region}")
 
     gpus = [
-        {"name": f"{g.get('Manufacturer', '')} {g.get('Name', '')}".strip(), "count": g.get("Count"), "memory_mib": g.get("MemoryInfo", {}).get("SizeInMiB")}
+        {
+            "name": f"{g.get('Manufacturer', '')} {g.get('Name', '')}".strip(),
+            "count": g.get("Count"),
+            "memory_mib": g.get("MemoryInfo", {}).get("SizeInMiB"),
+        }
         for g in info.get("GpuInfo", {}).get("Gpus", [])
     ]
     module.exit_json(
@@ -356,8 +395,14 @@ def main():
         architecture=architecture,
         vcpus=vcpus,
         gpus=gpus,
-        quota={"code": quota_code, "name": quota_name, "vcpus": quota, "market": params["market"],
-               "in_use_vcpus": in_use, "in_use_by": in_use_by},
+        quota={
+            "code": quota_code,
+            "name": quota_name,
+            "vcpus": quota,
+            "market": params["market"],
+            "in_use_vcpus": in_use,
+            "in_use_by": in_use_by,
+        },
         availability_zone=zone,
         availability_zones=zones,
     )

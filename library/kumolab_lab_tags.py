@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Compute the tags every resource of a lab carries, keeping the lab's expiry stable across runs.
@@ -22,7 +21,7 @@ description:
   - C(ExpiresAt) is now plus O(expires_in_hours) on the first deployment. On later runs the value already on
     the lab's resources (found with the Resource Groups Tagging API, each confirmed to exist with its own
     service's API) is reused, so re-running a playbook does not retag anything. An expiry at or before now is
-    never reused: a fresh one is computed and the lab's resources are re-tagged with it. Pass O(expires_at)
+    never reused; a fresh one is computed and the lab's resources are re-tagged with it. Pass O(expires_at)
     to move the expiry explicitly.
   - Read-only; safe in check mode.
 options:
@@ -96,13 +95,13 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible.module_utils.kumolab_aws import EXPIRES_TAG, LAB_TAG, OWNER_TAG, PROJECT_TAG, client, fail
 from ansible.module_utils.kumolab_resources import arn_exists
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 
 def iso_utc(moment):
-    return moment.astimezone(datetime.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(datetime.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_iso(value):
@@ -113,14 +112,16 @@ def existing_expiry(tagging, project, lab, exists=lambda arn: True, now=None):
     """The ExpiresAt already on the lab's existing resources (earliest if they disagree) when it is still in the
     future, else None; and how many resources exist. ``exists(arn)`` confirms a resource with its own API (the
     tagging API lists "previously tagged", i.e. deleted, resources too)."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     found = []
     count = 0
     filters = [{"Key": PROJECT_TAG, "Values": [project]}, {"Key": LAB_TAG, "Values": [lab]}]
     token = ""
     while True:
         # Paged by hand: a paginator would bypass the client's retry decorator, which only acts when asked.
-        page = tagging.get_resources(aws_retry=True, TagFilters=filters, **({"PaginationToken": token} if token else {}))
+        page = tagging.get_resources(
+            aws_retry=True, TagFilters=filters, **({"PaginationToken": token} if token else {})
+        )
         for mapping in page["ResourceTagMappingList"]:
             if not exists(mapping["ResourceARN"]):
                 continue  # a ghost of a deleted resource
@@ -139,7 +140,7 @@ def _future(value, now):
         moment = parse_iso(value)
     except (TypeError, ValueError):
         return False
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
     return moment > now
 
 
@@ -160,7 +161,9 @@ def main():
         try:
             expires_at = iso_utc(parse_iso(params["expires_at"]))
         except ValueError:
-            module.fail_json(msg=f"expires_at={params['expires_at']!r} is not an ISO-8601 time; use e.g. 2026-11-24T18:00:00Z")
+            module.fail_json(
+                msg=f"expires_at={params['expires_at']!r} is not an ISO-8601 time; use e.g. 2026-11-24T18:00:00Z"
+            )
         count = None
     else:
         tagging = client(module, "resourcegroupstaggingapi")
@@ -170,16 +173,19 @@ def main():
             return clients.setdefault(service, client(module, service))
 
         try:
-            expires_at, count = existing_expiry(tagging, params["project"], params["lab"],
-                                                exists=lambda arn: arn_exists(aws, arn))
+            expires_at, count = existing_expiry(
+                tagging, params["project"], params["lab"], exists=lambda arn: arn_exists(aws, arn)
+            )
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             fail(module, exc, f"look up the existing resources of lab {params['lab']!r}")
         if expires_at is None:
-            now = datetime.datetime.now(datetime.timezone.utc)
+            now = datetime.datetime.now(datetime.UTC)
             expires_at = iso_utc(now + datetime.timedelta(hours=params["expires_in_hours"]))
 
     tags = dict(params["extra_tags"])
-    tags.update({PROJECT_TAG: params["project"], LAB_TAG: params["lab"], OWNER_TAG: params["owner"], EXPIRES_TAG: expires_at})
+    tags.update(
+        {PROJECT_TAG: params["project"], LAB_TAG: params["lab"], OWNER_TAG: params["owner"], EXPIRES_TAG: expires_at}
+    )
     module.exit_json(changed=False, tags=tags, expires_at=expires_at, existing_resources=count or 0)
 
 

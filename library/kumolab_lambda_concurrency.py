@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """kumolab_lambda_concurrency: the reserved concurrency of a Lambda function.
@@ -70,9 +69,8 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
 from ansible.module_utils.kumolab_aws import fail, retry_decorator
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 # The project's retry vocabulary, plus Lambda's answer while another update of the function is under way.
 RETRY = retry_decorator(extra_codes=["ResourceConflictException"], max_delay=15)
@@ -114,9 +112,11 @@ def main():
         message = str(exc)
         if "UnreservedConcurrentExecution" not in message:
             fail(module, exc, f"reserve {want} concurrent executions for {name}")
-        reason = (f"the account's Lambda concurrency quota leaves no room to reserve {want} for {name} ({message}); "
-                  "the account quota bounds it instead. Ask for more in Service Quotas (Lambda, Concurrent executions) "
-                  "to get the reservation.")
+        reason = (
+            f"the account's Lambda concurrency quota leaves no room to reserve {want} for {name} ({message}); "
+            "the account quota bounds it instead. Ask for more in Service Quotas (Lambda, Concurrent executions) "
+            "to get the reservation."
+        )
         if p["required"]:
             module.fail_json(msg=reason)
         module.warn(reason)

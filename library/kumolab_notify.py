@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Post a Slack-compatible message to a webhook (deploy, teardown, reaper, auto-stop notifications).
@@ -89,8 +88,8 @@ import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.urls import open_url
 
 
 def build_payload(text, title=None, fields=None):
@@ -107,8 +106,14 @@ def post(url, payload, timeout, retries, sleep=time.sleep):
     status, error = None, None
     for attempt in range(retries + 1):
         try:
-            response = open_url(url, data=body, method="POST", headers={"Content-Type": "application/json"},
-                                timeout=timeout, validate_certs=True)
+            response = open_url(
+                url,
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json"},
+                timeout=timeout,
+                validate_certs=True,
+            )
             return response.getcode(), None
         except HTTPError as exc:
             status, error = exc.code, f"webhook answered HTTP {exc.code}"
@@ -118,7 +123,7 @@ def post(url, payload, timeout, retries, sleep=time.sleep):
             reason = getattr(exc, "reason", exc)
             status, error = None, f"could not reach the webhook: {type(reason).__name__}"
         if attempt < retries:
-            sleep(min(8, 0.5 * 2 ** attempt))
+            sleep(min(8, 0.5 * 2**attempt))
     return status, error
 
 
@@ -140,7 +145,9 @@ def main():
     if not params["webhook_url"]:
         module.exit_json(changed=False, sent=False, payload=payload, msg="no webhook_url: notifications are off")
     if not params["webhook_url"].startswith(("https://", "http://")):
-        module.fail_json(msg="webhook_url must start with https:// (or http:// for a local test server)", sent=False, payload=payload)
+        module.fail_json(
+            msg="webhook_url must start with https:// (or http:// for a local test server)", sent=False, payload=payload
+        )
     if module.check_mode:
         module.exit_json(changed=True, sent=False, payload=payload, msg="check mode: not posted")
     status, error = post(params["webhook_url"], payload, params["timeout"], params["retries"])

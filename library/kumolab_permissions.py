@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Before a lab creates anything, ask IAM whether the caller may do what the lab will do.
@@ -154,8 +153,13 @@ def simulate(iam, principal, document, account, region, project="kumolab"):
             answer = iam.simulate_principal_policy(**request)
             for result in answer.get("EvaluationResults", []):
                 if result["EvalDecision"] != "allowed":
-                    denied.append({"action": result["EvalActionName"], "resource": result.get("EvalResourceName", "*"),
-                                   "decision": result["EvalDecision"]})
+                    denied.append(
+                        {
+                            "action": result["EvalActionName"],
+                            "resource": result.get("EvalResourceName", "*"),
+                            "decision": result["EvalDecision"],
+                        }
+                    )
             if not answer.get("IsTruncated"):
                 break
             request["Marker"] = answer["Marker"]
@@ -165,12 +169,16 @@ def simulate(iam, principal, document, account, region, project="kumolab"):
 def advice(lab, principal, denied):
     """What to tell the person: what is missing, why it matters, and what to do."""
     actions = sorted({d["action"] for d in denied})
-    msg = (f"The {lab} lab needs {len(actions)} permission(s) that {principal} does not have: {', '.join(actions)}. "
-           f"Nothing was created.")
+    msg = (
+        f"The {lab} lab needs {len(actions)} permission(s) that {principal} does not have: {', '.join(actions)}. "
+        f"Nothing was created."
+    )
     if any(a in ("iam:CreateRole", "iam:PassRole", "iam:PutRolePolicy") for a in actions):
-        msg += (" This identity cannot create or pass IAM roles, as on AWS Academy Learner Lab and many SSO student "
-                "roles: use a lab without IAM roles (ec2, gpu), or ask your administrator for a role with the "
-                f"{lab} operator policy.")
+        msg += (
+            " This identity cannot create or pass IAM roles, as on AWS Academy Learner Lab and many SSO student "
+            "roles: use a lab without IAM roles (ec2, gpu), or ask your administrator for a role with the "
+            f"{lab} operator policy."
+        )
     if any(d["decision"] == "explicitDeny" for d in denied):
         msg += " Some are denied explicitly (a policy, permissions boundary or an organization SCP says Deny): only its owner can lift that."
     return msg + f" The policy, and how to attach it: {DOCS} (files/iam/operator/{lab}.json)."
@@ -198,8 +206,10 @@ def main():
         iam = client(module, "iam")
         principal = principal_of(caller, lambda name: iam.get_role(RoleName=name, aws_retry=True)["Role"]["Arn"])
         if principal is None:
-            module.warn("These are the account's root credentials: IAM allows them everything, so nothing is simulated. "
-                        "Use an IAM user or role instead of root for labs.")
+            module.warn(
+                "These are the account's root credentials: IAM allows them everything, so nothing is simulated. "
+                "Use an IAM user or role instead of root for labs."
+            )
             module.exit_json(changed=False, simulated=False, principal_arn=caller, denied=[], checked=0)
         account = caller.split(":")[4]
         try:
@@ -207,15 +217,22 @@ def main():
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in SIMULATION_DENIED:
                 raise
-            module.warn(f"Could not check the {params['lab']} lab's permissions: {principal} may not call "
-                        f"iam:SimulatePrincipalPolicy ({error_code(exc)}). Continuing; if the deploy stops with "
-                        f"AccessDenied, compare your permissions with {DOCS}.")
+            module.warn(
+                f"Could not check the {params['lab']} lab's permissions: {principal} may not call "
+                f"iam:SimulatePrincipalPolicy ({error_code(exc)}). Continuing; if the deploy stops with "
+                f"AccessDenied, compare your permissions with {DOCS}."
+            )
             module.exit_json(changed=False, simulated=False, principal_arn=principal, denied=[], checked=0)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         fail(module, exc, f"check the permissions of the {params['lab']} lab")
     if denied:
-        module.fail_json(msg=advice(params["lab"], principal, denied), simulated=True, principal_arn=principal,
-                         denied=denied, checked=checked)
+        module.fail_json(
+            msg=advice(params["lab"], principal, denied),
+            simulated=True,
+            principal_arn=principal,
+            denied=denied,
+            checked=checked,
+        )
     module.exit_json(changed=False, simulated=True, principal_arn=principal, denied=[], checked=checked)
 
 

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """kumolab_resource_tags: tags on ECR repositories and ECS resources, by ARN.
@@ -96,16 +95,18 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
+from ansible.module_utils.kumolab_aws import RETRY, fail
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
-
-from ansible.module_utils.kumolab_aws import RETRY, fail
 
 # service -> (casing of the tag keys in the API, whether the ARN names a resource this module knows)
 KEY_CASE = {"ecr": ("Key", "Value"), "ecs": ("key", "value"), "cloudwatch": ("Key", "Value")}
 # service -> the names of the ARN, tags and tag-keys parameters and of the response's tag list
-PARAMS = {"ecr": ("resourceArn", "tags", "tagKeys"), "ecs": ("resourceArn", "tags", "tagKeys"),
-          "cloudwatch": ("ResourceARN", "Tags", "TagKeys")}
+PARAMS = {
+    "ecr": ("resourceArn", "tags", "tagKeys"),
+    "ecs": ("resourceArn", "tags", "tagKeys"),
+    "cloudwatch": ("ResourceARN", "Tags", "TagKeys"),
+}
 
 
 def main():
@@ -121,8 +122,10 @@ def main():
     parts = arn.split(":", 5)
     service = parts[2] if len(parts) == 6 and parts[0] == "arn" else ""
     if service not in KEY_CASE:
-        module.fail_json(msg=f"{arn!r} is not the ARN of an ECR or ECS resource or a CloudWatch alarm "
-                             f"(arn:aws:ecr:..., arn:aws:ecs:... or arn:aws:cloudwatch:...)")
+        module.fail_json(
+            msg=f"{arn!r} is not the ARN of an ECR or ECS resource or a CloudWatch alarm "
+            f"(arn:aws:ecr:..., arn:aws:ecs:... or arn:aws:cloudwatch:...)"
+        )
     key, value = KEY_CASE[service]
     arn_param, tags_param, keys_param = PARAMS[service]
     client = module.client(service, retry_decorator=RETRY)
@@ -135,7 +138,9 @@ def main():
             if remove:
                 client.untag_resource(aws_retry=True, **{arn_param: arn, keys_param: list(remove)})
             if add:
-                client.tag_resource(aws_retry=True, **{arn_param: arn, tags_param: [{key: k, value: v} for k, v in add.items()]})
+                client.tag_resource(
+                    aws_retry=True, **{arn_param: arn, tags_param: [{key: k, value: v} for k, v in add.items()]}
+                )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         fail(module, exc, f"tag {arn}")
     after = {k: v for k, v in current.items() if k not in remove}

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Delete everything carrying a set of tags, in dependency order, and prove nothing is left.
@@ -58,7 +57,7 @@ options:
     elements: str
   lab_prefixes:
     description:
-      - The resource-name prefix of each lab, C({lab: <project>-<slug>}), from the lab registry. Used to claim
+      - The resource-name prefix of each lab, a mapping of lab to C(<project>-<slug>), from the lab registry. Used to claim
         untagged resources and idle-stop alarms by name. A lab not listed has the prefix C(<project>-<lab>).
     type: dict
     default: {}
@@ -131,20 +130,24 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible.module_utils.kumolab_aws import fail
 from ansible.module_utils import kumolab_resources as catalogue
+from ansible.module_utils.kumolab_aws import fail
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 
 def leftover_message(wanted, remaining):
     """What is left and what to do about it: a kind outside `kinds` means the lab's list of kinds is short."""
     listing = "; ".join(f"{r['kind']} {r['name']}" for r in remaining)
-    msg = (f"Teardown left {len(remaining)} resource(s) tagged {wanted}: {listing}. "
-           "Delete them in the console or run the teardown again; nothing else was skipped.")
+    msg = (
+        f"Teardown left {len(remaining)} resource(s) tagged {wanted}: {listing}. "
+        "Delete them in the console or run the teardown again; nothing else was skipped."
+    )
     outside = sorted({r["kind"] for r in remaining if r.get("outside_kinds")})
     if outside:
-        msg += (f" Of kinds this teardown was not asked to delete: {', '.join(outside)}; add them to the lab's"
-                " teardown kinds in the lab registry (inventories/shared/labs.yml).")
+        msg += (
+            f" Of kinds this teardown was not asked to delete: {', '.join(outside)}; add them to the lab's"
+            " teardown kinds in the lab registry (inventories/shared/labs.yml)."
+        )
     return msg
 
 
@@ -162,7 +165,9 @@ def main():
     )
     wanted = {str(k): str(v) for k, v in module.params["tags"].items()}
     if "Project" not in wanted:
-        module.fail_json(msg="tags must include Project (e.g. Project: kumolab) so teardown cannot reach other resources")
+        module.fail_json(
+            msg="tags must include Project (e.g. Project: kumolab) so teardown cannot reach other resources"
+        )
     exclude_labs = [str(lab) for lab in module.params["exclude_labs"]]
     if wanted.get("Lab") in exclude_labs:
         module.fail_json(msg=f"tags select Lab={wanted['Lab']} and exclude_labs excludes it; drop one of the two")

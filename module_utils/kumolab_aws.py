@@ -1,10 +1,7 @@
-# -*- coding: utf-8 -*-
 # Shared plumbing for kumolab's custom modules: clients with jittered backoff, tag helpers and
 # translation of botocore errors into messages a person can act on.
 
 from __future__ import annotations
-
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 from ansible.module_utils.kumolab_resources import (  # noqa: F401  (tag names and error_code: re-exported)
     EXPIRES_TAG,
@@ -15,6 +12,7 @@ from ansible.module_utils.kumolab_resources import (  # noqa: F401  (tag names a
     THROTTLING_CODES,
     error_code,
 )
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 # The project's one retry vocabulary (module_utils/kumolab_resources.py, shared with teardown and the reaper):
 # throttling, "still in use" and "just created, not yet visible" clear up by themselves when we wait a
@@ -34,9 +32,9 @@ RETRY = retry_decorator()
 OWNER_TAG = "Owner"
 
 ACTIONABLE = {
-    "UnauthorizedOperation": "the credentials in use are not allowed to do this; check the IAM policy of the user or role",
+    "UnauthorizedOperation": "the credentials in use are not allowed to do this; check the IAM policy of the user or role",  # noqa: E501
     "AccessDenied": "the credentials in use are not allowed to do this; check the IAM policy of the user or role",
-    "AccessDeniedException": "the credentials in use are not allowed to do this; check the IAM policy of the user or role",
+    "AccessDeniedException": "the credentials in use are not allowed to do this; check the IAM policy of the user or role",  # noqa: E501
     "AuthFailure": "AWS rejected the credentials; run `aws sts get-caller-identity` to check them",
     "InvalidClientTokenId": "AWS rejected the access key; run `aws configure` or export AWS_PROFILE",
     "ExpiredToken": "the session token has expired; log in again (e.g. `aws sso login`)",

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Every kind of AWS resource kumolab creates: how to find it by tag and how to delete it.
 
 Plain boto3, no Ansible imports, so the same catalogue serves the teardown module (through
@@ -32,8 +31,8 @@ from __future__ import annotations
 import datetime as _dt
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 # --- The retry vocabulary: one set of error codes for every kumolab AWS call ---------------------------
 # module_utils/kumolab_aws.py builds the Ansible modules' retry decorator from these; a module only extends
@@ -118,8 +117,14 @@ def error_code(exc: Exception) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
-def call(fn: Callable, *args, retries: int | None = None, base_delay: float | None = None,
-         max_delay: float | None = None, **kwargs):
+def call(
+    fn: Callable,
+    *args,
+    retries: int | None = None,
+    base_delay: float | None = None,
+    max_delay: float | None = None,
+    **kwargs,
+):
     """Call an AWS API with full-jitter backoff on throttling and eventual-consistency errors.
 
     When it gives up on a retryable error, the exception carries ``kumolab_attempts`` (how many tries)."""
@@ -238,8 +243,13 @@ def list_volumes(aws, wanted):
 def list_security_groups(aws, wanted):
     for group in _paginate(aws("ec2"), "describe_security_groups", "SecurityGroups", Filters=_ec2_filters(wanted)):
         if group["GroupName"] != "default":
-            yield Resource("ec2_security_group", group["GroupId"], group["GroupName"], {"group": group},
-                           tags=_from_list(group.get("Tags")))
+            yield Resource(
+                "ec2_security_group",
+                group["GroupId"],
+                group["GroupName"],
+                {"group": group},
+                tags=_from_list(group.get("Tags")),
+            )
 
 
 def delete_security_group(aws, res):
@@ -253,7 +263,9 @@ def delete_security_group(aws, res):
 
 def list_internet_gateways(aws, wanted):
     for igw in _paginate(aws("ec2"), "describe_internet_gateways", "InternetGateways", Filters=_ec2_filters(wanted)):
-        yield Resource("ec2_internet_gateway", igw["InternetGatewayId"], extra={"igw": igw}, tags=_from_list(igw.get("Tags")))
+        yield Resource(
+            "ec2_internet_gateway", igw["InternetGatewayId"], extra={"igw": igw}, tags=_from_list(igw.get("Tags"))
+        )
 
 
 def delete_internet_gateway(aws, res):
@@ -266,7 +278,9 @@ def delete_internet_gateway(aws, res):
 def list_route_tables(aws, wanted):
     for table in _paginate(aws("ec2"), "describe_route_tables", "RouteTables", Filters=_ec2_filters(wanted)):
         if not any(a.get("Main") for a in table.get("Associations", [])):
-            yield Resource("ec2_route_table", table["RouteTableId"], extra={"table": table}, tags=_from_list(table.get("Tags")))
+            yield Resource(
+                "ec2_route_table", table["RouteTableId"], extra={"table": table}, tags=_from_list(table.get("Tags"))
+            )
 
 
 def delete_route_table(aws, res):
@@ -303,7 +317,9 @@ def list_ecs_services(aws, wanted):
             for svc in described["services"]:
                 tags = _from_list(svc.get("tags"))
                 if svc["status"] != "INACTIVE" and _tags_match(tags, wanted):
-                    yield Resource("ecs_service", svc["serviceArn"], svc["serviceName"], {"cluster": cluster_arn}, tags=tags)
+                    yield Resource(
+                        "ecs_service", svc["serviceArn"], svc["serviceName"], {"cluster": cluster_arn}, tags=tags
+                    )
 
 
 def delete_ecs_service(aws, res):
@@ -311,19 +327,33 @@ def delete_ecs_service(aws, res):
     cluster_name = res.extra["cluster"].rsplit("/", 1)[-1]
     scaling = aws("application-autoscaling")
     resource_id = f"service/{cluster_name}/{res.name}"
-    targets = call(scaling.describe_scalable_targets, ServiceNamespace="ecs", ResourceIds=[resource_id])["ScalableTargets"]
+    targets = call(scaling.describe_scalable_targets, ServiceNamespace="ecs", ResourceIds=[resource_id])[
+        "ScalableTargets"
+    ]
     for target in targets:
-        policies = call(scaling.describe_scaling_policies, ServiceNamespace="ecs", ResourceId=resource_id)["ScalingPolicies"]
+        policies = call(scaling.describe_scaling_policies, ServiceNamespace="ecs", ResourceId=resource_id)[
+            "ScalingPolicies"
+        ]
         for policy in policies:
-            call(scaling.delete_scaling_policy, PolicyName=policy["PolicyName"], ServiceNamespace="ecs",
-                 ResourceId=resource_id, ScalableDimension=policy["ScalableDimension"])
-        call(scaling.deregister_scalable_target, ServiceNamespace="ecs", ResourceId=resource_id,
-             ScalableDimension=target["ScalableDimension"])
+            call(
+                scaling.delete_scaling_policy,
+                PolicyName=policy["PolicyName"],
+                ServiceNamespace="ecs",
+                ResourceId=resource_id,
+                ScalableDimension=policy["ScalableDimension"],
+            )
+        call(
+            scaling.deregister_scalable_target,
+            ServiceNamespace="ecs",
+            ResourceId=resource_id,
+            ScalableDimension=target["ScalableDimension"],
+        )
     call(ecs.update_service, cluster=res.extra["cluster"], service=res.id, desiredCount=0)
     call(ecs.delete_service, cluster=res.extra["cluster"], service=res.id, force=True)
     # DRAINING until its tasks have stopped (stopTimeout, up to minutes); its cluster cannot go before (review M4).
-    ecs.get_waiter("services_inactive").wait(cluster=res.extra["cluster"], services=[res.id],
-                                             WaiterConfig={"Delay": 3, "MaxAttempts": 200})
+    ecs.get_waiter("services_inactive").wait(
+        cluster=res.extra["cluster"], services=[res.id], WaiterConfig={"Delay": 3, "MaxAttempts": 200}
+    )
 
 
 def _untagged_by_name(name: str, tags: dict, wanted: dict, prefixes: dict | None = None) -> dict | None:
@@ -427,7 +457,7 @@ def idle_stop_lab(alarm_name: str, project: str, prefixes: dict | None = None) -
         if head == prefix:
             return lab
     start = f"{project}-"
-    return (head[len(start):] or None) if head.startswith(start) else None
+    return (head[len(start) :] or None) if head.startswith(start) else None
 
 
 def _instances_alive(ec2, instance_ids: list) -> bool:
@@ -459,8 +489,7 @@ def list_alarms(aws, wanted, prefixes=None):
         # An alarm whose own tags name another project or lab is not claimed by its name (review M2).
         own_tags_agree = tags.get(PROJECT_TAG, project) == project and tags.get(LAB_TAG, lab) == lab
         if lab is not None and instance_ids and wanted.get(LAB_TAG, lab) == lab and own_tags_agree:
-            extra = {"idle_stop_instances": instance_ids,
-                     "instances_alive": _instances_alive(aws("ec2"), instance_ids)}
+            extra = {"idle_stop_instances": instance_ids, "instances_alive": _instances_alive(aws("ec2"), instance_ids)}
             yield Resource("cloudwatch_alarm", name, name, extra, tags={PROJECT_TAG: project, LAB_TAG: lab, **tags})
         elif _tags_match(tags, wanted):
             yield Resource("cloudwatch_alarm", name, name, tags=tags)
@@ -515,7 +544,10 @@ def delete_bucket(aws, res):
     s3 = aws("s3")
     # Versions and delete markers too: a versioned bucket with only "deleted" objects is still not empty.
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=res.id):
-        objects = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        objects = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
         for start in range(0, len(objects), 1000):
             call(s3.delete_objects, Bucket=res.id, Delete={"Objects": objects[start : start + 1000], "Quiet": True})
     call(s3.delete_bucket, Bucket=res.id)
@@ -545,8 +577,13 @@ def list_repositories(aws, wanted, prefixes=None):
         if claimed is not None and ecr.list_images(repositoryName=repo["repositoryName"], maxResults=1).get("imageIds"):
             claimed = None
         if claimed is not None:
-            yield Resource("ecr_repository", repo["repositoryName"], repo["repositoryName"], {"claimed_by_name": True},
-                           tags=claimed)
+            yield Resource(
+                "ecr_repository",
+                repo["repositoryName"],
+                repo["repositoryName"],
+                {"claimed_by_name": True},
+                tags=claimed,
+            )
         elif _tags_match(tags, wanted):
             yield Resource("ecr_repository", repo["repositoryName"], repo["repositoryName"], tags=tags)
 
@@ -620,14 +657,22 @@ def _simple(service: str, method: str, param: str):
 
 KINDS: list[Kind] = [
     # Alarms first: an idle-stop alarm watches (and can stop) an instance below.
-    Kind("cloudwatch_alarm", list_alarms, lambda aws, res: call(aws("cloudwatch").delete_alarms, AlarmNames=[res.id]),
-         by_name=True),
+    Kind(
+        "cloudwatch_alarm",
+        list_alarms,
+        lambda aws, res: call(aws("cloudwatch").delete_alarms, AlarmNames=[res.id]),
+        by_name=True,
+    ),
     Kind("ec2_instance", list_instances, delete_instances, batch=True),
     Kind("ec2_launch_template", list_launch_templates, _simple("ec2", "delete_launch_template", "LaunchTemplateId")),
     Kind("ecs_service", list_ecs_services, delete_ecs_service),
     Kind("ecs_cluster", list_ecs_clusters, _simple("ecs", "delete_cluster", "cluster"), by_name=True),
-    Kind("ecs_task_definition", list_task_definitions, _simple("ecs", "deregister_task_definition", "taskDefinition"),
-         by_name=True),
+    Kind(
+        "ecs_task_definition",
+        list_task_definitions,
+        _simple("ecs", "deregister_task_definition", "taskDefinition"),
+        by_name=True,
+    ),
     Kind("apigateway_rest_api", list_rest_apis, _simple("apigateway", "delete_rest_api", "restApiId")),
     Kind("events_rule", list_event_rules, delete_event_rule),
     Kind("lambda_function", list_functions, delete_function),
@@ -654,10 +699,30 @@ KIND_NAMES = [kind.name for kind in KINDS]
 # Resource Groups Tagging API resource types that the catalogue above covers, by "service:type" of the
 # ARN. Anything tagged for the lab outside these is reported as a leftover nobody knows how to delete.
 COVERED_ARN_TYPES = {
-    "ec2:instance", "ec2:security-group", "ec2:internet-gateway", "ec2:route-table", "ec2:subnet", "ec2:vpc",
-    "ec2:key-pair", "ec2:natgateway", "ec2:launch-template", "ec2:volume", "ecs:service", "ecs:cluster", "ecs:task-definition",
-    "apigateway:restapis", "events:rule", "lambda:function", "cloudwatch:alarm", "sqs:", "dynamodb:table", "s3:",
-    "logs:log-group", "ecr:repository", "iam:role", "iam:policy",
+    "ec2:instance",
+    "ec2:security-group",
+    "ec2:internet-gateway",
+    "ec2:route-table",
+    "ec2:subnet",
+    "ec2:vpc",
+    "ec2:key-pair",
+    "ec2:natgateway",
+    "ec2:launch-template",
+    "ec2:volume",
+    "ecs:service",
+    "ecs:cluster",
+    "ecs:task-definition",
+    "apigateway:restapis",
+    "events:rule",
+    "lambda:function",
+    "cloudwatch:alarm",
+    "sqs:",
+    "dynamodb:table",
+    "s3:",
+    "logs:log-group",
+    "ecr:repository",
+    "iam:role",
+    "iam:policy",
 }
 
 
@@ -676,8 +741,14 @@ def _excluded(tags: dict, exclude_labs: Iterable[str]) -> bool:
     return tags.get(LAB_TAG) in set(exclude_labs)
 
 
-def find(aws: ClientFactory, wanted: dict, kinds: Iterable[Kind] = KINDS, exclude_labs: Iterable[str] = (),
-         errors: list | None = None, prefixes: dict | None = None) -> list[Resource]:
+def find(
+    aws: ClientFactory,
+    wanted: dict,
+    kinds: Iterable[Kind] = KINDS,
+    exclude_labs: Iterable[str] = (),
+    errors: list | None = None,
+    prefixes: dict | None = None,
+) -> list[Resource]:
     """Everything carrying all of ``wanted``, in ``KINDS`` order, leaving out resources whose ``Lab`` tag is
     in ``exclude_labs``. A lister that fails raises, unless ``errors`` is a list: then ``(kind name,
     exception)`` is appended to it and the other kinds are still listed. ``prefixes`` ({lab: name prefix})
@@ -687,9 +758,9 @@ def find(aws: ClientFactory, wanted: dict, kinds: Iterable[Kind] = KINDS, exclud
     for kind in kinds:
         try:
             if kind.by_name:
-                listed = call(lambda: list(kind.lister(aws, wanted, prefixes)))
+                listed = call(lambda: list(kind.lister(aws, wanted, prefixes)))  # noqa: B023
             else:
-                listed = call(lambda: list(kind.lister(aws, wanted)))
+                listed = call(lambda: list(kind.lister(aws, wanted)))  # noqa: B023
         except Exception as exc:
             if errors is None:
                 raise
@@ -732,7 +803,8 @@ def _exists_probe(aws: ClientFactory, arn: str):
         queue = arn.rsplit(":", 1)[-1]
         return lambda: aws("sqs").get_queue_attributes(
             QueueUrl=aws("sqs").get_queue_url(QueueName=queue, QueueOwnerAWSAccountId=region_account[1])["QueueUrl"],
-            AttributeNames=["QueueArn"])
+            AttributeNames=["QueueArn"],
+        )
     return probes.get(kind.split(":")[0] + ":" if kind.split(":")[0] in ("s3", "sns") else kind)
 
 
@@ -787,12 +859,16 @@ def untracked_with_tags(aws: ClientFactory, wanted: dict, exclude_labs: Iterable
     exclude_labs = list(exclude_labs)
     filters = [{"Key": k, "Values": [v]} for k, v in wanted.items()]
     leftovers = []
-    for mapping in _paginate(aws("resourcegroupstaggingapi"), "get_resources", "ResourceTagMappingList", TagFilters=filters):
+    for mapping in _paginate(
+        aws("resourcegroupstaggingapi"), "get_resources", "ResourceTagMappingList", TagFilters=filters
+    ):
         kind = arn_type(mapping["ResourceARN"])
         tags = _from_list(mapping.get("Tags"))
         if _excluded(tags, exclude_labs):
             continue
-        if not any(kind == covered or (covered.endswith(":") and kind.startswith(covered)) for covered in COVERED_ARN_TYPES):
+        if not any(
+            kind == covered or (covered.endswith(":") and kind.startswith(covered)) for covered in COVERED_ARN_TYPES
+        ):
             # The tagging API still lists deleted resources for a while: gone by its own API is gone (review M5).
             if arn_exists(aws, mapping["ResourceARN"]):
                 leftovers.append((mapping["ResourceARN"], tags))
@@ -808,7 +884,7 @@ def parse_time(value) -> _dt.datetime | None:
         moment = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except (AttributeError, ValueError):
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.UTC)
 
 
 def expired(tags: dict, now: _dt.datetime) -> bool:
@@ -877,7 +953,9 @@ def _delete_each(aws: ClientFactory, resources: list[Resource], log: Callable[[s
                 yield Outcome(res, status, error)
 
 
-def delete(aws: ClientFactory, resources: list[Resource], log: Callable[[str], None] = lambda _msg: None) -> list[Resource]:
+def delete(
+    aws: ClientFactory, resources: list[Resource], log: Callable[[str], None] = lambda _msg: None
+) -> list[Resource]:
     """Delete ``resources`` in dependency order; returns what was deleted (or was already gone). The first
     failure raises its exception: what depends on it would fail too."""
     deleted = []
@@ -888,7 +966,9 @@ def delete(aws: ClientFactory, resources: list[Resource], log: Callable[[str], N
     return deleted
 
 
-def delete_all(aws: ClientFactory, resources: list[Resource], log: Callable[[str], None] = lambda _msg: None) -> list[Outcome]:
+def delete_all(
+    aws: ClientFactory, resources: list[Resource], log: Callable[[str], None] = lambda _msg: None
+) -> list[Outcome]:
     """Delete ``resources`` in dependency order; a failure is recorded in its ``Outcome`` and the rest is still
     attempted (the reaper: one stuck resource must not shield every other expired one)."""
     return list(_delete_each(aws, resources, log))

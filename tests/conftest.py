@@ -54,14 +54,22 @@ def pytest_xdist_node_collection_finished(node, ids):
     # xdist tells the scheduler a test's group by appending "@<group>" to its node id; on pytest 9.2 that has no
     # effect (pytest-xdist#1386) and the tests are spread one by one, which breaks every module fixture.
     if node.config.getvalue("dist") == "loadgroup" and ids and "@" not in ids[0]:
-        raise pytest.UsageError("pytest-xdist cannot apply --dist loadgroup with this pytest (pytest-xdist#1386): "
-                                "install requirements/test.txt, which keeps pytest below 9.2")
+        raise pytest.UsageError(
+            "pytest-xdist cannot apply --dist loadgroup with this pytest (pytest-xdist#1386): "
+            "install requirements/test.txt, which keeps pytest below 9.2"
+        )
 
 
 # What a user's shell may carry that would send a test's clients elsewhere, or (keys next to a profile) make
 # the amazon.aws modules refuse to run.
-USER_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                      "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")
+USER_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+)
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +124,9 @@ def aws(emulator, lab_env):
     return client
 
 
-RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)")
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)"
+)
 
 
 @dataclass
@@ -151,11 +161,24 @@ class PlaybookRun:
 def run_playbook(lab_env):
     """Run ``ansible-playbook`` from the repo root against the session's target."""
 
-    def run(playbook: str, *args: str, inventory: str | None = None, env: dict | None = None, timeout: int = 1800) -> PlaybookRun:
-        command = [str(VENV_BIN / "ansible-playbook"), *(["-i", inventory] if inventory else []), f"playbooks/{playbook}", *args]
+    def run(
+        playbook: str, *args: str, inventory: str | None = None, env: dict | None = None, timeout: int = 1800
+    ) -> PlaybookRun:
+        command = [
+            str(VENV_BIN / "ansible-playbook"),
+            *(["-i", inventory] if inventory else []),
+            f"playbooks/{playbook}",
+            *args,
+        ]
         proc = subprocess.run(
-            command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            command,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         ARTIFACTS.mkdir(exist_ok=True)
         log_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join([playbook, *args]))[:120]

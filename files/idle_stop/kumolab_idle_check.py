@@ -30,19 +30,18 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass
 class State:
     boot_id: str = ""
-    cpu_idle: int = 0       # /proc/stat idle+iowait jiffies at the last run
-    cpu_total: int = 0      # /proc/stat total jiffies at the last run
-    idle_since: Optional[float] = None  # epoch seconds of the first idle run in the current idle stretch
-    stopped_at: Optional[float] = None
+    cpu_idle: int = 0  # /proc/stat idle+iowait jiffies at the last run
+    cpu_total: int = 0  # /proc/stat total jiffies at the last run
+    idle_since: float | None = None  # epoch seconds of the first idle run in the current idle stretch
+    stopped_at: float | None = None
 
     @classmethod
-    def load(cls, path: str) -> "State":
+    def load(cls, path: str) -> State:
         try:
             with open(path) as handle:
                 data = json.load(handle)
@@ -59,7 +58,7 @@ class State:
 
 @dataclass
 class Decision:
-    action: str            # "busy", "idle", "stop", "warming-up"
+    action: str  # "busy", "idle", "stop", "warming-up"
     reason: str
     state: State = field(default_factory=State)
 
@@ -75,7 +74,7 @@ def parse_proc_stat(text: str) -> tuple[int, int]:
     raise ValueError("no aggregate 'cpu' line in /proc/stat")
 
 
-def cpu_percent(prev_idle: int, prev_total: int, idle: int, total: int) -> Optional[float]:
+def cpu_percent(prev_idle: int, prev_total: int, idle: int, total: int) -> float | None:
     """Busy share in percent between two readings; None when there is no usable previous reading."""
     delta_total = total - prev_total
     if prev_total <= 0 or delta_total <= 0:
@@ -83,7 +82,7 @@ def cpu_percent(prev_idle: int, prev_total: int, idle: int, total: int) -> Optio
     return round(max(0.0, min(100.0, 100.0 * (1.0 - (idle - prev_idle) / delta_total))), 2)
 
 
-def parse_nvidia_smi(text: str) -> Optional[float]:
+def parse_nvidia_smi(text: str) -> float | None:
     """Highest utilisation.gpu of ``nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits``."""
     values = []
     for line in text.splitlines():
@@ -96,27 +95,45 @@ def parse_nvidia_smi(text: str) -> Optional[float]:
     return max(values) if values else None
 
 
-def read_gpu_percent(nvidia_smi: str = "nvidia-smi") -> Optional[float]:
+def read_gpu_percent(nvidia_smi: str = "nvidia-smi") -> float | None:
     path = shutil.which(nvidia_smi)
     if not path:
         return None
     try:
-        out = subprocess.run([path, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
+        out = subprocess.run(
+            [path, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return parse_nvidia_smi(out)
 
 
-def decide(state: State, now: float, boot_id: str, cpu_reading: tuple[int, int], gpu: Optional[float],
-           cpu_threshold: float, gpu_threshold: float, idle_minutes: float) -> Decision:
+def decide(
+    state: State,
+    now: float,
+    boot_id: str,
+    cpu_reading: tuple[int, int],
+    gpu: float | None,
+    cpu_threshold: float,
+    gpu_threshold: float,
+    idle_minutes: float,
+) -> Decision:
     """The pure heart: given the last state and this minute's readings, what to do and the next state."""
     idle_jiffies, total_jiffies = cpu_reading
     if state.boot_id != boot_id:  # first run, or first run after a reboot/restart: start afresh
         state = State(boot_id=boot_id)
     cpu = cpu_percent(state.cpu_idle, state.cpu_total, idle_jiffies, total_jiffies)
-    new = State(boot_id=boot_id, cpu_idle=idle_jiffies, cpu_total=total_jiffies, idle_since=state.idle_since,
-                stopped_at=state.stopped_at)
+    new = State(
+        boot_id=boot_id,
+        cpu_idle=idle_jiffies,
+        cpu_total=total_jiffies,
+        idle_since=state.idle_since,
+        stopped_at=state.stopped_at,
+    )
     if cpu is None:
         new.idle_since = None
         return Decision("warming-up", "no previous CPU reading yet", new)
@@ -145,8 +162,9 @@ def notify(webhook_file: str, text: str) -> None:
         return
     if not url:
         return
-    request = urllib.request.Request(url, data=json.dumps({"text": text}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(
+        url, data=json.dumps({"text": text}).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
     try:
         urllib.request.urlopen(request, timeout=10).close()
     except OSError as exc:
@@ -158,11 +176,13 @@ def read_text(path: str) -> str:
         return handle.read()
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-threshold", type=float, default=10.0, help="busy at or above this CPU %% (default 10)")
     parser.add_argument("--gpu-threshold", type=float, default=10.0, help="busy at or above this GPU %% (default 10)")
-    parser.add_argument("--idle-minutes", type=float, default=30.0, help="stop after this many idle minutes (default 30)")
+    parser.add_argument(
+        "--idle-minutes", type=float, default=30.0, help="stop after this many idle minutes (default 30)"
+    )
     parser.add_argument("--state-file", default="/var/lib/kumolab/idle_state.json")
     parser.add_argument("--command", default="shutdown -h now", help="what to run to stop (default: shutdown -h now)")
     parser.add_argument("--webhook-file", default="", help="file holding a Slack-compatible webhook URL (optional)")
@@ -175,8 +195,16 @@ def main(argv: Optional[list] = None) -> int:
         parser.error("thresholds must be in (0, 100] and --idle-minutes positive")
 
     state = State.load(args.state_file)
-    decision = decide(state, time.time(), read_text(args.boot_id_file).strip(), parse_proc_stat(read_text(args.proc_stat)),
-                      read_gpu_percent(), args.cpu_threshold, args.gpu_threshold, args.idle_minutes)
+    decision = decide(
+        state,
+        time.time(),
+        read_text(args.boot_id_file).strip(),
+        parse_proc_stat(read_text(args.proc_stat)),
+        read_gpu_percent(),
+        args.cpu_threshold,
+        args.gpu_threshold,
+        args.idle_minutes,
+    )
     if decision.action == "stop" and args.dry_run:
         decision.state.stopped_at = None  # a dry run must not remember a stop it did not make
     decision.state.save(args.state_file)

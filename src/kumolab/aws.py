@@ -20,7 +20,9 @@ def session(profile: str | None = None, region: str | None = None):
     """A boto3 session for ``profile`` (default ``$AWS_PROFILE``) in ``region`` (default the profile's)."""
     import boto3
 
-    return boto3.session.Session(profile_name=profile or os.environ.get("AWS_PROFILE") or None, region_name=region or None)
+    return boto3.session.Session(
+        profile_name=profile or os.environ.get("AWS_PROFILE") or None, region_name=region or None
+    )
 
 
 def _config():

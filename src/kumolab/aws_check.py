@@ -7,7 +7,7 @@
 ``step`` runs one command and appends what happened (times, exit status, the last lines of its output) to
 ``<run-dir>/steps.jsonl``; it exits with the command's status. ``count`` is the independent leftover check
 (:mod:`kumolab.leftovers`). ``receipt`` builds the receipt (:mod:`kumolab.receipt`) from the run directory.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ DETAIL_LINES = 3
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def summarize(output: str, rc: int) -> str:
@@ -42,16 +42,27 @@ def summarize(output: str, rc: int) -> str:
 
 def run_step(run_dir: Path, name: str, argv: list[str], stdout_file: Path | None = None, runner=subprocess.run) -> dict:
     started = now()
-    proc = runner(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if stdout_file is None else subprocess.PIPE,
-                  text=True, check=False)
+    proc = runner(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if stdout_file is None else subprocess.PIPE,
+        text=True,
+        check=False,
+    )
     ended = now()
     out = proc.stdout or ""
     if stdout_file is not None:
         stdout_file.write_text(out)
         out = (proc.stderr or "") + ("" if proc.returncode == 0 else teardown_message(out))
-    record = {"name": name, "started_at": started, "ended_at": ended,
-              "duration_s": receipt.seconds_between(started, ended), "rc": proc.returncode, "ok": proc.returncode == 0,
-              "detail": summarize(out, proc.returncode)}
+    record = {
+        "name": name,
+        "started_at": started,
+        "ended_at": ended,
+        "duration_s": receipt.seconds_between(started, ended),
+        "rc": proc.returncode,
+        "ok": proc.returncode == 0,
+        "detail": summarize(out, proc.returncode),
+    }
     run_dir.mkdir(parents=True, exist_ok=True)
     with (run_dir / "steps.jsonl").open("a") as handle:
         handle.write(json.dumps(record) + "\n")
@@ -65,8 +76,9 @@ def teardown_message(json_stdout: str) -> str:
         run = _json_document(json_stdout)
     except (json.JSONDecodeError, ValueError):
         return json_stdout[-2000:]
-    return "\n".join(f"fatal: {host}: {result.get('msg', '')}" for _task, host, result in _task_results(run)
-                     if result.get("failed"))
+    return "\n".join(
+        f"fatal: {host}: {result.get('msg', '')}" for _task, host, result in _task_results(run) if result.get("failed")
+    )
 
 
 def _task_results(run: dict):
@@ -90,35 +102,67 @@ def teardown_record(json_stdout: str) -> dict:
         return {"ok": False, "deleted": [], "error": "the teardown printed no JSON"}
     for task, _host, result in _task_results(run):
         name = task.get("task", {}).get("name", "")
-        if (str(result.get("action", "")).endswith("kumolab_teardown") or name.startswith("Delete everything tagged")
-                or ("deleted" in result and "resources" in result)):
+        if (
+            str(result.get("action", "")).endswith("kumolab_teardown")
+            or name.startswith("Delete everything tagged")
+            or ("deleted" in result and "resources" in result)
+        ):
             duration = task.get("task", {}).get("duration", {})
-            return {"started_at": _iso(duration.get("start")), "ended_at": _iso(duration.get("end")),
-                    "ok": not result.get("failed"), "deleted": result.get("deleted", []),
-                    "remaining": result.get("remaining", []), "msg": result.get("msg", "")}
+            return {
+                "started_at": _iso(duration.get("start")),
+                "ended_at": _iso(duration.get("end")),
+                "ok": not result.get("failed"),
+                "deleted": result.get("deleted", []),
+                "remaining": result.get("remaining", []),
+                "msg": result.get("msg", ""),
+            }
     return {"ok": False, "deleted": [], "error": "the teardown run has no kumolab_teardown task"}
 
 
 def _iso(value: str | None) -> str | None:
     if not value:
         return None
-    return receipt.parse_time(value).astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return receipt.parse_time(value).astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _read_json(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def build_from_run_dir(run_dir: Path, *, lab: str, region: str, owner: str, cap: float | None, started_at: str,
-                       account: str = "", caller_arn: str = "") -> dict:
-    steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()] if (run_dir / "steps.jsonl").exists() else []
+def build_from_run_dir(
+    run_dir: Path,
+    *,
+    lab: str,
+    region: str,
+    owner: str,
+    cap: float | None,
+    started_at: str,
+    account: str = "",
+    caller_arn: str = "",
+) -> dict:
+    steps = (
+        [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
+        if (run_dir / "steps.jsonl").exists()
+        else []
+    )
     teardown_out = run_dir / "teardown.json"
     teardown = teardown_record(teardown_out.read_text()) if teardown_out.exists() else None
     return receipt.build(
-        kind="aws-check", lab=lab, owner=owner, region=region, started_at=started_at, ended_at=now(), steps=steps,
-        account=account, caller_arn=caller_arn, estimate=_read_json(run_dir / "estimate.json"), cap=cap,
-        before=_read_json(run_dir / "before.json"), after_deploy=_read_json(run_dir / "after_deploy.json"),
-        teardown=teardown, after_teardown=_read_json(run_dir / "after_teardown.json"),
+        kind="aws-check",
+        lab=lab,
+        owner=owner,
+        region=region,
+        started_at=started_at,
+        ended_at=now(),
+        steps=steps,
+        account=account,
+        caller_arn=caller_arn,
+        estimate=_read_json(run_dir / "estimate.json"),
+        cap=cap,
+        before=_read_json(run_dir / "before.json"),
+        after_deploy=_read_json(run_dir / "after_deploy.json"),
+        teardown=teardown,
+        after_teardown=_read_json(run_dir / "after_teardown.json"),
     )
 
 
@@ -134,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     cnt.add_argument("--lab", required=True)
     cnt.add_argument("--region", required=True)
     cnt.add_argument("--profile")
-    cnt.add_argument("--wait", type=float, default=0, help="count again for up to this many seconds while something is left")
+    cnt.add_argument(
+        "--wait", type=float, default=0, help="count again for up to this many seconds while something is left"
+    )
     cnt.add_argument("--interval", type=float, default=30)
     cnt.add_argument("--out", type=Path, required=True)
     rec = sub.add_parser("receipt", help="build the receipt from a run directory")
@@ -165,18 +211,39 @@ def main(argv: list[str] | None = None) -> int:
                 clients[service] = aws.client(service, args.profile, args.region)
             return clients[service]
 
-        result = leftovers.settle(factory, PROJECT, args.lab, registry_lab(args.lab).prefix, wait_s=args.wait,
-                                  interval_s=args.interval)
+        result = leftovers.settle(
+            factory, PROJECT, args.lab, registry_lab(args.lab).prefix, wait_s=args.wait, interval_s=args.interval
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
-        print(json.dumps({"ok": result.ok, "leftovers": len(result.leftovers), "stale": len(result.stale),
-                          "out": str(args.out)}))
+        print(
+            json.dumps(
+                {"ok": result.ok, "leftovers": len(result.leftovers), "stale": len(result.stale), "out": str(args.out)}
+            )
+        )
         return 0
-    built = build_from_run_dir(args.run_dir, lab=args.lab, region=args.region, owner=args.owner, cap=args.cap,
-                               started_at=args.started_at, account=args.account, caller_arn=args.caller_arn)
+    built = build_from_run_dir(
+        args.run_dir,
+        lab=args.lab,
+        region=args.region,
+        owner=args.owner,
+        cap=args.cap,
+        started_at=args.started_at,
+        account=args.account,
+        caller_arn=args.caller_arn,
+    )
     json_path, md_path = receipt.write(built, args.out_dir, args.stem)
-    print(json.dumps({"verdict": built["verdict"], "problems": built["problems"], "json": str(json_path),
-                      "markdown": str(md_path), "resources": len(built["resources"])}))
+    print(
+        json.dumps(
+            {
+                "verdict": built["verdict"],
+                "problems": built["problems"],
+                "json": str(json_path),
+                "markdown": str(md_path),
+                "resources": len(built["resources"]),
+            }
+        )
+    )
     return 0
 
 

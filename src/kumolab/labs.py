@@ -42,9 +42,15 @@ def labs() -> dict[str, Lab]:
     raw = yaml.safe_load(REGISTRY_FILE.read_text())["kumolab_labs"]
     return {
         name: Lab(
-            name=name, title=spec["title"], playbook=spec["playbook"], slug=spec["slug"], results=spec["results"],
-            teardown=tuple(spec["teardown"]), key_pair=bool(spec.get("key_pair", False)),
-            local_services=tuple(spec.get("local_services", ())), ports=dict(spec.get("ports", {})),
+            name=name,
+            title=spec["title"],
+            playbook=spec["playbook"],
+            slug=spec["slug"],
+            results=spec["results"],
+            teardown=tuple(spec["teardown"]),
+            key_pair=bool(spec.get("key_pair", False)),
+            local_services=tuple(spec.get("local_services", ())),
+            ports=dict(spec.get("ports", {})),
             guard=bool(spec.get("guard", False)),
         )
         for name, spec in raw.items()
@@ -55,4 +61,6 @@ def lab(name: str) -> Lab:
     try:
         return labs()[name]
     except KeyError:
-        raise LookupError(f"unknown lab {name!r}; the labs are {', '.join(labs())} (inventories/shared/labs.yml)") from None
+        raise LookupError(
+            f"unknown lab {name!r}; the labs are {', '.join(labs())} (inventories/shared/labs.yml)"
+        ) from None

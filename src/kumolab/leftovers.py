@@ -60,7 +60,7 @@ class Found:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _pages(client, method: str, key: str, token_in: str = "NextToken", token_out: str | None = None, **kwargs):
@@ -76,6 +76,7 @@ def _pages(client, method: str, key: str, token_in: str = "NextToken", token_out
 
 # -- the tagging API ----------------------------------------------------------------------------------------
 
+
 def kind_of_arn(arn: str) -> tuple[str, str]:
     """(kind, id) of an ARN, in this module's vocabulary (``arn:aws:ec2:r:a:vpc/vpc-1`` -> ``ec2:vpc``, ``vpc-1``)."""
     parts = arn.split(":", 5)
@@ -90,7 +91,9 @@ def kind_of_arn(arn: str) -> tuple[str, str]:
         bits = rest.strip("/").split("/")
         if len(bits) == 2:
             return f"apigateway:{bits[0].rstrip('s')}", bits[1]  # restapis/<id> -> apigateway:restapi
-        return f"apigateway:{bits[-2].rstrip('s')}", "/".join(bits[1:])  # a stage: apigateway:stage, <api>/stages/<name>
+        return f"apigateway:{bits[-2].rstrip('s')}", "/".join(
+            bits[1:]
+        )  # a stage: apigateway:stage, <api>/stages/<name>
     if service == "logs":  # log-group:<name>[:*]
         name = rest.split(":", 1)[1] if ":" in rest else rest
         return "logs:log-group", name[:-2] if name.endswith(":*") else name
@@ -116,7 +119,9 @@ def tagged(aws: ClientFactory, tags: dict) -> list[Found]:
     filters = [{"Key": k, "Values": [v]} for k, v in tags.items()]
     client = aws("resourcegroupstaggingapi")
     found = []
-    for mapping in _pages(client, "get_resources", "ResourceTagMappingList", token_in="PaginationToken", TagFilters=filters):
+    for mapping in _pages(
+        client, "get_resources", "ResourceTagMappingList", token_in="PaginationToken", TagFilters=filters
+    ):
         kind, ident = kind_of_arn(mapping["ResourceARN"])
         name = next((t["Value"] for t in mapping.get("Tags", []) if t["Key"] == "Name"), "")
         found.append(Found(kind, ident, "tagging-api", arn=mapping["ResourceARN"], name=name))
@@ -125,30 +130,52 @@ def tagged(aws: ClientFactory, tags: dict) -> list[Found]:
 
 # -- the services' own listings, by name prefix -----------------------------------------------------------
 
+
 def _ec2_by_name(aws, prefix):
     ec2 = aws("ec2")
     named = [{"Name": "tag:Name", "Values": [f"{prefix}*"]}]
     found = []
     for r in _pages(ec2, "describe_instances", "Reservations", Filters=named):
-        found += [Found("ec2:instance", i["InstanceId"], "by-name") for i in r["Instances"]
-                  if i.get("State", {}).get("Name") not in GONE_STATES]
-    for method, key, ident, kind in [("describe_vpcs", "Vpcs", "VpcId", "ec2:vpc"),
-                                     ("describe_subnets", "Subnets", "SubnetId", "ec2:subnet"),
-                                     ("describe_internet_gateways", "InternetGateways", "InternetGatewayId", "ec2:internet-gateway"),
-                                     ("describe_route_tables", "RouteTables", "RouteTableId", "ec2:route-table"),
-                                     ("describe_volumes", "Volumes", "VolumeId", "ec2:volume")]:
+        found += [
+            Found("ec2:instance", i["InstanceId"], "by-name")
+            for i in r["Instances"]
+            if i.get("State", {}).get("Name") not in GONE_STATES
+        ]
+    for method, key, ident, kind in [
+        ("describe_vpcs", "Vpcs", "VpcId", "ec2:vpc"),
+        ("describe_subnets", "Subnets", "SubnetId", "ec2:subnet"),
+        ("describe_internet_gateways", "InternetGateways", "InternetGatewayId", "ec2:internet-gateway"),
+        ("describe_route_tables", "RouteTables", "RouteTableId", "ec2:route-table"),
+        ("describe_volumes", "Volumes", "VolumeId", "ec2:volume"),
+    ]:
         found += [Found(kind, item[ident], "by-name") for item in _pages(ec2, method, key, Filters=named)]
-    found += [Found("ec2:security-group", g["GroupId"], "by-name", name=g["GroupName"])
-              for g in _pages(ec2, "describe_security_groups", "SecurityGroups",
-                              Filters=[{"Name": "group-name", "Values": [f"{prefix}*"]}])]
-    found += [Found("ec2:key-pair", k["KeyPairId"], "by-name", name=k["KeyName"])
-              for k in ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [f"{prefix}*"]}])["KeyPairs"]]
-    found += [Found("ec2:launch-template", t["LaunchTemplateId"], "by-name", name=t["LaunchTemplateName"])
-              for t in _pages(ec2, "describe_launch_templates", "LaunchTemplates",
-                              Filters=[{"Name": "launch-template-name", "Values": [f"{prefix}*"]}])]
-    found += [Found("ec2:natgateway", n["NatGatewayId"], "by-name")
-              for n in _pages(ec2, "describe_nat_gateways", "NatGateways", Filter=named)
-              if n.get("State") not in ("deleted", "deleting")]
+    found += [
+        Found("ec2:security-group", g["GroupId"], "by-name", name=g["GroupName"])
+        for g in _pages(
+            ec2,
+            "describe_security_groups",
+            "SecurityGroups",
+            Filters=[{"Name": "group-name", "Values": [f"{prefix}*"]}],
+        )
+    ]
+    found += [
+        Found("ec2:key-pair", k["KeyPairId"], "by-name", name=k["KeyName"])
+        for k in ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [f"{prefix}*"]}])["KeyPairs"]
+    ]
+    found += [
+        Found("ec2:launch-template", t["LaunchTemplateId"], "by-name", name=t["LaunchTemplateName"])
+        for t in _pages(
+            ec2,
+            "describe_launch_templates",
+            "LaunchTemplates",
+            Filters=[{"Name": "launch-template-name", "Values": [f"{prefix}*"]}],
+        )
+    ]
+    found += [
+        Found("ec2:natgateway", n["NatGatewayId"], "by-name")
+        for n in _pages(ec2, "describe_nat_gateways", "NatGateways", Filter=named)
+        if n.get("State") not in ("deleted", "deleting")
+    ]
     return found
 
 
@@ -157,9 +184,12 @@ def _alarms(aws, prefix):
     found = []
     for name_prefix in (prefix, f"TargetTracking-service/{prefix}"):
         for kind in ("MetricAlarms", "CompositeAlarms"):
-            found += [Found("cloudwatch:alarm", a["AlarmName"], "by-name")
-                      for a in _pages(cloudwatch, "describe_alarms", kind, AlarmNamePrefix=name_prefix,
-                                      AlarmTypes=[kind[:-1]])]
+            found += [
+                Found("cloudwatch:alarm", a["AlarmName"], "by-name")
+                for a in _pages(
+                    cloudwatch, "describe_alarms", kind, AlarmNamePrefix=name_prefix, AlarmTypes=[kind[:-1]]
+                )
+            ]
     return found
 
 
@@ -169,8 +199,11 @@ def _ecs(aws, prefix):
     for arn in _pages(ecs, "list_clusters", "clusterArns"):
         cluster = arn.rsplit("/", 1)[-1]
         services = list(_pages(ecs, "list_services", "serviceArns", cluster=arn))
-        found += [Found("ecs:service", s.rsplit("/", 1)[-1], "by-name", arn=s) for s in services
-                  if s.rsplit("/", 1)[-1].startswith(prefix) or cluster.startswith(prefix)]
+        found += [
+            Found("ecs:service", s.rsplit("/", 1)[-1], "by-name", arn=s)
+            for s in services
+            if s.rsplit("/", 1)[-1].startswith(prefix) or cluster.startswith(prefix)
+        ]
         if cluster.startswith(prefix):
             found.append(Found("ecs:cluster", cluster, "by-name", arn=arn))
     for arn in _pages(ecs, "list_task_definitions", "taskDefinitionArns", familyPrefix=prefix, status="ACTIVE"):
@@ -185,30 +218,70 @@ def _by_prefix(items: Iterable[str], kind: str, prefix: str) -> list[Found]:
 def by_name(aws: ClientFactory, prefix: str) -> list[Found]:
     """What each service lists under the lab's name prefix, tagged or not."""
     found = _ec2_by_name(aws, prefix) + _alarms(aws, prefix) + _ecs(aws, prefix)
-    found += _by_prefix((r["Name"] for r in _pages(aws("events"), "list_rules", "Rules", NamePrefix=prefix)), "events:rule", prefix)
-    found += _by_prefix((r["repositoryName"] for r in _pages(aws("ecr"), "describe_repositories", "repositories")),
-                        "ecr:repository", prefix)
-    found += _by_prefix((f["FunctionName"] for f in _pages(aws("lambda"), "list_functions", "Functions",
-                                                           token_in="Marker", token_out="NextMarker")), "lambda:function", prefix)
+    found += _by_prefix(
+        (r["Name"] for r in _pages(aws("events"), "list_rules", "Rules", NamePrefix=prefix)), "events:rule", prefix
+    )
+    found += _by_prefix(
+        (r["repositoryName"] for r in _pages(aws("ecr"), "describe_repositories", "repositories")),
+        "ecr:repository",
+        prefix,
+    )
+    found += _by_prefix(
+        (
+            f["FunctionName"]
+            for f in _pages(aws("lambda"), "list_functions", "Functions", token_in="Marker", token_out="NextMarker")
+        ),
+        "lambda:function",
+        prefix,
+    )
     iam = aws("iam")
-    found += _by_prefix((r["RoleName"] for r in _pages(iam, "list_roles", "Roles", token_in="Marker")), "iam:role", prefix)
-    found += _by_prefix((p["InstanceProfileName"] for p in _pages(iam, "list_instance_profiles", "InstanceProfiles", token_in="Marker")),
-                        "iam:instance-profile", prefix)
+    found += _by_prefix(
+        (r["RoleName"] for r in _pages(iam, "list_roles", "Roles", token_in="Marker")), "iam:role", prefix
+    )
+    found += _by_prefix(
+        (
+            p["InstanceProfileName"]
+            for p in _pages(iam, "list_instance_profiles", "InstanceProfiles", token_in="Marker")
+        ),
+        "iam:instance-profile",
+        prefix,
+    )
     logs = aws("logs")
     for group_prefix in (prefix, f"/aws/lambda/{prefix}", f"/ecs/{prefix}"):
-        found += [Found("logs:log-group", g["logGroupName"], "by-name")
-                  for g in _pages(logs, "describe_log_groups", "logGroups", token_in="nextToken", logGroupNamePrefix=group_prefix)]
-    found += [Found("sqs:queue", url.rsplit("/", 1)[-1], "by-name")
-              for url in aws("sqs").list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])]
-    found += _by_prefix(_pages(aws("dynamodb"), "list_tables", "TableNames", token_in="ExclusiveStartTableName",
-                               token_out="LastEvaluatedTableName"), "dynamodb:table", prefix)
+        found += [
+            Found("logs:log-group", g["logGroupName"], "by-name")
+            for g in _pages(
+                logs, "describe_log_groups", "logGroups", token_in="nextToken", logGroupNamePrefix=group_prefix
+            )
+        ]
+    found += [
+        Found("sqs:queue", url.rsplit("/", 1)[-1], "by-name")
+        for url in aws("sqs").list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])
+    ]
+    found += _by_prefix(
+        _pages(
+            aws("dynamodb"),
+            "list_tables",
+            "TableNames",
+            token_in="ExclusiveStartTableName",
+            token_out="LastEvaluatedTableName",
+        ),
+        "dynamodb:table",
+        prefix,
+    )
     found += _by_prefix((b["Name"] for b in aws("s3").list_buckets().get("Buckets", [])), "s3:bucket", prefix)
-    found += [Found("apigateway:restapi", api["id"], "by-name", name=api["name"])
-              for api in _pages(aws("apigateway"), "get_rest_apis", "items", token_in="position", token_out="position")
-              if api["name"].startswith(prefix)]
-    found += [Found("application-autoscaling:scalable-target", t["ResourceId"], "by-name")
-              for t in _pages(aws("application-autoscaling"), "describe_scalable_targets", "ScalableTargets", ServiceNamespace="ecs")
-              if f"/{prefix}" in t["ResourceId"]]
+    found += [
+        Found("apigateway:restapi", api["id"], "by-name", name=api["name"])
+        for api in _pages(aws("apigateway"), "get_rest_apis", "items", token_in="position", token_out="position")
+        if api["name"].startswith(prefix)
+    ]
+    found += [
+        Found("application-autoscaling:scalable-target", t["ResourceId"], "by-name")
+        for t in _pages(
+            aws("application-autoscaling"), "describe_scalable_targets", "ScalableTargets", ServiceNamespace="ecs"
+        )
+        if f"/{prefix}" in t["ResourceId"]
+    ]
     return found
 
 
@@ -220,15 +293,26 @@ def _probe(aws: ClientFactory, item: Found):
         method, param, key = EC2_DESCRIBE[rtype]
         answer = getattr(aws("ec2"), method)(**{param: [item.id]})[key]
         if rtype == "instance":
-            return any(i.get("State", {}).get("Name") not in GONE_STATES for r in answer for i in r.get("Instances", []))
+            return any(
+                i.get("State", {}).get("Name") not in GONE_STATES for r in answer for i in r.get("Instances", [])
+            )
         return any(entry.get("State") not in GONE_STATES for entry in answer)
     if item.kind == "ecs:task-definition":
-        return aws("ecs").describe_task_definition(taskDefinition=item.arn or item.id)["taskDefinition"].get("status") not in GONE_STATES
+        return (
+            aws("ecs").describe_task_definition(taskDefinition=item.arn or item.id)["taskDefinition"].get("status")
+            not in GONE_STATES
+        )
     if item.kind == "ecs:cluster":
-        return any(c.get("status") not in GONE_STATES for c in aws("ecs").describe_clusters(clusters=[item.arn or item.id])["clusters"])
+        return any(
+            c.get("status") not in GONE_STATES
+            for c in aws("ecs").describe_clusters(clusters=[item.arn or item.id])["clusters"]
+        )
     if item.kind == "ecs:service":
         cluster = arn_parts[5].split("/")[1] if len(arn_parts) == 6 and arn_parts[5].count("/") == 2 else "default"
-        return any(x.get("status") not in GONE_STATES for x in aws("ecs").describe_services(cluster=cluster, services=[item.id])["services"])
+        return any(
+            x.get("status") not in GONE_STATES
+            for x in aws("ecs").describe_services(cluster=cluster, services=[item.id])["services"]
+        )
     simple = {
         "lambda:function": lambda: aws("lambda").get_function(FunctionName=item.id),
         "dynamodb:table": lambda: aws("dynamodb").describe_table(TableName=item.id),
@@ -238,7 +322,9 @@ def _probe(aws: ClientFactory, item: Found):
         "iam:role": lambda: aws("iam").get_role(RoleName=item.id),
         "events:rule": lambda: aws("events").describe_rule(Name=item.id),
         "apigateway:restapi": lambda: aws("apigateway").get_rest_api(restApiId=item.id),
-        "apigateway:stage": lambda: aws("apigateway").get_stage(restApiId=item.id.split("/")[0], stageName=item.id.rsplit("/", 1)[-1]),
+        "apigateway:stage": lambda: aws("apigateway").get_stage(
+            restApiId=item.id.split("/")[0], stageName=item.id.rsplit("/", 1)[-1]
+        ),
     }
     if item.kind in simple:
         simple[item.kind]()
@@ -283,9 +369,15 @@ class Count:
         return not self.leftovers
 
     def as_dict(self) -> dict:
-        return {"checked_at": self.checked_at, "ok": self.ok, "tags": self.tags, "prefix": self.prefix,
-                "sources": ["resourcegroupstaggingapi:GetResources", "service listings by name prefix"],
-                "leftovers": [f.as_dict() for f in self.leftovers], "stale": [f.as_dict() for f in self.stale]}
+        return {
+            "checked_at": self.checked_at,
+            "ok": self.ok,
+            "tags": self.tags,
+            "prefix": self.prefix,
+            "sources": ["resourcegroupstaggingapi:GetResources", "service listings by name prefix"],
+            "leftovers": [f.as_dict() for f in self.leftovers],
+            "stale": [f.as_dict() for f in self.stale],
+        }
 
 
 def count(aws: ClientFactory, project: str, lab: str, prefix: str) -> Count:
@@ -306,8 +398,16 @@ def count(aws: ClientFactory, project: str, lab: str, prefix: str) -> Count:
     return Count(_now(), sorted(merged.values(), key=lambda f: (f.kind, f.id)), stale, tags, prefix)
 
 
-def settle(aws: ClientFactory, project: str, lab: str, prefix: str, wait_s: float = 0, interval_s: float = 30,
-           sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> Count:
+def settle(
+    aws: ClientFactory,
+    project: str,
+    lab: str,
+    prefix: str,
+    wait_s: float = 0,
+    interval_s: float = 30,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Count:
     """Count again every ``interval_s`` while leftovers remain, for up to ``wait_s`` seconds (deletes that AWS
     finishes asynchronously: instances terminating, NAT gateways, ENIs of Fargate tasks)."""
     deadline = clock() + wait_s

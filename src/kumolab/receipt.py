@@ -31,14 +31,30 @@ SCHEMA = "kumolab.receipt/1"
 
 # The teardown catalogue's kind names (module_utils/kumolab_resources.py) -> the independent count's kinds.
 TEARDOWN_KINDS = {
-    "ec2_instance": "ec2:instance", "ec2_volume": "ec2:volume", "ec2_vpc": "ec2:vpc", "ec2_subnet": "ec2:subnet",
-    "ec2_security_group": "ec2:security-group", "ec2_internet_gateway": "ec2:internet-gateway",
-    "ec2_route_table": "ec2:route-table", "ec2_key_pair": "ec2:key-pair", "ec2_launch_template": "ec2:launch-template",
-    "ec2_nat_gateway": "ec2:natgateway", "cloudwatch_alarm": "cloudwatch:alarm", "events_rule": "events:rule",
-    "ecs_service": "ecs:service", "ecs_cluster": "ecs:cluster", "ecs_task_definition": "ecs:task-definition",
-    "ecr_repository": "ecr:repository", "lambda_function": "lambda:function", "iam_role": "iam:role",
-    "iam_instance_profile": "iam:instance-profile", "logs_log_group": "logs:log-group", "sqs_queue": "sqs:queue",
-    "dynamodb_table": "dynamodb:table", "s3_bucket": "s3:bucket", "apigateway_rest_api": "apigateway:restapi",
+    "ec2_instance": "ec2:instance",
+    "ec2_volume": "ec2:volume",
+    "ec2_vpc": "ec2:vpc",
+    "ec2_subnet": "ec2:subnet",
+    "ec2_security_group": "ec2:security-group",
+    "ec2_internet_gateway": "ec2:internet-gateway",
+    "ec2_route_table": "ec2:route-table",
+    "ec2_key_pair": "ec2:key-pair",
+    "ec2_launch_template": "ec2:launch-template",
+    "ec2_nat_gateway": "ec2:natgateway",
+    "cloudwatch_alarm": "cloudwatch:alarm",
+    "events_rule": "events:rule",
+    "ecs_service": "ecs:service",
+    "ecs_cluster": "ecs:cluster",
+    "ecs_task_definition": "ecs:task-definition",
+    "ecr_repository": "ecr:repository",
+    "lambda_function": "lambda:function",
+    "iam_role": "iam:role",
+    "iam_instance_profile": "iam:instance-profile",
+    "logs_log_group": "logs:log-group",
+    "sqs_queue": "sqs:queue",
+    "dynamodb_table": "dynamodb:table",
+    "s3_bucket": "s3:bucket",
+    "apigateway_rest_api": "apigateway:restapi",
     "iam_policy": "iam:policy",
 }
 
@@ -63,15 +79,24 @@ def match_deleted(resource: dict, deleted: list[dict]) -> dict | None:
     """The teardown's record of deleting ``resource`` (same kind, a shared id/name/ARN), if any."""
     mine = _identities(resource)
     for record in deleted:
-        if TEARDOWN_KINDS.get(record.get("kind"), record.get("kind")) == resource["kind"] and mine & _identities(record):
+        if TEARDOWN_KINDS.get(record.get("kind"), record.get("kind")) == resource["kind"] and mine & _identities(
+            record
+        ):
             return record
     return None
 
 
 def cost_section(estimate: dict | None, cap: float | None, hours_run: float | None) -> dict:
     if not estimate:
-        return {"estimate_usd_per_hour": None, "cap_usd_per_hour": cap, "over_cap": False, "hours_run": hours_run,
-                "estimate_for_run_usd": None, "items": [], "warnings": ["no cost estimate was written (the deploy stopped earlier)"]}
+        return {
+            "estimate_usd_per_hour": None,
+            "cap_usd_per_hour": cap,
+            "over_cap": False,
+            "hours_run": hours_run,
+            "estimate_for_run_usd": None,
+            "items": [],
+            "warnings": ["no cost estimate was written (the deploy stopped earlier)"],
+        }
     hourly = float(estimate["total_hourly_usd"])
     return {
         "estimate_usd_per_hour": hourly,
@@ -86,10 +111,24 @@ def cost_section(estimate: dict | None, cap: float | None, hours_run: float | No
     }
 
 
-def build(*, kind: str, lab: str, owner: str, region: str, started_at: str, ended_at: str, steps: list[dict],
-          account: str = "", caller_arn: str = "", estimate: dict | None = None, cap: float | None = None,
-          before: dict | None = None, after_deploy: dict | None = None, teardown: dict | None = None,
-          after_teardown: dict | None = None) -> dict:
+def build(
+    *,
+    kind: str,
+    lab: str,
+    owner: str,
+    region: str,
+    started_at: str,
+    ended_at: str,
+    steps: list[dict],
+    account: str = "",
+    caller_arn: str = "",
+    estimate: dict | None = None,
+    cap: float | None = None,
+    before: dict | None = None,
+    after_deploy: dict | None = None,
+    teardown: dict | None = None,
+    after_teardown: dict | None = None,
+) -> dict:
     """The receipt of one run, from what it collected. ``after_deploy``/``after_teardown``/``before`` are
     :meth:`kumolab.leftovers.Count.as_dict` results; ``teardown`` is ``{started_at, ended_at, ok, deleted}``."""
     recorded, teardown = teardown, teardown or {}
@@ -100,14 +139,16 @@ def build(*, kind: str, lab: str, owner: str, region: str, started_at: str, ende
     for entry in (after_deploy or {}).get("leftovers", []):
         record = match_deleted(entry, deleted)
         absent = gone_after and (entry["kind"], entry["id"]) not in still_there
-        resources.append(dict(
-            entry,
-            seen_after_deploy_at=after_deploy.get("checked_at"),
-            deleted_by_teardown=record is not None,
-            teardown_kind=(record or {}).get("kind"),
-            deleted_between=[teardown.get("started_at"), teardown.get("ended_at")] if record else None,
-            absent_at=after_teardown.get("checked_at") if absent else None,
-        ))
+        resources.append(
+            dict(
+                entry,
+                seen_after_deploy_at=after_deploy.get("checked_at"),
+                deleted_by_teardown=record is not None,
+                teardown_kind=(record or {}).get("kind"),
+                deleted_between=[teardown.get("started_at"), teardown.get("ended_at")] if record else None,
+                absent_at=after_teardown.get("checked_at") if absent else None,
+            )
+        )
     hours_run = None
     deploy = next((s for s in steps if s["name"] == "deploy"), None)
     if deploy and teardown.get("ended_at"):
@@ -116,8 +157,12 @@ def build(*, kind: str, lab: str, owner: str, region: str, started_at: str, ende
 
     problems = []
     if before and not before.get("ok", True):
-        problems.append(f"the lab already had {len(before['leftovers'])} resource(s) before the run; nothing was deployed")
-    problems += [f"step {s['name']} failed (rc {s['rc']}): {s.get('detail', '')}".rstrip(": ") for s in steps if not s["ok"]]
+        problems.append(
+            f"the lab already had {len(before['leftovers'])} resource(s) before the run; nothing was deployed"
+        )
+    problems += [
+        f"step {s['name']} failed (rc {s['rc']}): {s.get('detail', '')}".rstrip(": ") for s in steps if not s["ok"]
+    ]
     if not recorded:
         problems.append("no teardown record (the teardown's JSON output is missing)")
     if after_teardown is None:
@@ -127,18 +172,34 @@ def build(*, kind: str, lab: str, owner: str, region: str, started_at: str, ende
         problems.append(f"{len(after_teardown['leftovers'])} resource(s) left after the teardown: {listing}")
     if cost["over_cap"]:
         verdict = "refused"
-        problems.insert(0, f"the estimate, {cost['estimate_usd_per_hour']:.4f} USD/h, is above the cap of {cap} USD/h: "
-                           "refused before anything was created")
+        problems.insert(
+            0,
+            f"the estimate, {cost['estimate_usd_per_hour']:.4f} USD/h, is above the cap of {cap} USD/h: "
+            "refused before anything was created",
+        )
     elif before and not before.get("ok", True):
         verdict = "refused"
     else:
         verdict = "fail" if problems else "pass"
     return {
-        "schema": SCHEMA, "kind": kind, "lab": lab, "owner": owner, "account": account, "caller_arn": caller_arn,
-        "region": region, "started_at": started_at, "ended_at": ended_at,
-        "duration_s": seconds_between(started_at, ended_at), "verdict": verdict, "problems": problems,
-        "cost": cost, "steps": steps, "resources": resources, "teardown": teardown,
-        "leftovers": after_teardown, "before": before,
+        "schema": SCHEMA,
+        "kind": kind,
+        "lab": lab,
+        "owner": owner,
+        "account": account,
+        "caller_arn": caller_arn,
+        "region": region,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "duration_s": seconds_between(started_at, ended_at),
+        "verdict": verdict,
+        "problems": problems,
+        "cost": cost,
+        "steps": steps,
+        "resources": resources,
+        "teardown": teardown,
+        "leftovers": after_teardown,
+        "before": before,
     }
 
 
@@ -148,36 +209,57 @@ def _cell(value) -> str:
 
 def to_markdown(receipt: dict) -> str:
     cost = receipt["cost"]
-    out = [f"# kumolab {receipt['kind']} receipt: {receipt['lab']} — **{receipt['verdict'].upper()}**", "",
-           f"- owner: {receipt['owner']}; account: {receipt['account'] or '?'}; region: {receipt['region']}",
-           f"- caller: {receipt['caller_arn'] or '?'}",
-           f"- started {receipt['started_at']}, ended {receipt['ended_at']} ({receipt['duration_s']} s)", ""]
+    out = [
+        f"# kumolab {receipt['kind']} receipt: {receipt['lab']} — **{receipt['verdict'].upper()}**",
+        "",
+        f"- owner: {receipt['owner']}; account: {receipt['account'] or '?'}; region: {receipt['region']}",
+        f"- caller: {receipt['caller_arn'] or '?'}",
+        f"- started {receipt['started_at']}, ended {receipt['ended_at']} ({receipt['duration_s']} s)",
+        "",
+    ]
     if receipt["problems"]:
         out += ["## Problems", ""] + [f"- {p}" for p in receipt["problems"]] + [""]
     hourly = cost["estimate_usd_per_hour"]
-    out += ["## Cost", "",
-            f"- estimate: {'%.4f' % hourly if hourly is not None else '?'} USD/hour "
-            f"(cap {cost['cap_usd_per_hour']} USD/hour; list prices of {cost.get('priced_region', '?')} as of {cost.get('prices_as_of', '?')})",
-            f"- for this run ({cost['hours_run']} h): about {cost['estimate_for_run_usd']} USD"]
+    out += [
+        "## Cost",
+        "",
+        f"- estimate: {f'{hourly:.4f}' if hourly is not None else '?'} USD/hour "
+        f"(cap {cost['cap_usd_per_hour']} USD/hour; list prices of {cost.get('priced_region', '?')} as of {cost.get('prices_as_of', '?')})",  # noqa: E501
+        f"- for this run ({cost['hours_run']} h): about {cost['estimate_for_run_usd']} USD",
+    ]
     out += [f"- {w}" for w in cost["warnings"]] + [""]
     out += ["## Steps", "", "| step | started | ended | s | rc | ok | detail |", "|---|---|---|---|---|---|---|"]
-    out += [f"| {s['name']} | {s['started_at']} | {s['ended_at']} | {_cell(s.get('duration_s'))} | {s['rc']} | "
-            f"{'yes' if s['ok'] else 'NO'} | {_cell(s.get('detail'))} |" for s in receipt["steps"]]
-    out += ["", f"## Resources seen after deploy ({len(receipt['resources'])})", "",
-            "| kind | id | name | found by | deleted by teardown | absent at |", "|---|---|---|---|---|---|"]
+    out += [
+        f"| {s['name']} | {s['started_at']} | {s['ended_at']} | {_cell(s.get('duration_s'))} | {s['rc']} | "
+        f"{'yes' if s['ok'] else 'NO'} | {_cell(s.get('detail'))} |"
+        for s in receipt["steps"]
+    ]
+    out += [
+        "",
+        f"## Resources seen after deploy ({len(receipt['resources'])})",
+        "",
+        "| kind | id | name | found by | deleted by teardown | absent at |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in receipt["resources"]:
         when = " – ".join(r["deleted_between"]) if r["deleted_between"] and all(r["deleted_between"]) else ""
-        out.append(f"| {r['kind']} | {_cell(r['id'])} | {_cell(r.get('name'))} | {r['source']} | "
-                   f"{('yes, ' + when) if r['deleted_by_teardown'] else 'no'} | {_cell(r['absent_at']) or 'STILL THERE'} |")
+        out.append(
+            f"| {r['kind']} | {_cell(r['id'])} | {_cell(r.get('name'))} | {r['source']} | "
+            f"{('yes, ' + when) if r['deleted_by_teardown'] else 'no'} | {_cell(r['absent_at']) or 'STILL THERE'} |"
+        )
     left = receipt["leftovers"]
     out += ["", "## Independent count after teardown", ""]
     if left is None:
         out.append("Not made.")
     else:
-        out.append(f"At {left['checked_at']}, tags {left['tags']} and name prefix `{left['prefix']}` "
-                   f"({'; '.join(left['sources'])}): **{'nothing left' if left['ok'] else str(len(left['leftovers'])) + ' left'}**.")
+        out.append(
+            f"At {left['checked_at']}, tags {left['tags']} and name prefix `{left['prefix']}` "
+            f"({'; '.join(left['sources'])}): **{'nothing left' if left['ok'] else str(len(left['leftovers'])) + ' left'}**."  # noqa: E501
+        )
         out += [f"- LEFT: {r['kind']} {r.get('name') or r['id']} ({r['source']})" for r in left["leftovers"]]
-        out += [f"- stale tagging-API entry (the service says it is gone): {r['kind']} {r['id']}" for r in left["stale"]]
+        out += [
+            f"- stale tagging-API entry (the service says it is gone): {r['kind']} {r['id']}" for r in left["stale"]
+        ]
     return "\n".join(out) + "\n"
 
 

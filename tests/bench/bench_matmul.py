@@ -28,14 +28,23 @@ def main() -> int:
     parser.add_argument("--cpu-bf16-max-size", type=int, default=1000)
     parser.add_argument("--out-dir", default=str(REPO / "test-artifacts" / "bench_matmul"))
     args = parser.parse_args()
-    result = matmul.run_benchmark(matmul.parse_sizes(args.sizes), args.repeats, ["cpu", "cuda"], list(matmul.DTYPES),
-                                  args.cpu_max_size or None, None, args.cpu_bf16_max_size or None)
+    result = matmul.run_benchmark(
+        matmul.parse_sizes(args.sizes),
+        args.repeats,
+        ["cpu", "cuda"],
+        list(matmul.DTYPES),
+        args.cpu_max_size or None,
+        None,
+        args.cpu_bf16_max_size or None,
+    )
     out = Path(args.out_dir)
     common.write_json(out / "matmul.json", result)
     matmul.chart(result, out / "matmul.png")
     print()
-    print(f"{dt.date.today().isoformat()}, CPU {result['cpu']} ({result['cpu_threads']} threads), GPU {result['gpu']}, "
-          f"torch {result['torch_version']}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{dt.date.today().isoformat()}, CPU {result['cpu']} ({result['cpu_threads']} threads), GPU {result['gpu']}, "
+        f"torch {result['torch_version']}, load average {os.getloadavg()[0]:.1f}"
+    )
     print("| device | dtype | n | median s | TFLOP/s | speed-up vs CPU fp32 | % of peak |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in result["rows"]:
@@ -44,8 +53,10 @@ def main() -> int:
             continue
         sp = r.get("speedup_vs_cpu_fp32")
         pk = r.get("percent_of_peak")
-        print(f"| {r['device']} | {r['dtype']} | {r['size']} | {r['seconds']:.4f} | {r['tflops']:.4f} | "
-              f"{f'{sp:.0f}x' if sp else '—'} | {f'{pk:.0f}%' if pk else '—'} |")
+        print(
+            f"| {r['device']} | {r['dtype']} | {r['size']} | {r['seconds']:.4f} | {r['tflops']:.4f} | "
+            f"{f'{sp:.0f}x' if sp else '—'} | {f'{pk:.0f}%' if pk else '—'} |"
+        )
     print(f"wrote {out / 'matmul.json'} and {out / 'matmul.png'}")
     return 0
 

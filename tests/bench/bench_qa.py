@@ -46,8 +46,10 @@ print(a.answer, time.monotonic() - t)
 
 
 def _questions(n: int) -> list[dict[str, str]]:
-    pool = [{"context": q["context"], "question": q["question"]}
-            for q in json.loads(HELDOUT.read_text()) + json.loads(SAMPLE.read_text())]
+    pool = [
+        {"context": q["context"], "question": q["question"]}
+        for q in json.loads(HELDOUT.read_text()) + json.loads(SAMPLE.read_text())
+    ]
     return [pool[i % len(pool)] for i in range(n)]
 
 
@@ -90,13 +92,22 @@ def main() -> int:
     sqs = boto3.client("sqs")
     queue_url = sqs.create_queue(QueueName="bench-questions")["QueueUrl"]
     boto3.client("dynamodb").create_table(
-        TableName="bench-answers", BillingMode="PAY_PER_REQUEST",
+        TableName="bench-answers",
+        BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "item_id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "item_id", "AttributeType": "S"}],
     )
     clients = Clients(Target(queue_url, "bench-answers", "us-east-1", endpoint))
-    env = dict(os.environ, PYTHONPATH=str(WORKER_DIR), QUEUE_URL=queue_url, TABLE_NAME="bench-answers",
-               MODEL_DIR=str(model_dir), BATCH_SIZE=str(args.batch_size), WAIT_TIME_SECONDS="20", LOG_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(WORKER_DIR),
+        QUEUE_URL=queue_url,
+        TABLE_NAME="bench-answers",
+        MODEL_DIR=str(model_dir),
+        BATCH_SIZE=str(args.batch_size),
+        WAIT_TIME_SECONDS="20",
+        LOG_LEVEL="WARNING",
+    )
     worker = subprocess.Popen([sys.executable, "-m", "qa_worker"], env=env)
     try:
         # Warm up: the first answer proves the worker has loaded its model.
@@ -126,7 +137,9 @@ def main() -> int:
 
     fresh_times = []
     for q in questions[: args.fresh]:
-        code = ONE_SHOT.format(worker=str(WORKER_DIR), model=str(model_dir), question=q["question"], context=q["context"])
+        code = ONE_SHOT.format(
+            worker=str(WORKER_DIR), model=str(model_dir), question=q["question"], context=q["context"]
+        )
         t = time.monotonic()
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
         fresh_times.append(time.monotonic() - t)
@@ -149,13 +162,19 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
     }
-    print(f"warm batched worker: {len(ids)} questions in {warm_seconds:.1f} s = {warm_qps:.2f} questions/s "
-          f"(SQS -> worker -> DynamoDB, batch {args.batch_size})")
-    print(f"fresh process per question: mean {fresh_mean:.2f} s over {len(fresh_times)} runs "
-          f"(extrapolated to {len(ids)}: {fresh_mean * len(ids):.0f} s) = {fresh_qps:.3f} questions/s")
+    print(
+        f"warm batched worker: {len(ids)} questions in {warm_seconds:.1f} s = {warm_qps:.2f} questions/s "
+        f"(SQS -> worker -> DynamoDB, batch {args.batch_size})"
+    )
+    print(
+        f"fresh process per question: mean {fresh_mean:.2f} s over {len(fresh_times)} runs "
+        f"(extrapolated to {len(ids)}: {fresh_mean * len(ids):.0f} s) = {fresh_qps:.3f} questions/s"
+    )
     print(f"speed-up: {warm_qps / fresh_qps:.1f}x")
-    print(f"single ask round trip with a warm worker: p50 {result['ask_p50_seconds'] * 1000:.0f} ms, "
-          f"p95 {result['ask_p95_seconds'] * 1000:.0f} ms over {len(latencies)} asks")
+    print(
+        f"single ask round trip with a warm worker: p50 {result['ask_p50_seconds'] * 1000:.0f} ms, "
+        f"p95 {result['ask_p95_seconds'] * 1000:.0f} ms over {len(latencies)} asks"
+    )
     print(json.dumps(result))
     return 0
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import mimetypes
 import uuid
-from pathlib import Path
 
 import pytest
+from support.runtime_fixtures import deploy_bashoutter
 
 from kumolab.local.runtime.apigateway import ApiGatewayStage
 from kumolab.local.runtime.aws import AwsConfig
@@ -17,8 +17,6 @@ from kumolab.local.runtime.httpserve import serve
 from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 from kumolab.local.runtime.website import S3Website
 from kumolab.paths import REPO_ROOT
-
-from support.runtime_fixtures import deploy_bashoutter
 
 pytestmark = pytest.mark.browser
 
@@ -38,14 +36,32 @@ def site(emulator):
     s3 = aws.client("s3")
     bucket = f"{prefix}-site"
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-1"})
-    s3.put_bucket_website(Bucket=bucket, WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"},
-                                                                "ErrorDocument": {"Key": "error.html"}})
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    s3.put_bucket_website(
+        Bucket=bucket,
+        WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"}, "ErrorDocument": {"Key": "error.html"}},
+    )
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{bucket}/*",
+                    }
+                ],
+            }
+        ),
+    )
     for path in WEB.iterdir():
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         s3.put_object(Bucket=bucket, Key=path.name, Body=path.read_bytes(), ContentType=ctype)
-    s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps({"apiUrl": api_url}).encode(), ContentType="application/json")
+    s3.put_object(
+        Bucket=bucket, Key="config.json", Body=json.dumps({"apiUrl": api_url}).encode(), ContentType="application/json"
+    )
     web_server = serve(S3Website(aws, bucket), 0)
     yield f"http://127.0.0.1:{web_server.server_address[1]}/"
     web_server.shutdown()
@@ -60,9 +76,19 @@ def test_post_and_like_a_haiku_in_a_real_browser(site):
     poem = {"first": "古池や", "second": "蛙飛び込む", "third": f"水の音 {uuid.uuid4().hex[:4]}", "username": "芭蕉"}
     console_errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 900, "height": 1000})
             page.on("console", lambda msg: msg.type == "error" and console_errors.append(msg.text))
@@ -82,7 +108,9 @@ def test_post_and_like_a_haiku_in_a_real_browser(site):
             card.locator(".like").click()
             expect(card.locator(".like .count")).to_have_text("2", timeout=10000)
             page.click("#refresh-button")
-            expect(page.locator(".haiku", has_text=poem["third"]).locator(".like .count")).to_have_text("2", timeout=10000)
+            expect(page.locator(".haiku", has_text=poem["third"]).locator(".like .count")).to_have_text(
+                "2", timeout=10000
+            )
             expect(page.locator("#count")).to_have_text("(1)")
             page.screenshot(path=str(ARTIFACTS / "bashoutter_gui.png"), full_page=True)
         finally:

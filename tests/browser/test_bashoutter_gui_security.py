@@ -22,11 +22,18 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 WEB = REPO_ROOT / "files" / "web" / "bashoutter"
 PAYLOAD = "<img src=x onerror=\"window.pwned='likes'\">"
-HOSTILE = [{
-    "item_id": "x\" onmouseover=\"window.pwned='id'", "username": "<script>window.pwned='name'</script>",
-    "first": "<img src=x onerror=\"window.pwned='first'\">", "second": "two", "third": "three",
-    "likes": PAYLOAD, "created_at": "<b>when</b>",
-}, {"item_id": "n", "username": 5, "first": None, "second": ["a"], "third": {}, "likes": -3, "created_at": 7}]
+HOSTILE = [
+    {
+        "item_id": "x\" onmouseover=\"window.pwned='id'",
+        "username": "<script>window.pwned='name'</script>",
+        "first": "<img src=x onerror=\"window.pwned='first'\">",
+        "second": "two",
+        "third": "three",
+        "likes": PAYLOAD,
+        "created_at": "<b>when</b>",
+    },
+    {"item_id": "n", "username": 5, "first": None, "second": ["a"], "third": {}, "likes": -3, "created_at": 7},
+]
 
 
 def _server(routes: dict[str, tuple[str, bytes]]) -> ThreadingHTTPServer:
@@ -64,8 +71,10 @@ def _server(routes: dict[str, tuple[str, bytes]]) -> ThreadingHTTPServer:
 def hostile_site():
     api = _server({"/prod/haiku": ("application/json", json.dumps(HOSTILE).encode())})
     api_url = f"http://127.0.0.1:{api.server_address[1]}/prod"
-    files = {f"/{p.name}": (mimetypes.guess_type(p.name)[0] or "application/octet-stream", p.read_bytes())
-             for p in WEB.iterdir()}
+    files = {
+        f"/{p.name}": (mimetypes.guess_type(p.name)[0] or "application/octet-stream", p.read_bytes())
+        for p in WEB.iterdir()
+    }
     files["/"] = files["/index.html"]
     files["/config.json"] = ("application/json", json.dumps({"apiUrl": api_url}).encode())
     site = _server(files)
@@ -75,9 +84,19 @@ def hostile_site():
 
 
 def _browser(p):
-    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"])
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    )
 
 
 def test_markup_from_a_hostile_api_is_shown_as_text_and_runs_nothing(hostile_site):

@@ -32,7 +32,7 @@ async (endpoint) => {
   } catch (e) { out.write = 'blocked: ' + e; }
   return out;
 }
-"""
+"""  # noqa: E501
 
 
 def _page_server() -> ThreadingHTTPServer:
@@ -61,8 +61,11 @@ def test_a_page_on_another_origin_cannot_read_or_change_emulator_state(emulator,
     page_server = _page_server()
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+            )
             try:
                 page = browser.new_page()
                 page.goto(f"http://127.0.0.1:{page_server.server_address[1]}/")

@@ -9,27 +9,31 @@ codes, content types, headers and bodies that match the spec, invalid input reje
 from __future__ import annotations
 
 import json
-import urllib.error
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from support.runtime_fixtures import OPENAPI, deploy_bashoutter
 
 from kumolab.local.runtime.apigateway import ApiGatewayStage
 from kumolab.local.runtime.aws import AwsConfig
 from kumolab.local.runtime.httpserve import serve
 from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 
-from support.runtime_fixtures import OPENAPI, deploy_bashoutter
-
 pytestmark = pytest.mark.integration
 
-CHECKS = ",".join([
-    "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_headers_conformance",
-    "response_schema_conformance", "negative_data_rejection",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +50,36 @@ def stage_url(emulator):
 def test_every_operation_conforms_to_the_openapi_file(stage_url, tmp_path):
     report = tmp_path / "schemathesis.json"
     proc = subprocess.run(
-        [str(Path(sys.executable).with_name("st")), "run", str(OPENAPI), "--url", stage_url, "--checks", CHECKS,
-         "--max-examples", "25", "--seed", "20261123", "--workers", "1",
-         "--report", "json", "--report-json-path", str(report)],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).with_name("st")),
+            "run",
+            str(OPENAPI),
+            "--url",
+            stage_url,
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            "25",
+            "--seed",
+            "20261123",
+            "--workers",
+            "1",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     result = json.loads(report.read_text())
     cases, ops = result["test_cases"], result["operations"]
-    print(f"\nschemathesis: {ops['tested']}/{ops['total']} operations, {cases['generated']} test cases, "
-          f"{cases['with_failures']} with failures, {cases['errored']} errored; phases "
-          f"{ {k: v.get('status') if isinstance(v, dict) else v for k, v in result['phases'].items()} }")
+    print(
+        f"\nschemathesis: {ops['tested']}/{ops['total']} operations, {cases['generated']} test cases, "
+        f"{cases['with_failures']} with failures, {cases['errored']} errored; phases "
+        f"{ {k: v.get('status') if isinstance(v, dict) else v for k, v in result['phases'].items()} }"
+    )
     assert ops["tested"] == ops["total"] == 6
     assert cases["generated"] >= 100
     assert proc.returncode == 0 and cases["with_failures"] == 0 and not result["failures"], (
@@ -64,7 +88,6 @@ def test_every_operation_conforms_to_the_openapi_file(stage_url, tmp_path):
 
 
 def _get(url: str) -> tuple[int, dict, bytes]:
-    import urllib.error
     import urllib.request
 
     try:
@@ -91,7 +114,9 @@ def test_a_misconfigured_function_is_a_502_like_api_gateway(emulator):
     aws = AwsConfig.from_environment(region="ap-northeast-1")
     stack = deploy_bashoutter(aws, f"broken-{uuid.uuid4().hex[:6]}")
     client = aws.client("lambda")
-    client.update_function_configuration(FunctionName=stack["function_arns"]["get_haiku"], Environment={"Variables": {}})
+    client.update_function_configuration(
+        FunctionName=stack["function_arns"]["get_haiku"], Environment={"Variables": {}}
+    )
     client.update_function_configuration(FunctionName=stack["function_arns"]["post_haiku"], Handler="post_haiku.nope")
     runtime = LambdaRuntime(aws, max_workers=2)
     server = serve(ApiGatewayStage(aws, runtime, stack["api_id"], "prod"), 0)

@@ -19,11 +19,15 @@ pytestmark = pytest.mark.integration
 VENV_BIN = Path(sys.executable).parent
 # The local inventory's runtime, on free ports so that a user's running lab is never in the way. The
 # stage's throttling is raised so the load tests measure the runtime, not the lab's 100 req/s limit.
-TARGET_VARS = json.dumps({
-    "kumolab_local_services": {
-        "runtime": {"start": f"{VENV_BIN}/kumolab-runtime start --json --lambda-port 0 --api-port 0 --web-port 0"}},
-    "bashoutter_throttle_rate": 5000, "bashoutter_throttle_burst": 5000,
-})
+TARGET_VARS = json.dumps(
+    {
+        "kumolab_local_services": {
+            "runtime": {"start": f"{VENV_BIN}/kumolab-runtime start --json --lambda-port 0 --api-port 0 --web-port 0"}
+        },
+        "bashoutter_throttle_rate": 5000,
+        "bashoutter_throttle_burst": 5000,
+    }
+)
 HAIKU = {"username": "issa", "first": "yasegaeru", "second": "makeru na issa", "third": "kore ni ari"}
 
 
@@ -58,8 +62,12 @@ def test_deploy_then_second_run_changes_nothing(deployed, run_playbook):
 
 def test_each_function_may_only_do_its_own_job(deployed, aws):
     iam = aws("iam")
-    for key, actions in {"get_haiku": ["dynamodb:Scan"], "post_haiku": ["dynamodb:PutItem"],
-                         "patch_haiku": ["dynamodb:UpdateItem"], "delete_haiku": ["dynamodb:DeleteItem"]}.items():
+    for key, actions in {
+        "get_haiku": ["dynamodb:Scan"],
+        "post_haiku": ["dynamodb:PutItem"],
+        "patch_haiku": ["dynamodb:UpdateItem"],
+        "delete_haiku": ["dynamodb:DeleteItem"],
+    }.items():
         doc = iam.get_role_policy(RoleName=f"kumolab-bashoutter-{key}", PolicyName="least-privilege")["PolicyDocument"]
         doc = json.loads(doc) if isinstance(doc, str) else doc
         table_stmt = next(s for s in doc["Statement"] if s["Sid"] == "HaikuTable")
@@ -88,8 +96,9 @@ def test_every_status_code_of_the_contract(api):
     assert http("POST", f"{api}/haiku", dict(HAIKU, first="x" * 10000))[0] == 400
     status, headers, body = http("DELETE", f"{api}/haiku/{item['item_id']}")
     assert status == 204 and body == b"" and headers["Access-Control-Allow-Origin"] == "*"
-    status, headers, _ = http("OPTIONS", f"{api}/haiku", headers={"Origin": "http://example.org",
-                                                                  "Access-Control-Request-Method": "POST"})
+    status, headers, _ = http(
+        "OPTIONS", f"{api}/haiku", headers={"Origin": "http://example.org", "Access-Control-Request-Method": "POST"}
+    )
     assert status == 200 and "POST" in headers["Access-Control-Allow-Methods"]
     assert headers["Access-Control-Allow-Headers"] == "Content-Type"
     status, _, body = http("GET", f"{api}/nothing-here")
@@ -122,11 +131,13 @@ def test_1000_concurrent_likes_count_exactly_1000(api):
 
 
 def test_2000_posts_at_concurrency_32_store_2000_items(api, deployed, aws):
+    import kumolab.aws
     from kumolab.bashoutter.cli import ApiClient, post_many
     from kumolab.serverless.cli import clear
-    import kumolab.aws
 
-    table = kumolab.aws.resource("dynamodb", kumolab.aws.outputs_profile(deployed), deployed["region"]).Table(deployed["table_name"])
+    table = kumolab.aws.resource("dynamodb", kumolab.aws.outputs_profile(deployed), deployed["region"]).Table(
+        deployed["table_name"]
+    )
     clear(table)
     result = post_many(ApiClient(api), 2000, 32)
     print(f"\npost_many 2000 at concurrency 32: {result}")
@@ -134,7 +145,9 @@ def test_2000_posts_at_concurrency_32_store_2000_items(api, deployed, aws):
     count = aws("dynamodb").scan(TableName=deployed["table_name"], Select="COUNT")
     total = count["Count"]
     while "LastEvaluatedKey" in count:
-        count = aws("dynamodb").scan(TableName=deployed["table_name"], Select="COUNT", ExclusiveStartKey=count["LastEvaluatedKey"])
+        count = aws("dynamodb").scan(
+            TableName=deployed["table_name"], Select="COUNT", ExclusiveStartKey=count["LastEvaluatedKey"]
+        )
         total += count["Count"]
     assert total == 2000
     status, headers, body = http("GET", f"{api}/haiku")
@@ -142,11 +155,17 @@ def test_2000_posts_at_concurrency_32_store_2000_items(api, deployed, aws):
 
 
 def test_clients_post_many_and_clear_database(deployed):
-    proc = subprocess.run([str(VENV_BIN / "kumolab-bashoutter"), "post_many", "20", "--concurrency", "8"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(VENV_BIN / "kumolab-bashoutter"), "post_many", "20", "--concurrency", "8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["succeeded"] == 20
-    proc = subprocess.run([str(VENV_BIN / "kumolab-bashoutter"), "clear_database"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(VENV_BIN / "kumolab-bashoutter"), "clear_database"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("deleted 2020 haiku"), proc.stdout + proc.stderr
     assert json.loads(http("GET", f"{deployed['api_url']}/haiku")[2]) == []
 
@@ -162,9 +181,13 @@ def test_teardown_removes_everything_including_the_bucket(deployed, run_playbook
     assert result.rc == 0, result.output[-4000:]
     assert deployed["bucket"] not in [b["Name"] for b in aws("s3").list_buckets()["Buckets"]]
     assert deployed["table_name"] not in aws("dynamodb").list_tables()["TableNames"]
-    assert not [f for f in aws("lambda").list_functions()["Functions"] if f["FunctionName"].startswith("kumolab-bashoutter")]
+    assert not [
+        f for f in aws("lambda").list_functions()["Functions"] if f["FunctionName"].startswith("kumolab-bashoutter")
+    ]
     assert not [a for a in aws("apigateway").get_rest_apis()["items"] if a["name"] == "kumolab-bashoutter"]
     assert not [r for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith("kumolab-bashoutter")]
     assert not aws("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/kumolab-bashoutter")["logGroups"]
-    status = subprocess.run([str(VENV_BIN / "kumolab-runtime"), "status", "--lab", "bashoutter"], capture_output=True, text=True)
+    status = subprocess.run(
+        [str(VENV_BIN / "kumolab-runtime"), "status", "--lab", "bashoutter"], capture_output=True, text=True
+    )
     assert status.returncode == 1

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, VENV_BIN
 
 pytestmark = pytest.mark.integration
@@ -24,7 +23,9 @@ def deployed(run_playbook):
 
 
 def lab_instances(aws):
-    reservations = aws("ec2").describe_instances(Filters=LAB_FILTER + [{"Name": "instance-state-name", "Values": ["running"]}])
+    reservations = aws("ec2").describe_instances(
+        Filters=LAB_FILTER + [{"Name": "instance-state-name", "Values": ["running"]}]
+    )
     return [i for r in reservations["Reservations"] for i in r["Instances"]]
 
 
@@ -52,7 +53,11 @@ def test_check_mode_reports_no_changes(deployed, run_playbook):
 def test_ping_over_ssh_through_dynamic_inventory(deployed):
     proc = subprocess.run(
         [str(VENV_BIN / "ansible"), "-i", "inventories/local", "-m", "ansible.builtin.ping", "lab_ec2"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, env=os.environ,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '"ping": "pong"' in proc.stdout
@@ -70,7 +75,10 @@ def test_m4_a_wrong_pinned_host_key_is_refused(deployed, lab_env, tmp_path):
     try:
         proc = subprocess.run(
             [str(VENV_BIN / "ansible"), "-i", "inventories/local", "-m", "ansible.builtin.ping", "lab_ec2"],
-            cwd=REPO, capture_output=True, text=True, timeout=120,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
             # a fresh control path: a master connection from an earlier test would skip the key check
             env={**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")},
         )

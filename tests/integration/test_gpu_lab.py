@@ -8,13 +8,19 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import LAB_HOST_VENV_GROUP
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group(LAB_HOST_VENV_GROUP)]
 
 # One epoch of the fast configuration on all 60k images, small matmuls: minutes on 2 CPU cores.
-CI_SETTINGS = ["-e", "mnist_epochs=1", "-e", "mnist_min_test_accuracy=0.985", "-e", '{"matmul_benchmark_sizes": [256, 1024]}']
+CI_SETTINGS = [
+    "-e",
+    "mnist_epochs=1",
+    "-e",
+    "mnist_min_test_accuracy=0.985",
+    "-e",
+    '{"matmul_benchmark_sizes": [256, 1024]}',
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +64,11 @@ def test_summary_says_which_device_ran_and_how_to_reach_jupyter(deployed, result
     assert "(cpu)" in summary["device"] or "(cuda)" in summary["device"]
     key = Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys" / "kumolab-gpu"
     port = lab_env["KUMOLAB_JUPYTER_PORT"]
-    assert summary["jupyter_tunnel"] == f"ssh -i {key} -p {lab_env['KUMOLAB_SSH_PORT']} -L {port}:localhost:{port} " + summary["jupyter_tunnel"].split()[-1]
+    assert (
+        summary["jupyter_tunnel"]
+        == f"ssh -i {key} -p {lab_env['KUMOLAB_SSH_PORT']} -L {port}:localhost:{port} "
+        + summary["jupyter_tunnel"].split()[-1]
+    )
     assert summary["jupyter_tunnel"].split()[-1].endswith("@127.0.0.1")
     assert "JupyterLab:" in deployed.output and "MNIST fast: test accuracy" in deployed.output
 
@@ -92,5 +102,10 @@ def test_teardown_leaves_nothing(deployed, run_playbook, aws):
     tagging = aws("resourcegroupstaggingapi").get_resources(TagFilters=[{"Key": "Lab", "Values": ["gpu"]}])
     live = [m["ResourceARN"] for m in tagging["ResourceTagMappingList"] if ":instance/" not in m["ResourceARN"]]
     assert live == []
-    running = aws("ec2").describe_instances(Filters=[{"Name": "tag:Lab", "Values": ["gpu"]}, {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]}])
+    running = aws("ec2").describe_instances(
+        Filters=[
+            {"Name": "tag:Lab", "Values": ["gpu"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
+        ]
+    )
     assert running["Reservations"] == []

@@ -25,27 +25,50 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ARTIFACTS, REPO, VENV_BIN, ecs_arn_is_inactive
 
 pytestmark = pytest.mark.integration
 
 # The serverless labs' local runtime on free ports, as in their own tests.
-FREE_PORTS = ["-e", json.dumps({"kumolab_local_services": {
-    "runtime": {"start": f"{VENV_BIN}/kumolab-runtime start --json --lambda-port 0 --api-port 0 --web-port 0"}}})]
+FREE_PORTS = [
+    "-e",
+    json.dumps(
+        {
+            "kumolab_local_services": {
+                "runtime": {
+                    "start": f"{VENV_BIN}/kumolab-runtime start --json --lambda-port 0 --api-port 0 --web-port 0"
+                }
+            }
+        }
+    ),
+]
 # lab -> (playbook, extra arguments, first task that creates a cloud resource, the first play or task after the
 # cloud-side part, seeds)
 LABS = {
     "ec2": ("ec2_lab.yml", [], "lab_network : Create the lab VPC", "Log in to the server over SSH", (1, 2, 3)),
     "gpu": ("gpu_lab.yml", [], "lab_network : Create the lab VPC", "Configure the GPU host over SSH", (1, 2, 3)),
-    "serverless": ("serverless.yml", FREE_PORTS,
-                   "lambda_function : Create the dead-letter queue for failed asynchronous invocations",
-                   "lab_outputs : Create the lab's results directory", (1, 2)),
-    "bashoutter": ("bashoutter.yml", FREE_PORTS,
-                   "lab_dynamodb_table : Create the table (on-demand and point-in-time recovery unless told otherwise)",
-                   "lab_outputs : Create the lab's results directory", (1, 2)),
+    "serverless": (
+        "serverless.yml",
+        FREE_PORTS,
+        "lambda_function : Create the dead-letter queue for failed asynchronous invocations",
+        "lab_outputs : Create the lab's results directory",
+        (1, 2),
+    ),
+    "bashoutter": (
+        "bashoutter.yml",
+        FREE_PORTS,
+        "lab_dynamodb_table : Create the table (on-demand and point-in-time recovery unless told otherwise)",
+        "lab_outputs : Create the lab's results directory",
+        (1, 2),
+    ),
     # after the (cached) model step, so a kill never lands in the one-time model build
-    "qa_bot": ("qa_bot.yml", [], "lab_network : Create the lab VPC", "lab_outputs : Create the lab's results directory", (1, 2)),
+    "qa_bot": (
+        "qa_bot.yml",
+        [],
+        "lab_network : Create the lab VPC",
+        "lab_outputs : Create the lab's results directory",
+        (1, 2),
+    ),
 }
 TASK_LINE = re.compile(r"^TASK \[(?P<name>.*)\] \**\s*$")
 
@@ -55,8 +78,14 @@ CASES = [(lab, seed) for lab, spec in LABS.items() for seed in spec[4]]
 
 def static_tasks(playbook: str, args: list[str]) -> list[tuple[str, str]]:
     """(play name, task name) in the order ``ansible-playbook --list-tasks`` gives them."""
-    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), f"playbooks/{playbook}", "--list-tasks", *args],
-                          cwd=REPO, env=os.environ, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), f"playbooks/{playbook}", "--list-tasks", *args],
+        cwd=REPO,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tasks, play = [], None
     for line in proc.stdout.splitlines():
@@ -68,7 +97,7 @@ def static_tasks(playbook: str, args: list[str]) -> list[tuple[str, str]]:
     return tasks
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cloud_window(lab: str) -> tuple[list[str], int, int]:
     """The task names of the lab's cloud-side plays and the 1-based range of N to interrupt after."""
     playbook, args, first_resource_task, after_cloud, _ = LABS[lab]
@@ -97,8 +126,16 @@ def snapshot(aws) -> set[tuple[str, str]]:
         ("route-table", ec2.describe_route_tables()["RouteTables"], "RouteTableId"),
         ("internet-gateway", ec2.describe_internet_gateways()["InternetGateways"], "InternetGatewayId"),
         ("key-pair", ec2.describe_key_pairs()["KeyPairs"], "KeyName"),
-        ("volume", [v for v in ec2.describe_volumes()["Volumes"] if v["State"] not in ("deleting", "deleted")], "VolumeId"),
-        ("nat-gateway", [g for g in ec2.describe_nat_gateways()["NatGateways"] if g["State"] not in ("deleting", "deleted")], "NatGatewayId"),
+        (
+            "volume",
+            [v for v in ec2.describe_volumes()["Volumes"] if v["State"] not in ("deleting", "deleted")],
+            "VolumeId",
+        ),
+        (
+            "nat-gateway",
+            [g for g in ec2.describe_nat_gateways()["NatGateways"] if g["State"] not in ("deleting", "deleted")],
+            "NatGatewayId",
+        ),
         ("address", ec2.describe_addresses()["Addresses"], "PublicIp"),
         ("network-interface", ec2.describe_network_interfaces()["NetworkInterfaces"], "NetworkInterfaceId"),
     ]
@@ -117,7 +154,11 @@ def snapshot(aws) -> set[tuple[str, str]]:
     ecs = aws("ecs")
     clusters = ecs.list_clusters()["clusterArns"]
     if clusters:
-        found.update(("cluster", c["clusterArn"]) for c in ecs.describe_clusters(clusters=clusters)["clusters"] if c["status"] == "ACTIVE")
+        found.update(
+            ("cluster", c["clusterArn"])
+            for c in ecs.describe_clusters(clusters=clusters)["clusters"]
+            if c["status"] == "ACTIVE"
+        )
         for cluster in clusters:
             found.update(("service", arn) for arn in ecs.list_services(cluster=cluster)["serviceArns"])
     found.update(("task-definition", arn) for arn in ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"])
@@ -128,13 +169,18 @@ def tagged_for(aws, lab: str) -> list[str]:
     """ARNs the tagging API lists for the lab, less what it still lists after deletion: terminated instances
     (it lags) and INACTIVE ECS resources (an earlier deploy of the lab that was torn down)."""
     filters = [{"Key": "Project", "Values": ["kumolab"]}, {"Key": "Lab", "Values": [lab]}]
-    arns = [m["ResourceARN"] for m in aws("resourcegroupstaggingapi").get_resources(TagFilters=filters)["ResourceTagMappingList"]]
+    arns = [
+        m["ResourceARN"]
+        for m in aws("resourcegroupstaggingapi").get_resources(TagFilters=filters)["ResourceTagMappingList"]
+    ]
     ecs = aws("ecs")
     arns = [arn for arn in arns if not ecs_arn_is_inactive(ecs, arn)]
     instance_ids = [arn.rsplit("/", 1)[-1] for arn in arns if ":instance/" in arn]
     if instance_ids:
         reservations = aws("ec2").describe_instances(InstanceIds=instance_ids)["Reservations"]
-        terminated = {i["InstanceId"] for r in reservations for i in r["Instances"] if i["State"]["Name"] == "terminated"}
+        terminated = {
+            i["InstanceId"] for r in reservations for i in r["Instances"] if i["State"]["Name"] == "terminated"
+        }
         arns = [arn for arn in arns if arn.rsplit("/", 1)[-1] not in terminated]
     return arns
 
@@ -142,9 +188,16 @@ def tagged_for(aws, lab: str) -> list[str]:
 def deploy_and_kill(lab: str, n: int, log: Path) -> list[str]:
     """Run the lab's playbook, SIGKILL its process group right after the n-th TASK line; the TASK names seen."""
     playbook, args, _, after_cloud, _ = LABS[lab]
-    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), f"playbooks/{playbook}", *args], cwd=REPO, env=os.environ,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "ansible-playbook"), f"playbooks/{playbook}", *args],
+        cwd=REPO,
+        env=os.environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     seen, lines = [], []
     try:
         for line in proc.stdout:
@@ -176,7 +229,10 @@ def results():
     ARTIFACTS.mkdir(exist_ok=True)
     passed = sum(1 for ok in outcome.values() if ok)
     summary = [f"interrupted deploy -> teardown -> nothing left: {passed}/{len(outcome)}"]
-    summary += [f"  {lab} seed {seed} N={n} ({task}): {'ok' if ok else 'LEFT RESOURCES'}" for (lab, seed, n, task), ok in outcome.items()]
+    summary += [
+        f"  {lab} seed {seed} N={n} ({task}): {'ok' if ok else 'LEFT RESOURCES'}"
+        for (lab, seed, n, task), ok in outcome.items()
+    ]
     (ARTIFACTS / "interrupted_deploy.txt").write_text("\n".join(summary) + "\n")
     print("\n" + "\n".join(summary))
 

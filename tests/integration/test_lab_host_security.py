@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
+
 from kumolab.local import sshhost
 
 pytestmark = pytest.mark.integration
@@ -44,16 +44,40 @@ def lab_host(emulator, tmp_path_factory):
 
 def launch(aws, name: str, material: str) -> str:
     aws("ec2").import_key_pair(KeyName=name, PublicKeyMaterial=material.encode())
-    return aws("ec2").run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, KeyName=name,
-                                    TagSpecifications=TAGS)["Instances"][0]["InstanceId"]
+    return aws("ec2").run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, KeyName=name, TagSpecifications=TAGS
+    )["Instances"][0]["InstanceId"]
 
 
 def login(host, key: Path, user: str | None = None, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-p", str(host.port), "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-         "-o", f"UserKnownHostsFile={host.known_hosts_file}", "-o", "StrictHostKeyChecking=yes", "-o", "ControlPath=none",
-         "-o", "ConnectTimeout=10", f"{user or os.environ.get('USER') or 'root'}@127.0.0.1", *(command or ("true",))],
-        capture_output=True, text=True, timeout=60)
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-p",
+            str(host.port),
+            "-i",
+            str(key),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={host.known_hosts_file}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ControlPath=none",
+            "-o",
+            "ConnectTimeout=10",
+            f"{user or os.environ.get('USER') or 'root'}@127.0.0.1",
+            *(command or ("true",)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def me() -> str:
@@ -76,7 +100,7 @@ def test_c1_the_projects_own_key_logs_in_with_restricted_options(lab_host, own_k
     lines = sshhost.authorized_keys(region=REGION, jupyter_port=8888)
     blob = own_key.with_suffix(".pub").read_text().split()[1]
     mine = [line for line in lines if blob in line]
-    assert mine == [f'{sshhost.key_options(8888)} ssh-ed25519 {blob}'], lines
+    assert mine == [f"{sshhost.key_options(8888)} ssh-ed25519 {blob}"], lines
     result = login(lab_host, own_key, me(), "echo", "in")
     assert result.returncode == 0 and result.stdout.strip() == "in", result.stderr
 
@@ -97,7 +121,7 @@ def test_c1_injected_lines_in_emulator_key_material_grant_no_login(lab_host, aws
     victim = tmp_path / "victim"
     marker = tmp_path / "INJECTED"
     name = f"kumolab-inject-{uuid.uuid4().hex[:6]}"
-    material = f"{keygen(victim)}\ncommand=\"touch {marker}\",no-pty {attacker_pub}"
+    material = f'{keygen(victim)}\ncommand="touch {marker}",no-pty {attacker_pub}'
     instance = launch(aws, name, material)
     try:
         lines = sshhost.authorized_keys(region=REGION)
@@ -121,7 +145,10 @@ def test_c1_a_project_key_file_with_extra_lines_or_options_is_ignored(tmp_path):
 
 
 def test_c1_another_user_gets_no_key_and_no_login(lab_host, own_key, capsys):
-    assert sshhost.main(["authorized-keys", "--serves", "lab", "--state-dir", os.environ["KUMOLAB_STATE_DIR"], "root"]) == 0
+    assert (
+        sshhost.main(["authorized-keys", "--serves", "lab", "--state-dir", os.environ["KUMOLAB_STATE_DIR"], "root"])
+        == 0
+    )
     assert capsys.readouterr().out == ""
     result = login(lab_host, own_key, "nobody")
     assert result.returncode == 255 and "Permission denied" in result.stderr, result.stderr

@@ -1,4 +1,4 @@
-"""The local profile is the one endpoint source: the AWS CLI and a plain boto3 script reach the emulator with it alone."""
+"""The local profile is the one endpoint source: the AWS CLI and a plain boto3 script reach the emulator with it alone."""  # noqa: E501
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import sys
 import uuid
 
 import pytest
-
 from conftest import VENV_BIN
 
 pytestmark = pytest.mark.integration
@@ -25,30 +24,54 @@ print(json.dumps([v["VpcId"] for v in vpcs]))
 def tagged_vpc(aws):
     name = f"profile-test-{uuid.uuid4().hex[:8]}"
     ec2 = aws("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.123.0.0/16", TagSpecifications=[
-        {"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": name}]}])["Vpc"]["VpcId"]
+    vpc = ec2.create_vpc(
+        CidrBlock="10.123.0.0/16", TagSpecifications=[{"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": name}]}]
+    )["Vpc"]["VpcId"]
     yield name, vpc
     ec2.delete_vpc(VpcId=vpc)
 
 
 def only_the_profile(lab_env) -> dict:
     """A user's shell after `export AWS_PROFILE=kumolab-local`: no keys, no endpoint, no region."""
-    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "AWS_PROFILE": lab_env["KUMOLAB_AWS_PROFILE"],
-            "AWS_CONFIG_FILE": lab_env["AWS_CONFIG_FILE"], "AWS_SHARED_CREDENTIALS_FILE": lab_env["AWS_SHARED_CREDENTIALS_FILE"]}
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "AWS_PROFILE": lab_env["KUMOLAB_AWS_PROFILE"],
+        "AWS_CONFIG_FILE": lab_env["AWS_CONFIG_FILE"],
+        "AWS_SHARED_CREDENTIALS_FILE": lab_env["AWS_SHARED_CREDENTIALS_FILE"],
+    }
 
 
 def test_aws_cli_reaches_the_emulator_through_the_profile(tagged_vpc, lab_env):
     name, vpc = tagged_vpc
-    proc = subprocess.run([str(VENV_BIN / "aws"), "ec2", "describe-vpcs", "--filters", f"Name=tag:Name,Values={name}",
-                           "--output", "json"], env=only_the_profile(lab_env), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "aws"),
+            "ec2",
+            "describe-vpcs",
+            "--filters",
+            f"Name=tag:Name,Values={name}",
+            "--output",
+            "json",
+        ],
+        env=only_the_profile(lab_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert [v["VpcId"] for v in json.loads(proc.stdout)["Vpcs"]] == [vpc]
 
 
 def test_a_plain_boto3_script_reaches_the_emulator_through_the_profile(tagged_vpc, lab_env):
     name, vpc = tagged_vpc
-    proc = subprocess.run([sys.executable, "-I", "-c", BOTO3_SCRIPT, name], env=only_the_profile(lab_env),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", BOTO3_SCRIPT, name],
+        env=only_the_profile(lab_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [vpc]
 
@@ -76,9 +99,23 @@ def test_amazon_aws_modules_reach_the_emulator_through_the_profile(tagged_vpc, l
 
     name, vpc = tagged_vpc
     args = {"profile": lab_env["KUMOLAB_AWS_PROFILE"], "region": "ap-northeast-1", "filters": {"tag:Name": name}}
-    proc = subprocess.run([str(VENV_BIN / "ansible"), "localhost", "-i", "inventories/local/hosts.yml", "-o",
-                           "-m", "amazon.aws.ec2_vpc_net_info", "-a", json.dumps(args)],
-                          cwd=REPO, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "ansible"),
+            "localhost",
+            "-i",
+            "inventories/local/hosts.yml",
+            "-o",
+            "-m",
+            "amazon.aws.ec2_vpc_net_info",
+            "-a",
+            json.dumps(args),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout.split("=>", 1)[1])
     assert [v["id"] for v in result["vpcs"]] == [vpc]

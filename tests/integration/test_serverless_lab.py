@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +13,13 @@ pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
 # The local inventory's runtime, on free ports so that a user's running lab is never in the way.
-TARGET_VARS = json.dumps({
-    "kumolab_local_services": {
-        "runtime": {"start": f"{VENV_BIN}/kumolab-runtime start --json --lambda-port 0 --api-port 0 --web-port 0"}},
-})
+TARGET_VARS = json.dumps(
+    {
+        "kumolab_local_services": {
+            "runtime": {"start": f"{VENV_BIN}/kumolab-runtime start --json --lambda-port 0 --api-port 0 --web-port 0"}
+        },
+    }
+)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -41,11 +43,18 @@ def test_deploy_then_second_run_changes_nothing(deployed, run_playbook):
 
 def test_function_is_configured_as_the_lab_says(deployed, aws):
     conf = aws("lambda").get_function_configuration(FunctionName=deployed["outputs"]["function_name"])
-    assert (conf["Runtime"], conf["MemorySize"], conf["Timeout"], conf["Handler"]) == ("python3.13", 128, 10, "sushi.handler")
+    assert (conf["Runtime"], conf["MemorySize"], conf["Timeout"], conf["Handler"]) == (
+        "python3.13",
+        128,
+        10,
+        "sushi.handler",
+    )
     table = aws("dynamodb").describe_table(TableName=deployed["outputs"]["table_name"])["Table"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     pitr = aws("dynamodb").describe_continuous_backups(TableName=deployed["outputs"]["table_name"])
-    assert pitr["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    assert (
+        pitr["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    )
 
 
 def test_invoke_one_synchronously(deployed):
@@ -114,5 +123,7 @@ def test_teardown_leaves_nothing(deployed, run_playbook, aws):
     assert not [u for u in aws("sqs").list_queues().get("QueueUrls", []) if "kumolab-serverless" in u]
     assert not [r for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith("kumolab-serverless")]
     assert not aws("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/kumolab-serverless")["logGroups"]
-    status = subprocess.run([str(VENV_BIN / "kumolab-runtime"), "status", "--lab", "serverless"], capture_output=True, text=True)
+    status = subprocess.run(
+        [str(VENV_BIN / "kumolab-runtime"), "status", "--lab", "serverless"], capture_output=True, text=True
+    )
     assert status.returncode == 1 and "not running" in status.stdout

@@ -19,12 +19,16 @@ NO_AWS = {
 
 
 def lab_vpcs(aws) -> set[str]:
-    return {v["VpcId"] for v in aws("ec2").describe_vpcs(Filters=[{"Name": "tag:Project", "Values": ["kumolab"]}])["Vpcs"]}
+    return {
+        v["VpcId"] for v in aws("ec2").describe_vpcs(Filters=[{"Name": "tag:Project", "Values": ["kumolab"]}])["Vpcs"]
+    }
 
 
 def running_ec2_lab_instances(aws) -> set[str]:
     filters = [{"Name": "tag:Lab", "Values": ["ec2"]}, {"Name": "instance-state-name", "Values": ["running"]}]
-    return {i["InstanceId"] for r in aws("ec2").describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]}
+    return {
+        i["InstanceId"] for r in aws("ec2").describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]
+    }
 
 
 def test_aws_target_without_credentials_explains_how_to_configure_them(run_playbook):
@@ -62,8 +66,9 @@ def test_unknown_purchase_option_is_refused_before_anything_is_created(run_playb
     assert lab_vpcs(aws) == before
 
 
-@pytest.mark.parametrize(("market", "quota"), [("on-demand", "Running On-Demand P instances"),
-                                               ("spot", "All P Spot Instance Requests")])
+@pytest.mark.parametrize(
+    ("market", "quota"), [("on-demand", "Running On-Demand P instances"), ("spot", "All P Spot Instance Requests")]
+)
 def test_gpu_quota_of_zero_says_what_to_request_and_creates_nothing(run_playbook, aws, market, quota):
     # The emulator seeds the P quotas at 0 vCPUs, as on a new account.
     before = lab_vpcs(aws)

@@ -10,19 +10,30 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import ARTIFACTS, LAB_HOST_VENV_GROUP, REPO
 
-ROLES = sorted((p.parents[2].name for p in REPO.glob("roles/*/molecule/default/molecule.yml")), key=lambda r: (r != "pytorch_env", r))
+ROLES = sorted(
+    (p.parents[2].name for p in REPO.glob("roles/*/molecule/default/molecule.yml")),
+    key=lambda r: (r != "pytorch_env", r),
+)
 # (role, scenario): default scenarios first in ROLES order, then the extra ones (lab_instance/spot).
 SCENARIOS = [(role, "default") for role in ROLES] + sorted(
-    (p.parents[2].name, p.parent.name) for p in REPO.glob("roles/*/molecule/*/molecule.yml") if p.parent.name != "default")
+    (p.parents[2].name, p.parent.name)
+    for p in REPO.glob("roles/*/molecule/*/molecule.yml")
+    if p.parent.name != "default"
+)
 
 # Roles whose scenarios use the lab host's shared PyTorch venv; every other scenario is a unit of its own.
 LAB_HOST_VENV_ROLES = {"pytorch_env", "jupyterlab", "matmul_benchmark", "mnist"}
 PARAMS = [
-    pytest.param(role, scenario, id=f"{role}-{scenario}", marks=pytest.mark.xdist_group(
-        LAB_HOST_VENV_GROUP if role in LAB_HOST_VENV_ROLES else f"molecule-{role}-{scenario}"))
+    pytest.param(
+        role,
+        scenario,
+        id=f"{role}-{scenario}",
+        marks=pytest.mark.xdist_group(
+            LAB_HOST_VENV_GROUP if role in LAB_HOST_VENV_ROLES else f"molecule-{role}-{scenario}"
+        ),
+    )
     for role, scenario in SCENARIOS
 ]
 
@@ -35,8 +46,14 @@ def test_every_role_has_a_scenario():
 @pytest.mark.parametrize(("role", "scenario"), PARAMS)
 def test_molecule_scenario(role, scenario, lab_env):
     proc = subprocess.run(
-        ["molecule", "test", "--scenario-name", scenario], cwd=REPO / "roles" / role, env={**os.environ, "NO_COLOR": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800, stdin=subprocess.DEVNULL,
+        ["molecule", "test", "--scenario-name", scenario],
+        cwd=REPO / "roles" / role,
+        env={**os.environ, "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1800,
+        stdin=subprocess.DEVNULL,
     )
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"molecule-{role}-{scenario}.log").write_text(proc.stdout)

@@ -23,7 +23,6 @@ sys.path.insert(0, str(REPO / "src"))
 from kumolab.local.emulator import Emulator  # noqa: E402
 from kumolab.local.runtime.httpserve import free_port  # noqa: E402
 
-
 # The emulator accepts only its own access key (kumolab.local.guard): each private emulator's keys, by endpoint.
 _KEYS: dict[str, dict[str, str]] = {}
 
@@ -53,9 +52,13 @@ def clients(endpoint: str):
 
 def endpoint_env(endpoint: str) -> dict:
     key = keys(endpoint)
-    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": key["aws_secret_access_key"],
-            "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": key["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": key["aws_secret_access_key"],
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }
 
 
 def profile_env(emulator: Emulator, directory: Path) -> dict:
@@ -72,8 +75,12 @@ def profile_env(emulator: Emulator, directory: Path) -> dict:
 def aws_args(endpoint: str) -> dict:
     """The module_defaults group/aws of the local inventory, for modules run directly."""
     key = keys(endpoint)
-    return {"endpoint_url": endpoint, "access_key": key["aws_access_key_id"], "secret_key": key["aws_secret_access_key"],
-            "region": REGION}
+    return {
+        "endpoint_url": endpoint,
+        "access_key": key["aws_access_key_id"],
+        "secret_key": key["aws_secret_access_key"],
+        "region": REGION,
+    }
 
 
 def _module_cfg() -> Path:
@@ -82,24 +89,42 @@ def _module_cfg() -> Path:
 
     path = Path(tempfile.gettempdir()) / f"kumolab-module-test-{hashlib.sha1(str(REPO).encode()).hexdigest()[:10]}.cfg"
     if not path.exists():
-        path.write_text(f"[defaults]\nlibrary = {REPO / 'library'}\nmodule_utils = {REPO / 'module_utils'}\n"
-                        f"collections_path = {REPO / 'collections'}\n")
+        path.write_text(
+            f"[defaults]\nlibrary = {REPO / 'library'}\nmodule_utils = {REPO / 'module_utils'}\n"
+            f"collections_path = {REPO / 'collections'}\n"
+        )
     return path
 
 
 def run_module(name: str, args: dict, check: bool = False, extra_env: dict | None = None) -> dict:
     """Run a module from library/ with ``ansible localhost -m`` and return its result dict."""
-    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_CONFIG=str(_module_cfg()), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-               **(extra_env or {}))
-    cmd = [str(VENV_BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-m", name, "-a", json.dumps(args)]
+    env = dict(
+        os.environ,
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="json",
+        ANSIBLE_CONFIG=str(_module_cfg()),
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        **(extra_env or {}),
+    )
+    cmd = [
+        str(VENV_BIN / "ansible"),
+        "localhost",
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-m",
+        name,
+        "-a",
+        json.dumps(args),
+    ]
     if check:
         cmd.append("--check")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     try:
         out = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        raise AssertionError(f"ansible printed no JSON (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(f"ansible printed no JSON (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")  # noqa: B904
     return out["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 

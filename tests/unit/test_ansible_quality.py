@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import REPO, VENV_BIN
 
 MODULES = sorted(p.stem for p in (REPO / "library").glob("*.py"))
@@ -17,7 +16,10 @@ MODULES = sorted(p.stem for p in (REPO / "library").glob("*.py"))
 def test_ansible_lint_production_profile_is_clean():
     proc = subprocess.run(
         [str(VENV_BIN / "ansible-lint"), "--offline", "--nocolor", "-f", "pep8", "playbooks", "roles"],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
@@ -26,7 +28,10 @@ def test_ansible_lint_production_profile_is_clean():
 def test_module_documents_itself(module):
     proc = subprocess.run(
         [str(VENV_BIN / "ansible-doc"), "-M", "library", "-t", "module", "--json", module],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)[module]
@@ -38,4 +43,6 @@ def test_module_documents_itself(module):
     assert doc["return"] is not None, f"{module}: RETURN is missing"
     source = (REPO / "library" / f"{module}.py").read_text()
     assert "supports_check_mode=True" in source, f"{module} does not support check mode"
-    assert re.search(r"Why (a custom module|this module exists)", source), f"{module}'s docstring does not say why amazon.aws was not enough"
+    assert re.search(r"Why (a custom module|this module exists)", source), (
+        f"{module}'s docstring does not say why amazon.aws was not enough"
+    )

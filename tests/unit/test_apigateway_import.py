@@ -25,8 +25,10 @@ from kumolab.local.apigateway_import import import_failure
 from kumolab.paths import REPO_ROOT, state_dir
 
 REGION = "ap-northeast-1"
-ARNS = {fn: f"arn:aws:lambda:{REGION}:123456789012:function:kumolab-bashoutter-{fn}"
-        for fn in ("get_haiku", "post_haiku", "patch_haiku", "delete_haiku")}
+ARNS = {
+    fn: f"arn:aws:lambda:{REGION}:123456789012:function:kumolab-bashoutter-{fn}"
+    for fn in ("get_haiku", "post_haiku", "patch_haiku", "delete_haiku")
+}
 #: files/api/bashoutter.openapi.yaml as it was at 406e919, the commit the real-AWS review read.
 SPEC_406E919 = REPO_ROOT / "tests" / "support" / "data" / "bashoutter.openapi.406e919.yaml"
 SPEC_NOW = REPO_ROOT / "files" / "api" / "bashoutter.openapi.yaml"
@@ -39,12 +41,29 @@ def render(path) -> str:
 def mock_api(header_value: str, declare: bool = True) -> dict:
     """One MOCK GET /ping whose response carries X-Version: header_value (declared, unless ``declare`` is false)."""
     headers = {"X-Version": {"schema": {"type": "string"}}} if declare else {}
-    return {"openapi": "3.0.1", "info": {"title": "snapshot", "version": "1", "description": "d"}, "paths": {"/ping": {
-        "get": {"responses": {"200": {"description": "ok", "headers": headers}},
-                "x-amazon-apigateway-integration": {
-                    "type": "mock", "httpMethod": "GET", "uri": "", "requestTemplates": {"application/json": '{"statusCode": 200}'},
-                    "responses": {"default": {"statusCode": "200", "responseParameters": {
-                        "method.response.header.X-Version": f"'{header_value}'"}}}}}}}}
+    return {
+        "openapi": "3.0.1",
+        "info": {"title": "snapshot", "version": "1", "description": "d"},
+        "paths": {
+            "/ping": {
+                "get": {
+                    "responses": {"200": {"description": "ok", "headers": headers}},
+                    "x-amazon-apigateway-integration": {
+                        "type": "mock",
+                        "httpMethod": "GET",
+                        "uri": "",
+                        "requestTemplates": {"application/json": '{"statusCode": 200}'},
+                        "responses": {
+                            "default": {
+                                "statusCode": "200",
+                                "responseParameters": {"method.response.header.X-Version": f"'{header_value}'"},
+                            }
+                        },
+                    },
+                }
+            }
+        },
+    }
 
 
 def execute(emulator: str, api_id: str, path: str) -> tuple[int, dict]:
@@ -57,13 +76,16 @@ def execute(emulator: str, api_id: str, path: str) -> tuple[int, dict]:
 
 # -- the import rules ---------------------------------------------------------------------------------
 
+
 def test_b1_the_reviewed_spec_fails_the_import_rule_and_the_current_one_passes():
     """406e919's preflight mapped Access-Control-Max-Age without declaring it: AWS's exact import error."""
     old = import_failure(yaml.safe_load(render(SPEC_406E919)), fail_on_warnings=True)
     assert old is not None and old.startswith("Errors found during import:")
-    assert ("Unable to put integration response on 'OPTIONS' for resource at path '/haiku': Invalid mapping expression "
-            "specified: Validation Result: warnings : [], errors : [Invalid mapping expression parameter specified: "
-            "method.response.header.Access-Control-Max-Age]") in old
+    assert (
+        "Unable to put integration response on 'OPTIONS' for resource at path '/haiku': Invalid mapping expression "
+        "specified: Validation Result: warnings : [], errors : [Invalid mapping expression parameter specified: "
+        "method.response.header.Access-Control-Max-Age]"
+    ) in old
     assert import_failure(yaml.safe_load(render(SPEC_NOW)), fail_on_warnings=True) is None
 
 
@@ -102,6 +124,7 @@ def test_import_warnings_fail_only_with_fail_on_warnings(aws):
 
 # -- deployments are snapshots ---------------------------------------------------------------------
 
+
 def test_the_stage_serves_the_deployed_snapshot_not_the_current_api(aws, emulator):
     client = aws("apigateway")
     api_id = client.create_rest_api(name=f"snap-{uuid.uuid4().hex[:6]}")["id"]
@@ -128,10 +151,16 @@ def test_get_export_of_a_stage_is_its_deployment(aws):
     api_id = client.create_rest_api(name=f"export-{uuid.uuid4().hex[:6]}")["id"]
     client.put_rest_api(restApiId=api_id, mode="overwrite", body=json.dumps(mock_api("one")).encode())
     client.create_deployment(restApiId=api_id, stageName="prod")
-    client.put_rest_api(restApiId=api_id, mode="overwrite", body=json.dumps(
-        dict(mock_api("two"), paths={"/other": mock_api("two")["paths"]["/ping"]})).encode())
-    export = json.loads(client.get_export(restApiId=api_id, stageName="prod", exportType="oas30",
-                                          parameters={"extensions": "integrations"})["body"].read())
+    client.put_rest_api(
+        restApiId=api_id,
+        mode="overwrite",
+        body=json.dumps(dict(mock_api("two"), paths={"/other": mock_api("two")["paths"]["/ping"]})).encode(),
+    )
+    export = json.loads(
+        client.get_export(
+            restApiId=api_id, stageName="prod", exportType="oas30", parameters={"extensions": "integrations"}
+        )["body"].read()
+    )
     assert "/ping" in export["paths"] and "/other" not in export["paths"]
     integration = export["paths"]["/ping"]["get"]["x-amazon-apigateway-integration"]
     assert integration["responses"]["default"]["responseParameters"]["method.response.header.X-Version"] == "'one'"
@@ -139,21 +168,37 @@ def test_get_export_of_a_stage_is_its_deployment(aws):
 
 # -- library/kumolab_apigateway_import.py ------------------------------------------------------------
 
+
 @pytest.fixture
 def module(emulator, tmp_path):
     def run(check: bool = False, **params) -> dict:
         keys = settings.credentials(state_dir() / "emulator")  # the only key the emulator accepts
-        params.update(endpoint_url=emulator, access_key=keys["aws_access_key_id"],
-                      secret_key=keys["aws_secret_access_key"], region=REGION)
-        command = [f"{os.path.dirname(sys.executable)}/ansible", "localhost", "-c", "local", "-i", "localhost,",
-                   "-m", "kumolab_apigateway_import", "-e", f"ansible_python_interpreter={sys.executable}",
-                   "-a", json.dumps(params)]
+        params.update(
+            endpoint_url=emulator,
+            access_key=keys["aws_access_key_id"],
+            secret_key=keys["aws_secret_access_key"],
+            region=REGION,
+        )
+        command = [
+            f"{os.path.dirname(sys.executable)}/ansible",
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-m",
+            "kumolab_apigateway_import",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "-a",
+            json.dumps(params),
+        ]
         if check:
             command.append("--check")
         env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
         proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
         text = proc.stdout
-        result = json.JSONDecoder().raw_decode(text[text.index("{"):])[0]
+        result = json.JSONDecoder().raw_decode(text[text.index("{") :])[0]
         return result["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
     return run
@@ -178,7 +223,9 @@ def test_m1_editing_the_spec_deploys_it_on_the_next_run(module, aws, emulator):
     assert not again["changed"] and again["api_id"] == first["api_id"] and "deployment_id" not in again
 
     edited = module(spec=json.dumps(mock_api("two")), **want)
-    assert edited["changed"] and edited["api_id"] == first["api_id"] and edited["deployment_id"] != first["deployment_id"]
+    assert (
+        edited["changed"] and edited["api_id"] == first["api_id"] and edited["deployment_id"] != first["deployment_id"]
+    )
     assert hash_tag(aws, first["api_id"]) == edited["spec_sha256"] != first["spec_sha256"]
     stage = aws("apigateway").get_stage(restApiId=first["api_id"], stageName="prod")
     assert stage["deploymentId"] == edited["deployment_id"]

@@ -17,8 +17,11 @@ from support.iam_lint import lint
 
 perm = load_library_module("kumolab_permissions")
 POLICIES = REPO / "files" / "iam" / "operator"
-LABS = [name for name, spec in yaml.safe_load((REPO / "inventories/shared/labs.yml").read_text())["kumolab_labs"].items()
-        if not spec.get("guard")]
+LABS = [
+    name
+    for name, spec in yaml.safe_load((REPO / "inventories/shared/labs.yml").read_text())["kumolab_labs"].items()
+    if not spec.get("guard")
+]
 CALLER = "arn:aws:sts::123456789012:assumed-role/voclabs/user1=student"
 
 
@@ -49,14 +52,26 @@ def test_m12_policies_cover_what_the_review_names():
     # iam:CreateRole/PutRolePolicy/PassRole (Lambda, ECS), service-linked roles, quotas, budgets, tag:GetResources,
     # ec2:DescribeRegions (the region check).
     for lab in LABS:
-        assert {"tag:GetResources", "ec2:DescribeRegions", "sts:GetCallerIdentity", "iam:SimulatePrincipalPolicy"} <= actions(policy(lab))
-    for lab, service in [("qa_bot", "ecs-tasks.amazonaws.com"), ("serverless", "lambda.amazonaws.com"), ("bashoutter", "lambda.amazonaws.com")]:
+        assert {
+            "tag:GetResources",
+            "ec2:DescribeRegions",
+            "sts:GetCallerIdentity",
+            "iam:SimulatePrincipalPolicy",
+        } <= actions(policy(lab))
+    for lab, service in [
+        ("qa_bot", "ecs-tasks.amazonaws.com"),
+        ("serverless", "lambda.amazonaws.com"),
+        ("bashoutter", "lambda.amazonaws.com"),
+    ]:
         (passrole,) = [s for s in policy(lab)["Statement"] if s["Action"] == ["iam:PassRole"]]
         assert passrole["Resource"].startswith("arn:aws:iam::*:role/kumolab-") and passrole["Condition"] == {
-            "StringEquals": {"iam:PassedToService": [service]}}
+            "StringEquals": {"iam:PassedToService": [service]}
+        }
         assert {"iam:CreateRole", "iam:PutRolePolicy"} <= actions(policy(lab))
     assert "iam:CreateRole" not in actions(policy("ec2")) | actions(policy("gpu"))
-    assert {"servicequotas:GetServiceQuota", "budgets:ModifyBudget", "iam:CreateServiceLinkedRole"} <= actions(policy("gpu"))
+    assert {"servicequotas:GetServiceQuota", "budgets:ModifyBudget", "iam:CreateServiceLinkedRole"} <= actions(
+        policy("gpu")
+    )
     assert "iam:CreateServiceLinkedRole" in actions(policy("qa_bot"))
 
 
@@ -76,8 +91,10 @@ def evaluation(action, decision, resource="*"):
 
 
 def test_m12_assumed_role_is_simulated_as_its_role_with_its_path():
-    assert perm.principal_of(CALLER, lambda name: f"arn:aws:iam::123456789012:role/lab/{name}") == \
-        "arn:aws:iam::123456789012:role/lab/voclabs"
+    assert (
+        perm.principal_of(CALLER, lambda name: f"arn:aws:iam::123456789012:role/lab/{name}")
+        == "arn:aws:iam::123456789012:role/lab/voclabs"
+    )
 
     def denied(_name):
         raise RuntimeError("AccessDenied")
@@ -88,41 +105,80 @@ def test_m12_assumed_role_is_simulated_as_its_role_with_its_path():
 
 
 def test_m12_resource_patterns_get_the_account_and_region():
-    assert perm.localize("arn:aws:iam::*:role/kumolab-serverless-*", "123456789012", "eu-west-1") == \
-        "arn:aws:iam::123456789012:role/kumolab-serverless-*"
-    assert perm.localize("arn:aws:ssm:*:*:parameter/aws/service/*", "1", "eu-west-1") == "arn:aws:ssm:eu-west-1:1:parameter/aws/service/*"
+    assert (
+        perm.localize("arn:aws:iam::*:role/kumolab-serverless-*", "123456789012", "eu-west-1")
+        == "arn:aws:iam::123456789012:role/kumolab-serverless-*"
+    )
+    assert (
+        perm.localize("arn:aws:ssm:*:*:parameter/aws/service/*", "1", "eu-west-1")
+        == "arn:aws:ssm:eu-west-1:1:parameter/aws/service/*"
+    )
     assert perm.localize("*", "1", "r") == "*"
 
 
 def test_m12_preflight_names_what_an_academy_role_lacks():
-    document = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["lambda:CreateFunction"], "Resource": "*"},
-        {"Effect": "Allow", "Action": ["iam:CreateRole", "iam:PutRolePolicy"], "Resource": "arn:aws:iam::*:role/kumolab-serverless-*"}]}
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["lambda:CreateFunction"], "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": ["iam:CreateRole", "iam:PutRolePolicy"],
+                "Resource": "arn:aws:iam::*:role/kumolab-serverless-*",
+            },
+        ],
+    }
     client, stub = iam_client()
     principal = "arn:aws:iam::123456789012:role/voclabs"
-    stub.add_response("simulate_principal_policy", {"EvaluationResults": [evaluation("lambda:CreateFunction", "allowed")]},
-                      {"PolicySourceArn": principal, "ActionNames": ["lambda:CreateFunction"],
-                       "ContextEntries": perm.context("us-east-1", "kumolab")})
-    stub.add_response("simulate_principal_policy", {"EvaluationResults": [
-        evaluation("iam:CreateRole", "explicitDeny", "arn:aws:iam::123456789012:role/kumolab-serverless-*"),
-        evaluation("iam:PutRolePolicy", "implicitDeny", "arn:aws:iam::123456789012:role/kumolab-serverless-*")]},
-        {"PolicySourceArn": principal, "ActionNames": ["iam:CreateRole", "iam:PutRolePolicy"],
-         "ResourceArns": ["arn:aws:iam::123456789012:role/kumolab-serverless-*"], "ContextEntries": perm.context("us-east-1", "kumolab")})
+    stub.add_response(
+        "simulate_principal_policy",
+        {"EvaluationResults": [evaluation("lambda:CreateFunction", "allowed")]},
+        {
+            "PolicySourceArn": principal,
+            "ActionNames": ["lambda:CreateFunction"],
+            "ContextEntries": perm.context("us-east-1", "kumolab"),
+        },
+    )
+    stub.add_response(
+        "simulate_principal_policy",
+        {
+            "EvaluationResults": [
+                evaluation("iam:CreateRole", "explicitDeny", "arn:aws:iam::123456789012:role/kumolab-serverless-*"),
+                evaluation("iam:PutRolePolicy", "implicitDeny", "arn:aws:iam::123456789012:role/kumolab-serverless-*"),
+            ]
+        },
+        {
+            "PolicySourceArn": principal,
+            "ActionNames": ["iam:CreateRole", "iam:PutRolePolicy"],
+            "ResourceArns": ["arn:aws:iam::123456789012:role/kumolab-serverless-*"],
+            "ContextEntries": perm.context("us-east-1", "kumolab"),
+        },
+    )
     with stub:
         denied, checked = perm.simulate(client, principal, document, "123456789012", "us-east-1")
     assert checked == 3 and [d["action"] for d in denied] == ["iam:CreateRole", "iam:PutRolePolicy"]
     message = perm.advice("serverless", principal, denied)
-    assert "needs 2 permission(s) that arn:aws:iam::123456789012:role/voclabs does not have: iam:CreateRole, iam:PutRolePolicy" in message
+    assert (
+        "needs 2 permission(s) that arn:aws:iam::123456789012:role/voclabs does not have: iam:CreateRole, iam:PutRolePolicy"  # noqa: E501
+        in message
+    )
     assert "AWS Academy Learner Lab" in message and "use a lab without IAM roles (ec2, gpu)" in message
     assert "denied explicitly" in message and "docs/aws-permissions.md (files/iam/operator/serverless.json)" in message
 
 
 def test_m12_simulation_results_are_paged():
     client, stub = iam_client()
-    stub.add_response("simulate_principal_policy", {"EvaluationResults": [evaluation("a:B", "implicitDeny")], "IsTruncated": True, "Marker": "m"})
-    stub.add_response("simulate_principal_policy", {"EvaluationResults": [evaluation("a:C", "implicitDeny")], "IsTruncated": False})
+    stub.add_response(
+        "simulate_principal_policy",
+        {"EvaluationResults": [evaluation("a:B", "implicitDeny")], "IsTruncated": True, "Marker": "m"},
+    )
+    stub.add_response(
+        "simulate_principal_policy", {"EvaluationResults": [evaluation("a:C", "implicitDeny")], "IsTruncated": False}
+    )
     with stub:
-        denied, _ = perm.simulate(client, "arn:aws:iam::1:user/u", {"Statement": {"Action": ["a:B", "a:C"], "Resource": "*"}}, "1", "r")
+        denied, _ = perm.simulate(
+            client, "arn:aws:iam::1:user/u", {"Statement": {"Action": ["a:B", "a:C"], "Resource": "*"}}, "1", "r"
+        )
     assert [d["action"] for d in denied] == ["a:B", "a:C"]
 
 
@@ -130,9 +186,23 @@ def run_main(monkeypatch, clients, **args):
     from ansible.module_utils import basic
 
     monkeypatch.setattr(perm, "client", lambda _module, service: clients[service])
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": dict(
-        {"policy_file": str(POLICIES / "serverless.json"), "lab": "serverless", "caller_arn": "arn:aws:iam::123456789012:user/u",
-         "region": "us-east-1"}, **args)}).encode())
+    monkeypatch.setattr(
+        basic,
+        "_ANSIBLE_ARGS",
+        json.dumps(
+            {
+                "ANSIBLE_MODULE_ARGS": dict(
+                    {
+                        "policy_file": str(POLICIES / "serverless.json"),
+                        "lab": "serverless",
+                        "caller_arn": "arn:aws:iam::123456789012:user/u",
+                        "region": "us-east-1",
+                    },
+                    **args,
+                )
+            }
+        ).encode(),
+    )
     monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
     out = io.StringIO()
     with redirect_stdout(out), pytest.raises(SystemExit):
@@ -146,7 +216,9 @@ def test_m12_a_caller_who_may_not_simulate_is_told_and_the_deploy_goes_on(monkey
     with stub:
         result = run_main(monkeypatch, {"iam": client})
     assert not result.get("failed") and result["simulated"] is False
-    assert any("may not call iam:SimulatePrincipalPolicy (AccessDenied)" in str(w) for w in result["warnings"]), result["warnings"]
+    assert any("may not call iam:SimulatePrincipalPolicy (AccessDenied)" in str(w) for w in result["warnings"]), result[
+        "warnings"
+    ]
 
 
 def test_m12_preflight_fails_before_anything_is_created(monkeypatch):

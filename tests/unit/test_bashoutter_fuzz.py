@@ -36,8 +36,12 @@ HANDLER_DIR = REPO_ROOT / "files" / "lambda" / "bashoutter"
 OPENAPI = REPO_ROOT / "files" / "api" / "bashoutter.openapi.yaml"
 ARTIFACT = REPO_ROOT / "test-artifacts" / "bashoutter_fuzz.json"
 #: Lambda-backed operations (the OPTIONS preflights are mock integrations: no handler).
-OPERATIONS = {"get_haiku": ("/haiku", "get"), "post_haiku": ("/haiku", "post"),
-              "patch_haiku": ("/haiku/{item_id}", "patch"), "delete_haiku": ("/haiku/{item_id}", "delete")}
+OPERATIONS = {
+    "get_haiku": ("/haiku", "get"),
+    "post_haiku": ("/haiku", "post"),
+    "patch_haiku": ("/haiku/{item_id}", "patch"),
+    "delete_haiku": ("/haiku/{item_id}", "delete"),
+}
 #: Items that exist, so that generated PATCH/DELETE also reach the 200/204 paths.
 KNOWN_IDS = [f"fuzz-known-{i}" for i in range(8)] + [uuid.UUID(int=i + 1).hex for i in range(4)]
 #: Cases per generator; KUMOLAB_FUZZ_SCALE=10 runs ten times as many (the defaults keep the file well under 60 s).
@@ -53,8 +57,10 @@ FUZZ_SETTINGS = {
 }
 
 SPEC = yaml.safe_load(OPENAPI.read_text())
-DOCUMENTED = {name: {int(code) for code in SPEC["paths"][path][method]["responses"]}
-              for name, (path, method) in OPERATIONS.items()}
+DOCUMENTED = {
+    name: {int(code) for code in SPEC["paths"][path][method]["responses"]}
+    for name, (path, method) in OPERATIONS.items()
+}
 STATS: dict[str, Counter] = {}
 SECONDS: Counter = Counter()  # time spent in the handlers, per generator
 
@@ -97,8 +103,17 @@ def known_items(handlers):
     tbl = handlers["haiku_common"].table()
     with tbl.batch_writer() as batch:
         for i, item_id in enumerate(KNOWN_IDS):
-            batch.put_item(Item={"item_id": item_id, "username": "fuzz", "first": "a", "second": "b", "third": "c",
-                                 "likes": i, "created_at": f"2020-01-01T00:00:{i:02d}.000Z"})
+            batch.put_item(
+                Item={
+                    "item_id": item_id,
+                    "username": "fuzz",
+                    "first": "a",
+                    "second": "b",
+                    "third": "c",
+                    "likes": i,
+                    "created_at": f"2020-01-01T00:00:{i:02d}.000Z",
+                }
+            )
 
 
 def check(name: str, resp) -> int:
@@ -129,19 +144,26 @@ def report(capsys, generator: str) -> None:
     by_status = Counter()
     for key, n in counts.items():
         by_status[key.split()[1]] += n
-    line = (f"bashoutter fuzz ({generator}): {sum(counts.values())} cases, statuses {dict(sorted(by_status.items()))}, "
-            f"per handler {dict(sorted(counts.items()))}, {SECONDS[generator]:.1f} s in the handlers")
+    line = (
+        f"bashoutter fuzz ({generator}): {sum(counts.values())} cases, statuses {dict(sorted(by_status.items()))}, "
+        f"per handler {dict(sorted(counts.items()))}, {SECONDS[generator]:.1f} s in the handlers"
+    )
     with capsys.disabled():
         print(f"\n{line}")
     ARTIFACT.parent.mkdir(exist_ok=True)
     data = json.loads(ARTIFACT.read_text()) if ARTIFACT.exists() else {}
-    data[generator] = {"cases": sum(counts.values()), "statuses": dict(by_status), "per_handler": dict(counts),
-                       "handler_seconds": round(SECONDS[generator], 2),
-                       "at_least_500": sum(n for key, n in counts.items() if int(key.split()[1]) >= 500)}
+    data[generator] = {
+        "cases": sum(counts.values()),
+        "statuses": dict(by_status),
+        "per_handler": dict(counts),
+        "handler_seconds": round(SECONDS[generator], 2),
+        "at_least_500": sum(n for key, n in counts.items() if int(key.split()[1]) >= 500),
+    }
     ARTIFACT.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # -- schemathesis ---------------------------------------------------------------------------------------------
+
 
 def _wire(value) -> str:
     """A query value as it arrives in queryStringParameters (always a string)."""
@@ -175,11 +197,18 @@ def event_from_case(case) -> dict:
         body = json.dumps(raw, default=lambda o: o.decode("latin-1") if isinstance(o, bytes) else str(o))
     path = {k: _wire(v) for k, v in (case.path_parameters or {}).items()}
     return {
-        "resource": case.path, "path": case.formatted_path if hasattr(case, "formatted_path") else case.path,
+        "resource": case.path,
+        "path": case.formatted_path if hasattr(case, "formatted_path") else case.path,
         "httpMethod": case.method.upper(),
-        "headers": {"Content-Type": case.media_type or "application/json", **{k: _wire(v) for k, v in (case.headers or {}).items()}},
-        "queryStringParameters": query or None, "pathParameters": path or None,
-        "body": body, "isBase64Encoded": is_b64, "requestContext": {"stage": "prod"},
+        "headers": {
+            "Content-Type": case.media_type or "application/json",
+            **{k: _wire(v) for k, v in (case.headers or {}).items()},
+        },
+        "queryStringParameters": query or None,
+        "pathParameters": path or None,
+        "body": body,
+        "isBase64Encoded": is_b64,
+        "requestContext": {"stage": "prod"},
     }
 
 
@@ -208,60 +237,185 @@ def test_schemathesis_cases_from_the_openapi_file_never_get_a_5xx(handlers, know
 
 # -- hypothesis -----------------------------------------------------------------------------------------------
 
-NASTY = st.sampled_from([
-    "\ud800", "\udbff", "\udc00", "\udfff", "a\ud800b", "\x00", "\x1b", "\x7f", "\x85", "\n", "\r\n", "\t",
-    "\u202a", "\u202e", "\u2066", "\u2069", "\u200b", "\u200d", "\ufeff", "\u2028", "\u2029", "\U000e0041",
-    "²", "١٠", "５", "é", "e\u0301", "\U0001f600", "\U0001f468\u200d\U0001f469", "\uffff", "\U0010ffff",
-    '"', "\\", "<script>", "%", "%0A", "'", "../", "$", "{}", "[]", "null",
-])
+NASTY = st.sampled_from(
+    [
+        "\ud800",
+        "\udbff",
+        "\udc00",
+        "\udfff",
+        "a\ud800b",
+        "\x00",
+        "\x1b",
+        "\x7f",
+        "\x85",
+        "\n",
+        "\r\n",
+        "\t",
+        "\u202a",
+        "\u202e",
+        "\u2066",
+        "\u2069",
+        "\u200b",
+        "\u200d",
+        "\ufeff",
+        "\u2028",
+        "\u2029",
+        "\U000e0041",
+        "²",
+        "١٠",
+        "５",
+        "é",
+        "e\u0301",
+        "\U0001f600",
+        "\U0001f468\u200d\U0001f469",
+        "\uffff",
+        "\U0010ffff",
+        '"',
+        "\\",
+        "<script>",
+        "%",
+        "%0A",
+        "'",
+        "../",
+        "$",
+        "{}",
+        "[]",
+        "null",
+    ]
+)
 ANY_CHAR = st.characters(exclude_categories=())  # every code point, lone surrogates included
 TEXT = st.lists(st.one_of(ANY_CHAR, NASTY), max_size=24).map("".join)
-HUGE = st.tuples(st.sampled_from(["x", "é", "\ud800", "\U0001f600", " ", "9", "["]),
-                 st.sampled_from([33, 63, 64, 65, 129, 257, 513, 4095, 4096, 4097, 16384, 16385, 300_000])).map(
-    lambda t: t[0] * t[1])
-NUMBER = st.one_of(st.integers(), st.integers(-2**70, 2**70),
-                   st.sampled_from([-1, 0, 1, 999, 1000, 1001, 9999, 10_000, 2**31, 2**63, -2**63, 10**100])).map(str)
-ODD_QUERY_VALUE = st.sampled_from(["", " ", "²", "١٠", "1e3", "0x10", "1.0", "NaN", "Infinity", "null", "[]", "-0",
-                                   "+1", "0001", "1\n", "1 ", "\ud800", "1\x00", "true", "%31"])
+HUGE = st.tuples(
+    st.sampled_from(["x", "é", "\ud800", "\U0001f600", " ", "9", "["]),
+    st.sampled_from([33, 63, 64, 65, 129, 257, 513, 4095, 4096, 4097, 16384, 16385, 300_000]),
+).map(lambda t: t[0] * t[1])
+NUMBER = st.one_of(
+    st.integers(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([-1, 0, 1, 999, 1000, 1001, 9999, 10_000, 2**31, 2**63, -(2**63), 10**100]),
+).map(str)
+ODD_QUERY_VALUE = st.sampled_from(
+    [
+        "",
+        " ",
+        "²",
+        "١٠",
+        "1e3",
+        "0x10",
+        "1.0",
+        "NaN",
+        "Infinity",
+        "null",
+        "[]",
+        "-0",
+        "+1",
+        "0001",
+        "1\n",
+        "1 ",
+        "\ud800",
+        "1\x00",
+        "true",
+        "%31",
+    ]
+)
 QUERY_VALUE = st.one_of(TEXT, NUMBER, ODD_QUERY_VALUE, HUGE)
 QUERY = st.one_of(
     st.none(),
-    st.dictionaries(st.one_of(st.sampled_from(["limit", "next_token", "Limit", "limit "]), TEXT), QUERY_VALUE, max_size=4),
+    st.dictionaries(
+        st.one_of(st.sampled_from(["limit", "next_token", "Limit", "limit "]), TEXT), QUERY_VALUE, max_size=4
+    ),
     st.fixed_dictionaries({"limit": QUERY_VALUE}),
-    st.fixed_dictionaries({"next_token": st.one_of(QUERY_VALUE, st.binary(max_size=600).map(
-        lambda b: base64.urlsafe_b64encode(b).decode()))}),
+    st.fixed_dictionaries(
+        {
+            "next_token": st.one_of(
+                QUERY_VALUE, st.binary(max_size=600).map(lambda b: base64.urlsafe_b64encode(b).decode())
+            )
+        }
+    ),
     st.sampled_from([[], ["limit", "1"], "limit=1", 5, {"limit": 5}, {"limit": None}, {"limit": ["1"]}, {5: "5"}]),
 )
-ITEM_ID = st.one_of(st.from_regex(r"\A[A-Za-z0-9_-]{1,64}\Z"), st.sampled_from(KNOWN_IDS), st.uuids().map(str),
-                    st.uuids().map(lambda u: u.hex), TEXT, HUGE, st.sampled_from(["", "a" * 64, "a" * 65, "x\n"]),
-                    st.integers(), st.none(), st.lists(st.text(max_size=3), max_size=2))
-PATH = st.one_of(st.none(), st.fixed_dictionaries({"item_id": ITEM_ID}), st.dictionaries(TEXT, TEXT, max_size=2),
-                 st.sampled_from(["x", [], 5, {"item_id": {"S": "x"}}]))
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12)
+ITEM_ID = st.one_of(
+    st.from_regex(r"\A[A-Za-z0-9_-]{1,64}\Z"),
+    st.sampled_from(KNOWN_IDS),
+    st.uuids().map(str),
+    st.uuids().map(lambda u: u.hex),
+    TEXT,
+    HUGE,
+    st.sampled_from(["", "a" * 64, "a" * 65, "x\n"]),
+    st.integers(),
+    st.none(),
+    st.lists(st.text(max_size=3), max_size=2),
+)
+PATH = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({"item_id": ITEM_ID}),
+    st.dictionaries(TEXT, TEXT, max_size=2),
+    st.sampled_from(["x", [], 5, {"item_id": {"S": "x"}}]),
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12,
+)
 PLAIN = st.text(st.characters(categories=["L", "M", "N", "P", "S", "Zs"]), min_size=1, max_size=70)  # mostly valid
 FIELD_VALUE = st.one_of(PLAIN, TEXT, HUGE, JSON, st.sampled_from(["furuike ya", "  ", "蛙飛び込む"]))
-HAIKU_LIKE = st.fixed_dictionaries({}, optional={name: FIELD_VALUE for name in ("username", "first", "second", "third")})
-OBJECT = st.one_of(HAIKU_LIKE, st.tuples(HAIKU_LIKE, st.dictionaries(TEXT, FIELD_VALUE, max_size=2)).map(
-    lambda t: {**t[0], **t[1]}), JSON)
+HAIKU_LIKE = st.fixed_dictionaries(
+    {}, optional={name: FIELD_VALUE for name in ("username", "first", "second", "third")}
+)
+OBJECT = st.one_of(
+    HAIKU_LIKE,
+    st.tuples(HAIKU_LIKE, st.dictionaries(TEXT, FIELD_VALUE, max_size=2)).map(lambda t: {**t[0], **t[1]}),
+    JSON,
+)
 # json.dumps with ensure_ascii=False keeps a lone surrogate raw in the body string; with True it becomes "\ud800"
 ENCODED = st.tuples(OBJECT, st.booleans()).map(lambda t: json.dumps(t[0], ensure_ascii=t[1]))
-BODY = st.one_of(st.none(), ENCODED, TEXT, HUGE, st.integers(1, 3000).map(lambda n: "[" * n + "]" * n),
-                 st.integers(1, 1500).map(lambda n: '{"a":' * n + "1" + "}" * n), st.integers(), JSON)
+BODY = st.one_of(
+    st.none(),
+    ENCODED,
+    TEXT,
+    HUGE,
+    st.integers(1, 3000).map(lambda n: "[" * n + "]" * n),
+    st.integers(1, 1500).map(lambda n: '{"a":' * n + "1" + "}" * n),
+    st.integers(),
+    JSON,
+)
 B64_BODY = st.one_of(st.binary(max_size=300), ENCODED.map(lambda s: s.encode("utf-8", "surrogatepass"))).map(
-    lambda b: base64.b64encode(b).decode())
-HEADERS = st.one_of(st.none(), st.sampled_from(["x", []]), st.dictionaries(
-    st.one_of(st.sampled_from(["Content-Length", "content-length", "Content-Type", "Host", "X-Forwarded-For"]), TEXT),
-    st.one_of(NUMBER, TEXT, HUGE), max_size=4))
+    lambda b: base64.b64encode(b).decode()
+)
+HEADERS = st.one_of(
+    st.none(),
+    st.sampled_from(["x", []]),
+    st.dictionaries(
+        st.one_of(
+            st.sampled_from(["Content-Length", "content-length", "Content-Type", "Host", "X-Forwarded-For"]), TEXT
+        ),
+        st.one_of(NUMBER, TEXT, HUGE),
+        max_size=4,
+    ),
+)
 EVENT = st.one_of(
     st.fixed_dictionaries(
         {"httpMethod": st.sampled_from(["GET", "POST", "PATCH", "DELETE"])},
-        optional={"headers": HEADERS, "queryStringParameters": QUERY, "pathParameters": PATH,
-                  "body": BODY, "isBase64Encoded": st.one_of(st.booleans(), st.sampled_from([None, "true", 1, 0]))}),
-    st.fixed_dictionaries({"httpMethod": st.just("POST"), "body": B64_BODY, "isBase64Encoded": st.just(True),
-                           "headers": HEADERS}),
-    st.fixed_dictionaries({"httpMethod": st.just("POST"), "headers": HEADERS, "body": st.fixed_dictionaries(
-        {name: st.one_of(PLAIN, PLAIN, TEXT) for name in ("username", "first", "second", "third")}).map(json.dumps)}),
+        optional={
+            "headers": HEADERS,
+            "queryStringParameters": QUERY,
+            "pathParameters": PATH,
+            "body": BODY,
+            "isBase64Encoded": st.one_of(st.booleans(), st.sampled_from([None, "true", 1, 0])),
+        },
+    ),
+    st.fixed_dictionaries(
+        {"httpMethod": st.just("POST"), "body": B64_BODY, "isBase64Encoded": st.just(True), "headers": HEADERS}
+    ),
+    st.fixed_dictionaries(
+        {
+            "httpMethod": st.just("POST"),
+            "headers": HEADERS,
+            "body": st.fixed_dictionaries(
+                {name: st.one_of(PLAIN, PLAIN, TEXT) for name in ("username", "first", "second", "third")}
+            ).map(json.dumps),
+        }
+    ),
     st.sampled_from([None, [], "x", 5, {}, {"body": None}]),
 )
 

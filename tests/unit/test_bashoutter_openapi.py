@@ -15,14 +15,16 @@ import jinja2
 import pytest
 import yaml
 
-from kumolab.local.apigateway_import import apigateway_import_problems, import_failure
+from kumolab.local.apigateway_import import apigateway_import_problems
 from kumolab.paths import REPO_ROOT
 
 OPENAPI = REPO_ROOT / "files" / "api" / "bashoutter.openapi.yaml"
 HANDLER_DIR = REPO_ROOT / "files" / "lambda" / "bashoutter"
 REGION = "ap-northeast-1"
-ARNS = {fn: f"arn:aws:lambda:{REGION}:123456789012:function:kumolab-bashoutter-{fn}"
-        for fn in ("get_haiku", "post_haiku", "patch_haiku", "delete_haiku")}
+ARNS = {
+    fn: f"arn:aws:lambda:{REGION}:123456789012:function:kumolab-bashoutter-{fn}"
+    for fn in ("get_haiku", "post_haiku", "patch_haiku", "delete_haiku")
+}
 
 
 def rendered_text() -> str:
@@ -56,10 +58,12 @@ def test_the_checker_finds_ref_headers_undeclared_statuses_and_bad_values():
     options = spec["paths"]["/haiku/{item_id}"]["options"]
     options["responses"]["200"]["headers"]["Access-Control-Allow-Origin"] = {"$ref": "#/components/headers/AllowOrigin"}
     options["x-amazon-apigateway-integration"]["responses"]["default"]["responseParameters"][
-        "method.response.header.Access-Control-Allow-Headers"] = "Content-Type"  # not quoted
+        "method.response.header.Access-Control-Allow-Headers"
+    ] = "Content-Type"  # not quoted
     spec["paths"]["/haiku"]["options"]["x-amazon-apigateway-integration"]["responses"]["default"]["statusCode"] = "204"
     spec["x-amazon-apigateway-gateway-responses"]["DEFAULT_4xx"] = {
-        "responseParameters": {"method.response.header.X": "'*'"}}
+        "responseParameters": {"method.response.header.X": "'*'"}
+    }
     problems = apigateway_import_problems(spec)
     assert any("header Access-Control-Allow-Origin is a $ref" in p for p in problems)
     assert any("Access-Control-Allow-Headers is not 'quoted'" in p for p in problems)
@@ -73,10 +77,20 @@ def test_the_preflight_declares_and_maps_the_four_cors_headers():
     for path in ("/haiku", "/haiku/{item_id}"):
         options = spec["paths"][path]["options"]
         declared = set(options["responses"]["200"]["headers"])
-        mapped = {k.rsplit(".", 1)[1] for k in
-                  options["x-amazon-apigateway-integration"]["responses"]["default"]["responseParameters"]}
-        assert declared == mapped == {"Access-Control-Allow-Origin", "Access-Control-Allow-Methods",
-                                      "Access-Control-Allow-Headers", "Access-Control-Max-Age"}
+        mapped = {
+            k.rsplit(".", 1)[1]
+            for k in options["x-amazon-apigateway-integration"]["responses"]["default"]["responseParameters"]
+        }
+        assert (
+            declared
+            == mapped
+            == {
+                "Access-Control-Allow-Origin",
+                "Access-Control-Allow-Methods",
+                "Access-Control-Allow-Headers",
+                "Access-Control-Max-Age",
+            }
+        )
 
 
 def test_api_gateway_errors_carry_cors():
@@ -90,8 +104,9 @@ def test_the_text_has_no_yaml_aliases_and_no_header_refs():
     """The playbook sends the rendered text as is; keep it free of YAML anchors and of components/headers."""
     text = rendered_text()
     data = yaml.safe_load(text)
-    assert not any(isinstance(event, (yaml.AliasEvent,)) or getattr(event, "anchor", None)
-                   for event in yaml.parse(text)), "YAML anchors/aliases in the spec"
+    assert not any(
+        isinstance(event, (yaml.AliasEvent,)) or getattr(event, "anchor", None) for event in yaml.parse(text)
+    ), "YAML anchors/aliases in the spec"
     assert "#/components/headers/" not in text and "headers" not in data.get("components", {})
 
 
@@ -119,10 +134,16 @@ def test_moto_imports_the_rendered_text_with_the_mock_preflight(monkeypatch):
         api = client.create_rest_api(name="spec-check", description="d")["id"]
         client.put_rest_api(restApiId=api, mode="overwrite", body=rendered_text().encode(), failOnWarnings=True)
         resources = {r["path"]: r["id"] for r in client.get_resources(restApiId=api)["items"]}
-        preflight = client.get_integration(restApiId=api, resourceId=resources["/haiku/{item_id}"], httpMethod="OPTIONS")
+        preflight = client.get_integration(
+            restApiId=api, resourceId=resources["/haiku/{item_id}"], httpMethod="OPTIONS"
+        )
         assert preflight["type"].upper() == "MOCK"
-        assert preflight["integrationResponses"]["200"]["responseParameters"][
-            "method.response.header.Access-Control-Max-Age"] == "'600'"
+        assert (
+            preflight["integrationResponses"]["200"]["responseParameters"][
+                "method.response.header.Access-Control-Max-Age"
+            ]
+            == "'600'"
+        )
 
 
 @pytest.mark.parametrize("method", ["patch", "delete"])

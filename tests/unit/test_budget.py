@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from cost_safety_support import aws_args, clients, run_module, start_emulator
 
 ACCOUNT = "123456789012"  # moto's account
@@ -19,7 +18,10 @@ def emulator(tmp_path_factory):
 
 
 def thresholds(budgets, name):
-    return sorted(n["Threshold"] for n in budgets.describe_notifications_for_budget(AccountId=ACCOUNT, BudgetName=name)["Notifications"])
+    return sorted(
+        n["Threshold"]
+        for n in budgets.describe_notifications_for_budget(AccountId=ACCOUNT, BudgetName=name)["Notifications"]
+    )
 
 
 def names(budgets):
@@ -39,7 +41,11 @@ def test_budget_lifecycle(emulator):
     assert created["budget"]["TimeUnit"] == "MONTHLY" and created["budget"]["BudgetType"] == "COST"
     assert thresholds(budgets, "kumolab-gpu") == [50.0, 80.0, 100.0]
     notif = budgets.describe_notifications_for_budget(AccountId=ACCOUNT, BudgetName="kumolab-gpu")["Notifications"][0]
-    assert notif["NotificationType"] == "ACTUAL" and notif["ThresholdType"] == "PERCENTAGE" and notif["ComparisonOperator"] == "GREATER_THAN"
+    assert (
+        notif["NotificationType"] == "ACTUAL"
+        and notif["ThresholdType"] == "PERCENTAGE"
+        and notif["ComparisonOperator"] == "GREATER_THAN"
+    )
 
     again = run_module("kumolab_budget", args)
     assert again["changed"] is False and again["actions"] == []
@@ -66,7 +72,9 @@ def test_budget_alert_role_creates_the_budget_and_skips_without_anyone_to_tell(e
     import os
     import subprocess
     import sys
+
     from cost_safety_support import REPO, VENV_BIN
+
     play = tmp_path / "budget.yml"
     play.write_text(f"""
 - name: Budget alert role
@@ -74,17 +82,28 @@ def test_budget_alert_role_creates_the_budget_and_skips_without_anyone_to_tell(e
   connection: local
   gather_facts: false
   vars:
-    kumolab_aws: {{endpoint_url: "{emulator.endpoint}", access_key: "{emulator.credentials()['aws_access_key_id']}", secret_key: "{emulator.credentials()['aws_secret_access_key']}", region: ap-northeast-1}}
+    kumolab_aws: {{endpoint_url: "{emulator.endpoint}", access_key: "{emulator.credentials()["aws_access_key_id"]}", secret_key: "{emulator.credentials()["aws_secret_access_key"]}", region: ap-northeast-1}}
   roles:
     - role: budget_alert
       vars:
         budget_alert_limit_usd: 25
-""")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable, KUMOLAB_BUDGET_EMAIL="")
+""")  # noqa: E501
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        KUMOLAB_BUDGET_EMAIL="",
+    )
 
     def run(*extra):
-        proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(play), *extra], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(play), *extra],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 

@@ -15,7 +15,6 @@ import uuid
 
 import botocore.exceptions
 import pytest
-
 from cost_safety_support import REGION, REPO, VENV_BIN, aws_args, clients, run_module, start_emulator
 
 sys.path.insert(0, str(REPO / "module_utils"))
@@ -31,8 +30,13 @@ SETTINGS = {
     "KUMOLAB_FIDELITY_LOCAL_IMAGE_ARCHITECTURE": "arm64",
 }
 QA_SOURCE = "files/containers/qa_bot"
-MY_RULES = {"ecs-cluster-draining", "sqs-deleted-queue-name", "tagging-lag", "s3-block-public-policy",
-            "ecs-image-platform"}
+MY_RULES = {
+    "ecs-cluster-draining",
+    "sqs-deleted-queue-name",
+    "tagging-lag",
+    "s3-block-public-policy",
+    "ecs-image-platform",
+}
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +71,13 @@ def unique(prefix: str) -> str:
 
 
 def test_rules_are_listed_and_on_by_default():
-    out = subprocess.run([str(VENV_BIN / "kumolab-emulator"), "rules", "--json"], capture_output=True, text=True,
-                         check=True, env={k: v for k, v in os.environ.items() if not k.startswith("KUMOLAB_FIDELITY")})
+    out = subprocess.run(
+        [str(VENV_BIN / "kumolab-emulator"), "rules", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("KUMOLAB_FIDELITY")},
+    )
     listed = json.loads(out.stdout)
     names = {r["name"]: r for r in listed["rules"]}
     assert MY_RULES <= set(names)
@@ -80,12 +89,14 @@ def test_rules_are_listed_and_on_by_default():
 
 # -- ECS: DeleteCluster while services drain -------------------------------------------------------
 
+
 def ecs_service(aws, name: str, tags: dict | None = None) -> None:
     ecs = aws("ecs")
     tag_list = [{"key": k, "value": v} for k, v in (tags or {}).items()]
     ecs.create_cluster(clusterName=name, tags=tag_list)
-    ecs.register_task_definition(family=name, containerDefinitions=[{"name": "w", "image": "kumolab.local/w:1",
-                                                                    "memory": 128}])
+    ecs.register_task_definition(
+        family=name, containerDefinitions=[{"name": "w", "image": "kumolab.local/w:1", "memory": 128}]
+    )
     ecs.create_service(cluster=name, serviceName=name, taskDefinition=name, desiredCount=1, tags=tag_list)
 
 
@@ -98,7 +109,9 @@ def test_ecs_cluster_draining(aws):
         ecs.delete_cluster(cluster=name)
     assert code_of(excinfo) == "ClusterContainsServicesException"
     assert ecs.describe_services(cluster=name, services=[name])["services"][0]["status"] == "DRAINING"
-    ecs.get_waiter("services_inactive").wait(cluster=name, services=[name], WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+    ecs.get_waiter("services_inactive").wait(
+        cluster=name, services=[name], WaiterConfig={"Delay": 1, "MaxAttempts": 20}
+    )
     assert ecs.delete_cluster(cluster=name)["cluster"]["status"] == "INACTIVE"
 
 
@@ -113,11 +126,15 @@ def test_m4_teardown_waits_for_the_draining_service_before_deleting_its_cluster(
     catalogue.delete(aws, found)  # raised ClusterContainsServicesException on the old code
     cluster = aws("ecs").describe_clusters(clusters=[f"kumolab-{lab}"])["clusters"][0]
     assert cluster["status"] == "INACTIVE"
-    assert {"ClusterContainsServicesException", "ClusterContainsTasksException",
-            "UpdateInProgressException"} <= catalogue.RETRY_CODES
+    assert {
+        "ClusterContainsServicesException",
+        "ClusterContainsTasksException",
+        "UpdateInProgressException",
+    } <= catalogue.RETRY_CODES
 
 
 # -- SQS: a deleted queue's name ------------------------------------------------------------------
+
 
 def test_sqs_deleted_queue_name(aws):
     sqs, name = aws("sqs"), unique("gone")
@@ -137,17 +154,23 @@ def test_sqs_deleted_queue_name(aws):
 
 # -- Resource Groups Tagging API: deleted resources still listed ------------------------------------
 
+
 def tagged_arns(aws, wanted: dict) -> set[str]:
-    pages = aws("resourcegroupstaggingapi").get_paginator("get_resources").paginate(
-        TagFilters=[{"Key": k, "Values": [v]} for k, v in wanted.items()])
+    pages = (
+        aws("resourcegroupstaggingapi")
+        .get_paginator("get_resources")
+        .paginate(TagFilters=[{"Key": k, "Values": [v]} for k, v in wanted.items()])
+    )
     return {m["ResourceARN"] for page in pages for m in page["ResourceTagMappingList"]}
 
 
 def test_tagging_lag(aws):
     lab = unique("lag")
     wanted = {"Project": "kumolab", "Lab": lab}
-    vpc = aws("ec2").create_vpc(CidrBlock="10.77.0.0/24", TagSpecifications=[
-        {"ResourceType": "vpc", "Tags": [{"Key": k, "Value": v} for k, v in wanted.items()]}])["Vpc"]["VpcId"]
+    vpc = aws("ec2").create_vpc(
+        CidrBlock="10.77.0.0/24",
+        TagSpecifications=[{"ResourceType": "vpc", "Tags": [{"Key": k, "Value": v} for k, v in wanted.items()]}],
+    )["Vpc"]["VpcId"]
     assert any(arn.endswith(vpc) for arn in tagged_arns(aws, wanted))
     aws("ec2").delete_vpc(VpcId=vpc)
     assert any(arn.endswith(vpc) for arn in tagged_arns(aws, wanted)), "a deleted VPC is still listed for a while"
@@ -177,11 +200,12 @@ def test_m5_listers_skip_deleted_items_and_verification_ignores_ghost_arns(aws, 
 
 # -- M6: an expired lab's tags never leak into a redeploy -------------------------------------------
 
+
 def test_m6_expired_lab_tags_do_not_leak_into_a_redeploy(aws, emulator):
     """Review M6. On the old kumolab_lab_tags the ghost's (past) ExpiresAt came back as the new deployment's
     expiry (``expires_at == past``), and a live resource's past expiry was kept."""
     lab = unique("m6")
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     past = (now - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     wanted = {"Project": "kumolab", "Lab": lab}
     tags = [{"Key": k, "Value": v} for k, v in dict(wanted, ExpiresAt=past).items()]
@@ -208,8 +232,12 @@ def test_m6_expired_lab_tags_do_not_leak_into_a_redeploy(aws, emulator):
 
 # -- S3: account-level Block Public Access ----------------------------------------------------------
 
-PUBLIC_POLICY = {"Version": "2012-10-17", "Statement": [
-    {"Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": None}]}
+PUBLIC_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": None}
+    ],
+}
 
 
 def test_s3_block_public_policy(aws, emulator):
@@ -229,14 +257,30 @@ def test_s3_block_public_policy(aws, emulator):
     policy["Statement"][0]["Resource"] = f"arn:aws:s3:::{bucket}/*"
     # A new account: no account-level block, so the public policy is accepted (what a fresh AWS account does).
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
-    s3control.put_public_access_block(AccountId=account, PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+    s3control.put_public_access_block(
+        AccountId=account,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
     try:
         with pytest.raises(botocore.exceptions.ClientError) as excinfo:
             s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
         assert code_of(excinfo) == "AccessDenied" and "BlockPublicPolicy" in str(excinfo.value)
-        private = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
-                   "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+        private = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                    "Resource": f"arn:aws:s3:::{bucket}/*",
+                }
+            ],
+        }
         s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(private))  # not public: allowed
     finally:
         s3control.delete_public_access_block(AccountId=account)
@@ -246,13 +290,18 @@ def test_s3_block_public_policy(aws, emulator):
 
 # -- ECS: runtimePlatform vs the image's architecture ------------------------------------------------
 
+
 def run_and_wait(aws, cluster: str, taskdef: str, timeout: float = 30) -> dict:
     ecs, ec2 = aws("ecs"), aws("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.81.0.0/24")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.81.0.0/25")["Subnet"]["SubnetId"]
-    started = ecs.run_task(cluster=cluster, taskDefinition=taskdef, launchType="FARGATE",
-                           networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet]}},
-                           overrides={"containerOverrides": [{"name": "main", "command": ["python", "-c", "print(1)"]}]})
+    started = ecs.run_task(
+        cluster=cluster,
+        taskDefinition=taskdef,
+        launchType="FARGATE",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet]}},
+        overrides={"containerOverrides": [{"name": "main", "command": ["python", "-c", "print(1)"]}]},
+    )
     arn = started["tasks"][0]["taskArn"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -264,13 +313,26 @@ def run_and_wait(aws, cluster: str, taskdef: str, timeout: float = 30) -> dict:
 
 
 def register(aws, family: str, image: str, architecture: str | None) -> str:
-    extra = {"runtimePlatform": {"cpuArchitecture": architecture, "operatingSystemFamily": "LINUX"}} if architecture else {}
-    return aws("ecs").register_task_definition(family=family, requiresCompatibilities=["FARGATE"], cpu="256",
-                                               memory="512", containerDefinitions=[{
-                                                   "name": "main", "image": image, "essential": True,
-                                                   "cpu": 256, "memory": 512,
-                                                   "dockerLabels": {"kumolab.runtime.source": QA_SOURCE}}],
-                                               **extra)["taskDefinition"]["taskDefinitionArn"]
+    extra = (
+        {"runtimePlatform": {"cpuArchitecture": architecture, "operatingSystemFamily": "LINUX"}} if architecture else {}
+    )
+    return aws("ecs").register_task_definition(
+        family=family,
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[
+            {
+                "name": "main",
+                "image": image,
+                "essential": True,
+                "cpu": 256,
+                "memory": 512,
+                "dockerLabels": {"kumolab.runtime.source": QA_SOURCE},
+            }
+        ],
+        **extra,
+    )["taskDefinition"]["taskDefinitionArn"]
 
 
 def test_ecs_image_platform(aws):

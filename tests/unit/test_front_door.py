@@ -60,6 +60,7 @@ def handler(event, context):
 
 # -- Lambda Invoke ------------------------------------------------------------------------------------
 
+
 def test_invoke_runs_the_deployed_handler_and_tails_its_log(aws_config, lam, tmp_path):
     name = fn(aws_config, tmp_path, HANDLER)
     resp = lam.invoke(FunctionName=name, Payload=b'{"a": 1}', LogType="Tail")
@@ -116,10 +117,14 @@ def test_failed_events_are_retried_then_dead_lettered(aws_config, lam, tmp_path)
     queue = sqs.create_queue(QueueName=f"fd-dlq-{uuid.uuid4().hex[:6]}")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     name = fn(aws_config, tmp_path, "def handler(e, c):\n    raise RuntimeError('always')\n", dlq_arn=arn)
-    lam.tag_resource(Resource=lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"],
-                     Tags={"kumolab:dead-letter-target": arn})
+    lam.tag_resource(
+        Resource=lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"],
+        Tags={"kumolab:dead-letter-target": arn},
+    )
     assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"n": 7}')["StatusCode"] == 202
-    messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=15, MessageAttributeNames=["All"]).get("Messages", [])
+    messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=15, MessageAttributeNames=["All"]).get(
+        "Messages", []
+    )
     assert messages and json.loads(messages[0]["Body"]) == {"n": 7}
     assert messages[0]["MessageAttributes"]["ErrorMessage"]["StringValue"] == "always"
 
@@ -140,8 +145,13 @@ def test_qualifiers_resolve(aws_config, lam, tmp_path):
 
 def test_a_runtime_the_local_target_cannot_run_is_an_error_not_a_reply(aws_config, lam):
     name = f"fd-node-{uuid.uuid4().hex[:6]}"
-    lam.create_function(FunctionName=name, Runtime="nodejs20.x", Role=role_arn(aws_config), Handler="index.handler",
-                        Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
+    lam.create_function(
+        FunctionName=name,
+        Runtime="nodejs20.x",
+        Role=role_arn(aws_config),
+        Handler="index.handler",
+        Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
+    )
     with pytest.raises(lam.exceptions.InvalidRuntimeException, match="Python handlers only"):
         lam.invoke(FunctionName=name, Payload=b"{}")
 
@@ -165,6 +175,7 @@ def test_no_function_ever_gets_the_canned_reply(aws_config, lam, tmp_path):
 
 # -- ECS run-task ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def ecs_task(aws_config):
     """A cluster, a log group and a Fargate task definition whose program is the QA worker's directory."""
@@ -175,16 +186,39 @@ def ecs_task(aws_config):
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/24")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.0.0/25")["Subnet"]["SubnetId"]
     taskdef = ecs.register_task_definition(
-        family=name, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
-        containerDefinitions=[{
-            "name": "main", "image": "kumolab/qa-worker:latest", "cpu": 256, "memory": 512, "essential": True,
-            "command": ["python", "-m", "qa_worker.ask"], "environment": [{"name": "FROM_TASKDEF", "value": "yes"}],
-            "dockerLabels": {"kumolab.runtime.source": QA_SOURCE}, "stopTimeout": 2,
-            "logConfiguration": {"logDriver": "awslogs", "options": {
-                "awslogs-group": f"/ecs/{name}", "awslogs-region": REGION, "awslogs-stream-prefix": "qa"}},
-        }])["taskDefinition"]["taskDefinitionArn"]
-    return {"cluster": name, "taskdef": taskdef, "log_group": f"/ecs/{name}",
-            "network": {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": []}}}
+        family=name,
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="256",
+        memory="512",
+        containerDefinitions=[
+            {
+                "name": "main",
+                "image": "kumolab/qa-worker:latest",
+                "cpu": 256,
+                "memory": 512,
+                "essential": True,
+                "command": ["python", "-m", "qa_worker.ask"],
+                "environment": [{"name": "FROM_TASKDEF", "value": "yes"}],
+                "dockerLabels": {"kumolab.runtime.source": QA_SOURCE},
+                "stopTimeout": 2,
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": f"/ecs/{name}",
+                        "awslogs-region": REGION,
+                        "awslogs-stream-prefix": "qa",
+                    },
+                },
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    return {
+        "cluster": name,
+        "taskdef": taskdef,
+        "log_group": f"/ecs/{name}",
+        "network": {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": []}},
+    }
 
 
 def run_task(aws_config, ecs_task, command: list[str], env: dict | None = None) -> dict:
@@ -192,8 +226,12 @@ def run_task(aws_config, ecs_task, command: list[str], env: dict | None = None) 
     if env:
         override["environment"] = [{"name": k, "value": v} for k, v in env.items()]
     return aws_config.client("ecs").run_task(
-        cluster=ecs_task["cluster"], taskDefinition=ecs_task["taskdef"], launchType="FARGATE",
-        networkConfiguration=ecs_task["network"], overrides={"containerOverrides": [override]})["tasks"][0]
+        cluster=ecs_task["cluster"],
+        taskDefinition=ecs_task["taskdef"],
+        launchType="FARGATE",
+        networkConfiguration=ecs_task["network"],
+        overrides={"containerOverrides": [override]},
+    )["tasks"][0]
 
 
 def wait_stopped(aws_config, cluster: str, arn: str, timeout: float = 30) -> tuple[dict, list[str]]:
@@ -221,7 +259,9 @@ def test_run_task_runs_the_container_with_overrides_to_its_exit_code(aws_config,
     assert task["containers"][0]["exitCode"] == 3 and task["containers"][0]["lastStatus"] == "STOPPED"
     assert task["createdAt"] <= task["startedAt"] <= task["stoppedAt"]
     stream = f"qa/main/{started['taskArn'].rsplit('/', 1)[-1]}"
-    events = aws_config.client("logs").get_log_events(logGroupName=ecs_task["log_group"], logStreamName=stream)["events"]
+    events = aws_config.client("logs").get_log_events(logGroupName=ecs_task["log_group"], logStreamName=stream)[
+        "events"
+    ]
     assert [e["message"] for e in events] == ["asked: who? yes"]
 
 
@@ -229,7 +269,10 @@ def test_a_running_task_reports_running_and_stop_task_stops_it(aws_config, ecs_t
     started = run_task(aws_config, ecs_task, ["python", "-c", "import time; print('up', flush=True); time.sleep(60)"])
     ecs = aws_config.client("ecs")
     deadline = time.monotonic() + 20
-    while ecs.describe_tasks(cluster=ecs_task["cluster"], tasks=[started["taskArn"]])["tasks"][0]["lastStatus"] != "RUNNING":
+    while (
+        ecs.describe_tasks(cluster=ecs_task["cluster"], tasks=[started["taskArn"]])["tasks"][0]["lastStatus"]
+        != "RUNNING"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     running = ecs.describe_tasks(cluster=ecs_task["cluster"], tasks=[started["taskArn"]])["tasks"][0]
@@ -245,15 +288,20 @@ def test_a_container_the_local_target_cannot_run_fails_to_start(aws_config):
     ecs = aws_config.client("ecs")
     cluster = f"fd-{uuid.uuid4().hex[:6]}"
     ecs.create_cluster(clusterName=cluster)
-    taskdef = ecs.register_task_definition(family=cluster, containerDefinitions=[
-        {"name": "web", "image": "nginx:latest", "cpu": 256, "memory": 512}])["taskDefinition"]["taskDefinitionArn"]
+    taskdef = ecs.register_task_definition(
+        family=cluster, containerDefinitions=[{"name": "web", "image": "nginx:latest", "cpu": 256, "memory": 512}]
+    )["taskDefinition"]["taskDefinitionArn"]
     started = ecs.run_task(cluster=cluster, taskDefinition=taskdef, launchType="FARGATE")["tasks"][0]
     task, _ = wait_stopped(aws_config, cluster, started["taskArn"])
     assert task["stopCode"] == "TaskFailedToStart"
-    assert task["stoppedReason"].startswith("CannotStartContainerError:") and "kumolab.runtime.source" in task["stoppedReason"]
+    assert (
+        task["stoppedReason"].startswith("CannotStartContainerError:")
+        and "kumolab.runtime.source" in task["stoppedReason"]
+    )
 
 
 # -- execute-api URLs ----------------------------------------------------------------------------------
+
 
 def call(url: str, method: str = "GET", body: dict | None = None) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
@@ -268,7 +316,11 @@ def call(url: str, method: str = "GET", body: dict | None = None) -> tuple[int, 
 def test_execute_api_url_reaches_the_deployed_stage(aws_config, emulator):
     api = deploy_bashoutter(aws_config, f"fd-bash-{uuid.uuid4().hex[:6]}")
     base = f"{emulator}/restapis/{api['api_id']}/prod/_user_request_"
-    status, posted = call(f"{base}/haiku", "POST", {"username": "basho", "first": "furuike ya", "second": "kawazu tobikomu", "third": "mizu no oto"})
+    status, posted = call(
+        f"{base}/haiku",
+        "POST",
+        {"username": "basho", "first": "furuike ya", "second": "kawazu tobikomu", "third": "mizu no oto"},
+    )
     assert status == 201, posted
     status, listed = call(f"{base}/haiku")
     assert status == 200 and posted["item_id"] in json.dumps(listed)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from botocore.stub import Stubber
 from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
-
+from botocore.stub import Stubber
 from library_loader import load_library_module
 
 preflight = load_library_module("kumolab_gpu_preflight")
 from ansible.module_utils.kumolab_aws import RETRY  # noqa: E402  (registered by the loader)
+
 G_QUOTA = ("L-DB2E81BA", "Running On-Demand G and VT instances")
 
 
@@ -22,7 +22,12 @@ G_QUOTA = ("L-DB2E81BA", "Running On-Demand G and VT instances")
     ],
 )
 def test_dlami_parameter_follows_the_architecture(architecture, expected):
-    assert preflight.dlami_parameter("/aws/service/deeplearning/ami/", architecture, "base-oss-nvidia-driver-gpu-ubuntu-24.04") == expected
+    assert (
+        preflight.dlami_parameter(
+            "/aws/service/deeplearning/ami/", architecture, "base-oss-nvidia-driver-gpu-ubuntu-24.04"
+        )
+        == expected
+    )
 
 
 def test_dlami_parameter_refuses_unknown_architectures():
@@ -31,18 +36,40 @@ def test_dlami_parameter_refuses_unknown_architectures():
 
 
 def test_architecture_prefers_what_the_type_supports():
-    assert preflight.architecture_of({"InstanceType": "g5g.xlarge", "ProcessorInfo": {"SupportedArchitectures": ["arm64"]}}) == "arm64"
-    assert preflight.architecture_of({"InstanceType": "g4dn.xlarge", "ProcessorInfo": {"SupportedArchitectures": ["i386", "x86_64"]}}) == "x86_64"
+    assert (
+        preflight.architecture_of(
+            {"InstanceType": "g5g.xlarge", "ProcessorInfo": {"SupportedArchitectures": ["arm64"]}}
+        )
+        == "arm64"
+    )
+    assert (
+        preflight.architecture_of(
+            {"InstanceType": "g4dn.xlarge", "ProcessorInfo": {"SupportedArchitectures": ["i386", "x86_64"]}}
+        )
+        == "x86_64"
+    )
 
 
-@pytest.mark.parametrize(("instance_type", "code"), [("g4dn.xlarge", "L-DB2E81BA"), ("g6.12xlarge", "L-DB2E81BA"), ("p5.48xlarge", "L-417A185B"), ("vt1.3xlarge", "L-DB2E81BA")])
+@pytest.mark.parametrize(
+    ("instance_type", "code"),
+    [
+        ("g4dn.xlarge", "L-DB2E81BA"),
+        ("g6.12xlarge", "L-DB2E81BA"),
+        ("p5.48xlarge", "L-417A185B"),
+        ("vt1.3xlarge", "L-DB2E81BA"),
+    ],
+)
 def test_quota_code_by_family(instance_type, code):
     assert preflight.quota_for(instance_type)[0] == code
 
 
-@pytest.mark.parametrize(("instance_type", "code", "name"), [
-    ("g4dn.xlarge", "L-3819A6DF", "All G and VT Spot Instance Requests"),
-    ("p4d.24xlarge", "L-7212CCBC", "All P Spot Instance Requests")])
+@pytest.mark.parametrize(
+    ("instance_type", "code", "name"),
+    [
+        ("g4dn.xlarge", "L-3819A6DF", "All G and VT Spot Instance Requests"),
+        ("p4d.24xlarge", "L-7212CCBC", "All P Spot Instance Requests"),
+    ],
+)
 def test_spot_has_its_own_quota(instance_type, code, name):
     assert preflight.quota_for(instance_type, "spot") == (code, name)
 
@@ -84,7 +111,11 @@ def quotas_client():
 @pytest.mark.parametrize("value", [0.0, 4.0])
 def test_service_quota_is_read(value):
     client, stub = quotas_client()
-    stub.add_response("get_service_quota", {"Quota": {"QuotaCode": "L-DB2E81BA", "Value": value}}, {"ServiceCode": "ec2", "QuotaCode": "L-DB2E81BA"})
+    stub.add_response(
+        "get_service_quota",
+        {"Quota": {"QuotaCode": "L-DB2E81BA", "Value": value}},
+        {"ServiceCode": "ec2", "QuotaCode": "L-DB2E81BA"},
+    )
     with stub:
         assert preflight.read_service_quota(RetryingBotoClientWrapper(client, RETRY), "L-DB2E81BA") == value
 
@@ -107,30 +138,44 @@ def test_quota_missing_everywhere_is_none():
 
 # -- review M7: the instance type is offered per availability zone, not per region ------------------------
 
+
 def ec2_client():
     client = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     return client, Stubber(client)
 
 
 def offerings(*zones, instance_type="g4dn.xlarge"):
-    return {"InstanceTypeOfferings": [{"InstanceType": instance_type, "LocationType": "availability-zone", "Location": z}
-                                      for z in zones]}
+    return {
+        "InstanceTypeOfferings": [
+            {"InstanceType": instance_type, "LocationType": "availability-zone", "Location": z} for z in zones
+        ]
+    }
 
 
 def zones_response(*zones):
-    return {"AvailabilityZones": [{"ZoneName": z, "State": "available", "ZoneType": "availability-zone"} for z in zones]}
+    return {
+        "AvailabilityZones": [{"ZoneName": z, "State": "available", "ZoneType": "availability-zone"} for z in zones]
+    }
 
 
-OFFERINGS_REQUEST = {"LocationType": "availability-zone", "Filters": [{"Name": "instance-type", "Values": ["g4dn.xlarge"]}]}
-ZONES_REQUEST = {"Filters": [{"Name": "zone-type", "Values": ["availability-zone"]}, {"Name": "state", "Values": ["available"]}]}
+OFFERINGS_REQUEST = {
+    "LocationType": "availability-zone",
+    "Filters": [{"Name": "instance-type", "Values": ["g4dn.xlarge"]}],
+}
+ZONES_REQUEST = {
+    "Filters": [{"Name": "zone-type", "Values": ["availability-zone"]}, {"Name": "state", "Values": ["available"]}]
+}
 
 
 def test_m7_zone_comes_from_the_offerings_by_availability_zone():
     # us-east-1e offers no current GPU type: a subnet AWS placed there made RunInstances fail with "Unsupported".
     client, stub = ec2_client()
     stub.add_response("describe_instance_type_offerings", offerings("us-east-1d", "us-east-1a"), OFFERINGS_REQUEST)
-    stub.add_response("describe_availability_zones", zones_response("us-east-1a", "us-east-1b", "us-east-1d", "us-east-1e"),
-                      ZONES_REQUEST)
+    stub.add_response(
+        "describe_availability_zones",
+        zones_response("us-east-1a", "us-east-1b", "us-east-1d", "us-east-1e"),
+        ZONES_REQUEST,
+    )
     with stub:
         zones = preflight.offered_zones(RetryingBotoClientWrapper(client, RETRY), "g4dn.xlarge")
     stub.assert_no_pending_responses()
@@ -140,19 +185,29 @@ def test_m7_zone_comes_from_the_offerings_by_availability_zone():
 
 def test_m7_offerings_are_paged_and_local_zones_left_out():
     client, stub = ec2_client()
-    stub.add_response("describe_instance_type_offerings", dict(offerings("us-east-1b"), NextToken="t"), OFFERINGS_REQUEST)
-    stub.add_response("describe_instance_type_offerings", offerings("us-east-1-bos-1a", "us-east-1c"),
-                      dict(OFFERINGS_REQUEST, NextToken="t"))
+    stub.add_response(
+        "describe_instance_type_offerings", dict(offerings("us-east-1b"), NextToken="t"), OFFERINGS_REQUEST
+    )
+    stub.add_response(
+        "describe_instance_type_offerings",
+        offerings("us-east-1-bos-1a", "us-east-1c"),
+        dict(OFFERINGS_REQUEST, NextToken="t"),
+    )
     stub.add_response("describe_availability_zones", zones_response("us-east-1b", "us-east-1c"), ZONES_REQUEST)
     with stub:
-        assert preflight.offered_zones(RetryingBotoClientWrapper(client, RETRY), "g4dn.xlarge") == ["us-east-1b", "us-east-1c"]
+        assert preflight.offered_zones(RetryingBotoClientWrapper(client, RETRY), "g4dn.xlarge") == [
+            "us-east-1b",
+            "us-east-1c",
+        ]
 
 
 def test_m7_requested_zone_must_offer_the_type():
     assert preflight.pick_zone(["us-east-1a", "us-east-1d"], "g4dn.xlarge", "us-east-1", "us-east-1d") == "us-east-1d"
     with pytest.raises(preflight.PreflightError) as info:
         preflight.pick_zone(["us-east-1a", "us-east-1d"], "g4dn.xlarge", "us-east-1", "us-east-1e")
-    assert "not offered in us-east-1e" in str(info.value) and "us-east-1a, us-east-1d (-e lab_network_az=<zone>)" in str(info.value)
+    assert "not offered in us-east-1e" in str(
+        info.value
+    ) and "us-east-1a, us-east-1d (-e lab_network_az=<zone>)" in str(info.value)
 
 
 def test_m7_type_offered_nowhere_says_choose_another():
@@ -162,13 +217,14 @@ def test_m7_type_offered_nowhere_says_choose_another():
 
 def test_m7_gpu_lab_passes_the_zone_to_the_network():
     import yaml
-
     from library_loader import REPO
 
     plays = yaml.safe_load((REPO / "playbooks/gpu_lab.yml").read_text())
     task = next(t for t in plays[0]["tasks"] if "kumolab_gpu_preflight" in t)
     assert task["kumolab_gpu_preflight"]["availability_zone"] == "{{ lab_network_az | default(omit, true) }}"
-    network = next(r for p in plays for r in p.get("roles", []) if isinstance(r, dict) and r.get("role") == "lab_network")
+    network = next(
+        r for p in plays for r in p.get("roles", []) if isinstance(r, dict) and r.get("role") == "lab_network"
+    )
     assert network["lab_network_az"] == "{{ gpu_lab_preflight.availability_zone }}"
 
 
@@ -184,6 +240,7 @@ def test_m7_the_emulator_offers_gpu_types_per_zone():
 
 # -- review minor "Quota preflight ignores current usage" ------------------------------------------------
 
+
 def instance(iid, itype, name="other", lifecycle=None):
     item = {"InstanceId": iid, "InstanceType": itype, "Tags": [{"Key": "Name", "Value": name}]}
     if lifecycle:
@@ -196,26 +253,58 @@ RUNNING_REQUEST = {"Filters": [{"Name": "instance-state-name", "Values": ["pendi
 
 def test_quota_usage_counts_running_instances_of_the_same_quota():
     client, stub = ec2_client()
-    stub.add_response("describe_instances", {"Reservations": [{"Instances": [
-        instance("i-1", "g4dn.xlarge"), instance("i-2", "vt1.3xlarge"), instance("i-3", "t3.micro"),
-        instance("i-4", "g5.xlarge", lifecycle="spot"), instance("i-5", "p3.2xlarge"),
-        instance("i-6", "g4dn.xlarge", name="kumolab-gpu")]}]}, RUNNING_REQUEST)
-    stub.add_response("describe_instance_types", {"InstanceTypes": [
-        {"InstanceType": "g4dn.xlarge", "VCpuInfo": {"DefaultVCpus": 4}},
-        {"InstanceType": "vt1.3xlarge", "VCpuInfo": {"DefaultVCpus": 12}}]},
-        {"InstanceTypes": ["g4dn.xlarge", "vt1.3xlarge"]})
+    stub.add_response(
+        "describe_instances",
+        {
+            "Reservations": [
+                {
+                    "Instances": [
+                        instance("i-1", "g4dn.xlarge"),
+                        instance("i-2", "vt1.3xlarge"),
+                        instance("i-3", "t3.micro"),
+                        instance("i-4", "g5.xlarge", lifecycle="spot"),
+                        instance("i-5", "p3.2xlarge"),
+                        instance("i-6", "g4dn.xlarge", name="kumolab-gpu"),
+                    ]
+                }
+            ]
+        },
+        RUNNING_REQUEST,
+    )
+    stub.add_response(
+        "describe_instance_types",
+        {
+            "InstanceTypes": [
+                {"InstanceType": "g4dn.xlarge", "VCpuInfo": {"DefaultVCpus": 4}},
+                {"InstanceType": "vt1.3xlarge", "VCpuInfo": {"DefaultVCpus": 12}},
+            ]
+        },
+        {"InstanceTypes": ["g4dn.xlarge", "vt1.3xlarge"]},
+    )
     with stub:
-        used, by = preflight.vcpus_in_use(RetryingBotoClientWrapper(client, RETRY), "L-DB2E81BA", "on-demand", "kumolab-gpu")
+        used, by = preflight.vcpus_in_use(
+            RetryingBotoClientWrapper(client, RETRY), "L-DB2E81BA", "on-demand", "kumolab-gpu"
+        )
     assert used == 16  # g4dn 4 + vt1 12; not t3 (no GPU quota), not the Spot g5, not P, not the lab's own host
     assert by == ["i-1 (g4dn.xlarge, 4 vCPUs)", "i-2 (vt1.3xlarge, 12 vCPUs)"]
 
 
 def test_quota_usage_of_spot_counts_only_spot_instances():
     client, stub = ec2_client()
-    stub.add_response("describe_instances", {"Reservations": [{"Instances": [
-        instance("i-1", "g4dn.xlarge"), instance("i-4", "g5.xlarge", lifecycle="spot")]}]}, RUNNING_REQUEST)
-    stub.add_response("describe_instance_types", {"InstanceTypes": [{"InstanceType": "g5.xlarge", "VCpuInfo": {"DefaultVCpus": 4}}]},
-                      {"InstanceTypes": ["g5.xlarge"]})
+    stub.add_response(
+        "describe_instances",
+        {
+            "Reservations": [
+                {"Instances": [instance("i-1", "g4dn.xlarge"), instance("i-4", "g5.xlarge", lifecycle="spot")]}
+            ]
+        },
+        RUNNING_REQUEST,
+    )
+    stub.add_response(
+        "describe_instance_types",
+        {"InstanceTypes": [{"InstanceType": "g5.xlarge", "VCpuInfo": {"DefaultVCpus": 4}}]},
+        {"InstanceTypes": ["g5.xlarge"]},
+    )
     with stub:
         assert preflight.vcpus_in_use(RetryingBotoClientWrapper(client, RETRY), "L-3819A6DF", "spot")[0] == 4
 
@@ -224,8 +313,9 @@ def test_quota_preflight_subtracts_vcpus_in_use():
     # Quota 8 with a g4dn.2xlarge (8 vCPUs) running: the old check compared 8 >= 4 and passed, and the launch
     # then failed with VcpuLimitExceeded.
     with pytest.raises(preflight.PreflightError) as info:
-        preflight.check_quota(8.0, 4, "g4dn.xlarge", *G_QUOTA, "us-east-1", in_use_vcpus=8,
-                              in_use_by=["i-1 (g4dn.2xlarge, 8 vCPUs)"])
+        preflight.check_quota(
+            8.0, 4, "g4dn.xlarge", *G_QUOTA, "us-east-1", in_use_vcpus=8, in_use_by=["i-1 (g4dn.2xlarge, 8 vCPUs)"]
+        )
     message = str(info.value)
     assert "8 of them are in use by running instances (i-1 (g4dn.2xlarge, 8 vCPUs)), so 0 are left" in message
     assert "VcpuLimitExceeded" in message and "Stop or terminate one of those instances" in message
@@ -243,10 +333,18 @@ def run_main_on_moto(args, setup=lambda ec2, ssm: None):
     from moto import mock_aws
 
     region = "ap-northeast-1"
-    base = {"region": region, "access_key": "testing", "secret_key": "testing", "quota_source": "ssm-parameter",
-            "quota_parameter_prefix": "/kumolab/emulator/service-quotas/ec2"}
+    base = {
+        "region": region,
+        "access_key": "testing",
+        "secret_key": "testing",
+        "quota_source": "ssm-parameter",
+        "quota_parameter_prefix": "/kumolab/emulator/service-quotas/ec2",
+    }
     with mock_aws():
-        ec2, ssm = (boto3.client(s, region_name=region, aws_access_key_id="x", aws_secret_access_key="x") for s in ("ec2", "ssm"))
+        ec2, ssm = (
+            boto3.client(s, region_name=region, aws_access_key_id="x", aws_secret_access_key="x")
+            for s in ("ec2", "ssm")
+        )
         ssm.put_parameter(Name="/kumolab/emulator/service-quotas/ec2/L-DB2E81BA", Value="8", Type="String")
         setup(ec2, ssm)
         basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": dict(base, **args)}).encode()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, free_port
+
 from kumolab.local import sshhost
 
 
@@ -32,7 +32,9 @@ def test_m4_ansible_config_never_turns_host_key_checking_off():
     # molecule's own default is false, so its shared config must say true.
     assert _yaml(".config/molecule/config.yml")["ansible"]["cfg"]["defaults"]["host_key_checking"] is True
     for scenario in REPO.glob("roles/*/molecule/*/molecule.yml"):
-        defaults = ((yaml.safe_load(scenario.read_text()) or {}).get("ansible") or {}).get("cfg", {}).get("defaults", {})
+        defaults = (
+            ((yaml.safe_load(scenario.read_text()) or {}).get("ansible") or {}).get("cfg", {}).get("defaults", {})
+        )
         assert defaults.get("host_key_checking", True) is True, scenario
 
 
@@ -50,11 +52,34 @@ def test_m4_each_inventory_names_its_known_hosts_file():
 def _ssh(port: int, known_hosts: Path) -> subprocess.CompletedProcess:
     """Connect to the lab host with nothing to authenticate with: the host key is checked before that."""
     return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-p", str(port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-         "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes", "-o", "ControlPath=none",
-         "-o", "IdentitiesOnly=yes", "-o", "IdentityFile=/dev/null", "-o", "PasswordAuthentication=no",
-         "nobody-in-particular@127.0.0.1", "true"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-p",
+            str(port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ControlPath=none",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityFile=/dev/null",
+            "-o",
+            "PasswordAuthentication=no",
+            "nobody-in-particular@127.0.0.1",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -16,11 +16,23 @@ from botocore.exceptions import ClientError
 
 from kumolab.local.iam_propagation import LAMBDA_MESSAGE
 
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-ECS_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-ZIP = (b"PK\x05\x06" + b"\x00" * 18)  # an empty zip: the rule answers before the code matters
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+ECS_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+ZIP = b"PK\x05\x06" + b"\x00" * 18  # an empty zip: the rule answers before the code matters
 
 
 def test_b3_a_new_role_cannot_be_assumed_at_once(aws):
@@ -28,15 +40,17 @@ def test_b3_a_new_role_cannot_be_assumed_at_once(aws):
     name = f"b3-{uuid.uuid4().hex[:8]}"
     arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
     with pytest.raises(ClientError) as info:
-        lam.create_function(FunctionName=name, Runtime="python3.13", Role=arn, Handler="app.handler",
-                            Code={"ZipFile": ZIP})
+        lam.create_function(
+            FunctionName=name, Runtime="python3.13", Role=arn, Handler="app.handler", Code={"ZipFile": ZIP}
+        )
     assert info.value.response["Error"]["Code"] == "InvalidParameterValueException"
     assert info.value.response["Error"]["Message"] == LAMBDA_MESSAGE
     deadline = time.monotonic() + 20
     while True:  # what the role's retries do: the same call, a little later
         try:
-            lam.create_function(FunctionName=name, Runtime="python3.13", Role=arn, Handler="app.handler",
-                                Code={"ZipFile": ZIP})
+            lam.create_function(
+                FunctionName=name, Runtime="python3.13", Role=arn, Handler="app.handler", Code={"ZipFile": ZIP}
+            )
             break
         except ClientError as exc:
             assert "cannot be assumed" in str(exc) and time.monotonic() < deadline
@@ -52,8 +66,11 @@ def test_b3_ecs_run_task_with_a_new_task_role_fails(aws):
     name = f"b3ecs-{uuid.uuid4().hex[:8]}"
     arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=ECS_TRUST)["Role"]["Arn"]
     ecs.create_cluster(clusterName=name)
-    definition = ecs.register_task_definition(family=name, taskRoleArn=arn, containerDefinitions=[
-        {"name": "c", "image": "kumolab.local/none", "cpu": 256, "memory": 512}])["taskDefinition"]["taskDefinitionArn"]
+    definition = ecs.register_task_definition(
+        family=name,
+        taskRoleArn=arn,
+        containerDefinitions=[{"name": "c", "image": "kumolab.local/none", "cpu": 256, "memory": 512}],
+    )["taskDefinition"]["taskDefinitionArn"]
     with pytest.raises(ClientError) as info:
         ecs.run_task(cluster=name, taskDefinition=definition, count=1)
     assert info.value.response["Error"]["Code"] == "ClientException"

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from cost_safety_support import REPO, clients
 
 spec = importlib.util.spec_from_file_location("kumolab_idle_check", REPO / "files/idle_stop/kumolab_idle_check.py")
@@ -54,7 +53,9 @@ def run_minutes(readings, cpu_threshold=10, gpu_threshold=10, idle_minutes=3, bo
     for minute, (cpu_busy, gpu) in enumerate(readings):
         total += 6000  # 60 s x 100 jiffies/s
         idle_j += int(6000 * (100 - cpu_busy) / 100)
-        decision = idle.decide(state, 1_000_000 + 60 * minute, boot, (idle_j, total), gpu, cpu_threshold, gpu_threshold, idle_minutes)
+        decision = idle.decide(
+            state, 1_000_000 + 60 * minute, boot, (idle_j, total), gpu, cpu_threshold, gpu_threshold, idle_minutes
+        )
         state = decision.state
         actions.append(decision.action)
     return actions, state
@@ -95,11 +96,26 @@ def test_reboot_starts_the_idle_period_afresh():
 
 
 def test_cli_dry_run_keeps_state_and_never_runs_the_command(tmp_path):
-    proc_stat, boot, state_file, marker = tmp_path / "stat", tmp_path / "boot_id", tmp_path / "state.json", tmp_path / "stopped"
+    proc_stat, boot, state_file, marker = (
+        tmp_path / "stat",
+        tmp_path / "boot_id",
+        tmp_path / "state.json",
+        tmp_path / "stopped",
+    )
     boot.write_text("boot-x\n")
     command = f"touch {marker}"
-    common = ["--state-file", str(state_file), "--proc-stat", str(proc_stat), "--boot-id-file", str(boot),
-              "--idle-minutes", "0.0001", "--command", command]
+    common = [
+        "--state-file",
+        str(state_file),
+        "--proc-stat",
+        str(proc_stat),
+        "--boot-id-file",
+        str(boot),
+        "--idle-minutes",
+        "0.0001",
+        "--command",
+        command,
+    ]
     proc_stat.write_text(stat(100, 100, 800))
     assert idle.main(common) == 0
     proc_stat.write_text(stat(101, 101, 1798))  # 998 idle of 1000 -> 0.2% busy: the idle clock starts
@@ -142,12 +158,13 @@ IDLE_PLAY = """
         idle_stop_command: "touch {tmp}/stopped"
         idle_stop_instance_id: "{instance}"
         idle_stop_aws: {{endpoint_url: "{endpoint}", access_key: "{key_id}", secret_key: "{secret}", region: ap-northeast-1}}
-"""
+"""  # noqa: E501
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     from cost_safety_support import start_emulator
+
     emu = start_emulator(tmp_path_factory.mktemp("idle-emulator"))
     try:
         yield emu
@@ -159,14 +176,30 @@ def run_idle_role(emulator, tmp_path, lifecycle=""):
     """Run the idle_stop role for a new emulated instance (``lifecycle`` as the aws_ec2 inventory gives
     it); return (client factory, instance id)."""
     aws = clients(emulator.endpoint)
-    instance = aws("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")["Instances"][0]["InstanceId"]
+    instance = aws("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")[
+        "Instances"
+    ][0]["InstanceId"]
     playbook = tmp_path / "idle.yml"
-    playbook.write_text(IDLE_PLAY.format(python=sys.executable, tmp=tmp_path, instance=instance, endpoint=emulator.endpoint,
-                                         lifecycle=lifecycle, key_id=emulator.credentials()["aws_access_key_id"],
-                                         secret=emulator.credentials()["aws_secret_access_key"]))
+    playbook.write_text(
+        IDLE_PLAY.format(
+            python=sys.executable,
+            tmp=tmp_path,
+            instance=instance,
+            endpoint=emulator.endpoint,
+            lifecycle=lifecycle,
+            key_id=emulator.credentials()["aws_access_key_id"],
+            secret=emulator.credentials()["aws_secret_access_key"],
+        )
+    )
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-    proc = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return aws, instance
 
@@ -179,7 +212,9 @@ def test_role_installs_the_check_and_creates_the_stop_alarm_with_the_configured_
     assert len(alarms) == 1
     alarm = alarms[0]
     assert alarm["Threshold"] == 7.0 and alarm["ComparisonOperator"] == "LessThanThreshold"
-    assert alarm["MetricName"] == "CPUUtilization" and alarm["Namespace"] == "AWS/EC2" and alarm["Statistic"] == "Average"
+    assert (
+        alarm["MetricName"] == "CPUUtilization" and alarm["Namespace"] == "AWS/EC2" and alarm["Statistic"] == "Average"
+    )
     assert alarm["EvaluationPeriods"] * alarm["Period"] == 20 * 60
     assert alarm["AlarmActions"] == ["arn:aws:automate:ap-northeast-1:ec2:stop"]
     assert alarm["Dimensions"] == [{"Name": "InstanceId", "Value": instance}]

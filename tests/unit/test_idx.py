@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from workloads_support import WORKLOADS, mnist_dir
+
 from kumolab_workloads import idx
 
 
@@ -104,13 +104,21 @@ def test_corrupted_file_gives_clear_error_naming_file_and_digests(tmp_path):
 
 
 def test_cli_verify_exit_codes(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "kumolab_workloads.idx", "verify", "--data-dir", str(mnist_dir())],
-                        cwd=WORKLOADS, capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "kumolab_workloads.idx", "verify", "--data-dir", str(mnist_dir())],
+        cwd=WORKLOADS,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.count("OK  ") == 4
     corrupted_copy(tmp_path)
-    bad = subprocess.run([sys.executable, "-m", "kumolab_workloads.idx", "verify", "--data-dir", str(tmp_path)],
-                         cwd=WORKLOADS, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "kumolab_workloads.idx", "verify", "--data-dir", str(tmp_path)],
+        cwd=WORKLOADS,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1
     assert "SHA-256 mismatch" in bad.stderr and "t10k-labels-idx1-ubyte" in bad.stderr
 

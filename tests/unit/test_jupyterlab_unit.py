@@ -44,8 +44,14 @@ def render(tmp_path: Path) -> Path:
     playbook = tmp_path / "render.yml"
     playbook.write_text(PLAY.format(repo=REPO, home=tmp_path))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-    proc = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return tmp_path / "kumolab-jupyterlab.service"
 
@@ -57,7 +63,9 @@ def test_unit_runs_the_venvs_jupyterlab_as_the_user_and_passes_systemd_analyze(t
     assert f"User={pwd.getpwuid(os.getuid()).pw_name}" in text
     assert f"WorkingDirectory={tmp_path}/notebooks" in text
     assert "Environment=KUMOLAB_MNIST_DIR=/srv/mnist" in text and "127.0.0.1:8899" in text
-    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+    )
     assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
 
 
@@ -67,8 +75,12 @@ def test_unit_is_hardened_but_keeps_the_gpu_devices_reachable(tmp_path):
     # Each of these would close /dev/nvidia* to the notebook kernels.
     for directive in ("PrivateDevices=", "DeviceAllow=", "DevicePolicy=", "ProtectClock=", "MemoryDenyWriteExecute="):
         assert directive not in text, directive
-    security = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
-                              capture_output=True, text=True, timeout=60)
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", security.stdout + security.stderr)
     assert match, security.stdout[-2000:] + security.stderr
     assert float(match.group(1)) <= 5.0, security.stdout[-3000:]  # unhardened: 9.1 UNSAFE

@@ -32,8 +32,25 @@ ACROSS_LABS_PLAYBOOKS = {"teardown.yml", "audit.yml"}
 # packaging (each lab's CLI entry point and Python extras are declared where pip reads them).
 DOC_AND_TEST_DIRS = ("docs/", "tests/")
 PACKAGING = {"pyproject.toml"}
-TEXT_SUFFIXES = {".py", ".yml", ".yaml", ".j2", ".cfg", ".toml", ".sh", ".json", ".ini", ".txt", ".service",
-                 ".timer", ".html", ".js", ".css", ".ipynb", ""}
+TEXT_SUFFIXES = {
+    ".py",
+    ".yml",
+    ".yaml",
+    ".j2",
+    ".cfg",
+    ".toml",
+    ".sh",
+    ".json",
+    ".ini",
+    ".txt",
+    ".service",
+    ".timer",
+    ".html",
+    ".js",
+    ".css",
+    ".ipynb",
+    "",
+}
 
 
 def prefix(name: str) -> str:
@@ -53,8 +70,9 @@ def test_every_lab_has_its_playbook_and_the_playbook_names_its_lab(name):
     playbook = REPO / "playbooks" / LABS[name]["playbook"]
     assert playbook.is_file(), f"{name}: playbooks/{LABS[name]['playbook']} does not exist"
     text = playbook.read_text()
-    assert re.search(rf"(?<![A-Za-z])(lab|Lab)[\w]*:\s*[\"']?{re.escape(name)}(?![\w-])", text) or \
-        re.search(rf"kumolab_labs\.{re.escape(name)}\b", text), f"playbooks/{LABS[name]['playbook']} never names lab {name}"
+    assert re.search(rf"(?<![A-Za-z])(lab|Lab)[\w]*:\s*[\"']?{re.escape(name)}(?![\w-])", text) or re.search(
+        rf"kumolab_labs\.{re.escape(name)}\b", text
+    ), f"playbooks/{LABS[name]['playbook']} never names lab {name}"
 
 
 DEPLOYS_A_LAB = re.compile(r"role:\s*(lab_tags|lab_outputs)\b|kumolab_lab_tags:|^\s+Lab:\s", re.MULTILINE)
@@ -94,7 +112,9 @@ def test_local_services_of_every_lab_are_kinds_the_local_target_can_stop():
     for name, lab in LABS.items():
         for kind in lab.get("local_services") or []:
             assert kind in services, f"{name}: local service {kind!r} is not in kumolab_local_services"
-            assert "stop" in services[kind], f"local service {kind!r} has no stop command, so teardown leaves it running"
+            assert "stop" in services[kind], (
+                f"local service {kind!r} has no stop command, so teardown leaves it running"
+            )
     used = {kind for lab in LABS.values() for kind in lab.get("local_services") or []}
     assert set(services) <= used, f"kumolab_local_services has kinds no lab uses: {set(services) - used}"
 
@@ -122,7 +142,9 @@ def identity_patterns(name: str) -> list[re.Pattern]:
     ]
 
 
-LAB_WORD = re.compile(r"(?<![\w-])(" + "|".join(re.escape(n) for n in sorted(LABS, key=len, reverse=True)) + r")(?![\w-])")
+LAB_WORD = re.compile(
+    r"(?<![\w-])(" + "|".join(re.escape(n) for n in sorted(LABS, key=len, reverse=True)) + r")(?![\w-])"
+)
 
 
 def owners(path: str) -> set[str]:
@@ -142,8 +164,13 @@ def owners(path: str) -> set[str]:
 
 def tracked_files() -> list[str]:
     try:
-        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                                capture_output=True, text=True, check=True).stdout.splitlines()
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout")
     return sorted(set(listed))
@@ -153,10 +180,16 @@ def findings() -> list[str]:
     found = []
     for path in tracked_files():
         file = REPO / path
-        if (path == str(REGISTRY.relative_to(REPO)) or path.startswith(DOC_AND_TEST_DIRS) or path.endswith(".md")
-                or re.match(r"roles/[^/]+/molecule/", path)
-                or path in PACKAGING or Path(path).suffix not in TEXT_SUFFIXES or not file.is_file()
-                or file.is_symlink()):
+        if (
+            path == str(REGISTRY.relative_to(REPO))
+            or path.startswith(DOC_AND_TEST_DIRS)
+            or path.endswith(".md")
+            or re.match(r"roles/[^/]+/molecule/", path)
+            or path in PACKAGING
+            or Path(path).suffix not in TEXT_SUFFIXES
+            or not file.is_file()
+            or file.is_symlink()
+        ):
             continue
         try:
             text = file.read_text()
@@ -179,14 +212,23 @@ def test_no_lab_is_named_outside_the_registry_and_its_own_files():
     leftovers = findings()
     assert not leftovers, (
         "A lab's identity is spelled outside inventories/shared/labs.yml and the lab's own files; derive it from "
-        "kumolab_labs (Ansible) or kumolab.labs (Python), or pass it in as an argument:\n" + "\n".join(leftovers))
+        "kumolab_labs (Ansible) or kumolab.labs (Python), or pass it in as an argument:\n" + "\n".join(leftovers)
+    )
 
 
 def test_the_scan_recognises_each_spelling():
     """The scan's patterns, on the spellings it exists to catch (so that a green scan means something)."""
     name = sorted(LABS)[0]
-    for line in [f"lab_tags_lab: {name}", f"Lab: {name}", f'"Lab": "{name}"', f"-e lab={name}", f"--lab {name} --json",
-                 f"name: {prefix(name)}-table", f"{{{{ kumolab_labs.{name}.slug }}}}", f"labs()['{name}']"]:
+    for line in [
+        f"lab_tags_lab: {name}",
+        f"Lab: {name}",
+        f'"Lab": "{name}"',
+        f"-e lab={name}",
+        f"--lab {name} --json",
+        f"name: {prefix(name)}-table",
+        f"{{{{ kumolab_labs.{name}.slug }}}}",
+        f"labs()['{name}']",
+    ]:
         assert any(p.search(line) for p in identity_patterns(name)), line
     for line in [f"lab_tags_lab: {name}x", f"kumolab: {name} lab", f"{prefix(name)}_x"]:
         assert not any(p.search(line) for p in identity_patterns(name)), line

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
+from support.runtime_fixtures import deploy_function
 
 from kumolab.local.runtime.apigateway import ApiGatewayStage, Route
 from kumolab.local.runtime.aws import AwsConfig
@@ -18,8 +17,6 @@ from kumolab.local.runtime.httpserve import serve
 from kumolab.local.runtime.lambda_invoke import CodeNotAvailable, LambdaRuntime
 from kumolab.local.runtime.package import build_zip, package
 from kumolab.local.runtime.website import S3Website, allows_anonymous_get
-
-from support.runtime_fixtures import deploy_function
 
 
 @pytest.fixture(scope="module")
@@ -65,19 +62,39 @@ def test_warm_worker_is_reused_and_a_config_change_starts_a_fresh_one(aws_config
     name = fn(aws_config, tmp_path, ECHO, env={"GREETING": "one"})
     first, second = runtime.invoke(name).json(), runtime.invoke(name).json()
     assert first["pid"] == second["pid"]
-    aws_config.client("lambda").update_function_configuration(FunctionName=name, Environment={"Variables": {"GREETING": "two"}})
+    aws_config.client("lambda").update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"GREETING": "two"}}
+    )
     third = runtime.invoke(name).json()
     assert third["greeting"] == "two" and third["pid"] != first["pid"]
 
 
-@pytest.mark.parametrize("source, handler, error_type, message", [
-    ("def handler(e, c): return 1", "missing_module.handler", "Runtime.ImportModuleError", "Unable to import module 'missing_module'"),
-    ("def handler(e, c): return 1", "app.nope", "Runtime.HandlerNotFound", "Handler 'nope' missing on module 'app'"),
-    ("import os\nTABLE = os.environ['TABLE_NAME']\ndef handler(e, c): return 1", "app.handler", "KeyError", "'TABLE_NAME'"),
-    ("def handler(e, c): raise ValueError('boom')", "app.handler", "ValueError", "boom"),
-    ("def handler(e, c) return 1", "app.handler", "Runtime.UserCodeSyntaxError", "Syntax error in module 'app'"),
-    ("def handler(e, c): return {1, 2}", "app.handler", "Runtime.MarshalError", "Unable to marshal response"),
-])
+@pytest.mark.parametrize(
+    "source, handler, error_type, message",
+    [
+        (
+            "def handler(e, c): return 1",
+            "missing_module.handler",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'missing_module'",
+        ),
+        (
+            "def handler(e, c): return 1",
+            "app.nope",
+            "Runtime.HandlerNotFound",
+            "Handler 'nope' missing on module 'app'",
+        ),
+        (
+            "import os\nTABLE = os.environ['TABLE_NAME']\ndef handler(e, c): return 1",
+            "app.handler",
+            "KeyError",
+            "'TABLE_NAME'",
+        ),
+        ("def handler(e, c): raise ValueError('boom')", "app.handler", "ValueError", "boom"),
+        ("def handler(e, c) return 1", "app.handler", "Runtime.UserCodeSyntaxError", "Syntax error in module 'app'"),
+        ("def handler(e, c): return {1, 2}", "app.handler", "Runtime.MarshalError", "Unable to marshal response"),
+    ],
+)
 def test_errors_are_reported_like_aws(aws_config, runtime, tmp_path, source, handler, error_type, message):
     name = fn(aws_config, tmp_path, source, handler=handler)
     result = runtime.invoke(name)
@@ -111,7 +128,9 @@ def test_failed_event_invocations_go_to_the_dead_letter_queue_after_two_retries(
     messages = []
     deadline = time.monotonic() + 15
     while not messages and time.monotonic() < deadline:
-        messages = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["All"], WaitTimeSeconds=1).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["All"], WaitTimeSeconds=1).get(
+            "Messages", []
+        )
     assert messages, "nothing reached the dead-letter queue"
     assert json.loads(messages[0]["Body"]) == {"order": 7}
     assert "always fails" in messages[0]["MessageAttributes"]["ErrorMessage"]["StringValue"]
@@ -133,8 +152,13 @@ def test_code_that_was_not_packaged_locally_is_refused(aws_config, runtime):
     from support.runtime_fixtures import role_arn
 
     name = f"rt-{uuid.uuid4().hex[:10]}"
-    client.create_function(FunctionName=name, Runtime="python3.13", Role=role_arn(aws_config), Handler="app.handler",
-                           Code={"ZipFile": build_zip({"app.py": f"# {uuid.uuid4()}\n".encode()})})
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=role_arn(aws_config),
+        Handler="app.handler",
+        Code={"ZipFile": build_zip({"app.py": f"# {uuid.uuid4()}\n".encode()})},
+    )
     with pytest.raises(CodeNotAvailable, match="not available locally"):
         runtime.invoke(name)
 
@@ -150,28 +174,51 @@ def test_packages_are_byte_for_byte_reproducible(tmp_path):
 
 # -- API Gateway ------------------------------------------------------------------------------------
 
+
 def test_routes_prefer_literal_then_parameter_then_greedy():
-    routes = [Route("/haiku/{item_id}", "a", ["haiku", "{item_id}"], {}), Route("/haiku/top", "b", ["haiku", "top"], {}),
-              Route("/{proxy+}", "c", ["{proxy+}"], {})]
+    routes = [
+        Route("/haiku/{item_id}", "a", ["haiku", "{item_id}"], {}),
+        Route("/haiku/top", "b", ["haiku", "top"], {}),
+        Route("/{proxy+}", "c", ["{proxy+}"], {}),
+    ]
+
     def best(path):
         found = [(r.match(path.split("/")), r) for r in routes]
         return max(((m[0], m[1], r.path) for m, r in found if m), key=lambda x: x[0])
+
     assert best("haiku/top")[2] == "/haiku/top"
     assert best("haiku/42")[1:] == ({"item_id": "42"}, "/haiku/{item_id}")
     assert best("other/deep/path")[1:] == ({"proxy": "other/deep/path"}, "/{proxy+}")
 
 
-@pytest.mark.parametrize("payload", [b"not json", b"[1]", b'{"body": "x"}', b'{"statusCode": "abc"}',
-                                     b'{"statusCode": 200, "body": {"a": 1}}', b'{"statusCode": 200, "headers": []}'])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b"[1]",
+        b'{"body": "x"}',
+        b'{"statusCode": "abc"}',
+        b'{"statusCode": 200, "body": {"a": 1}}',
+        b'{"statusCode": 200, "headers": []}',
+    ],
+)
 def test_malformed_proxy_results_are_502(payload):
     response = ApiGatewayStage._proxy_response(payload)
     assert response.status == 502 and json.loads(response.body) == {"message": "Internal server error"}
 
 
 def test_proxy_result_headers_and_base64_bodies():
-    response = ApiGatewayStage._proxy_response(json.dumps({
-        "statusCode": 201, "headers": {"X-One": "1"}, "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
-        "body": "aGk=", "isBase64Encoded": True}).encode())
+    response = ApiGatewayStage._proxy_response(
+        json.dumps(
+            {
+                "statusCode": 201,
+                "headers": {"X-One": "1"},
+                "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+                "body": "aGk=",
+                "isBase64Encoded": True,
+            }
+        ).encode()
+    )
     assert response.status == 201 and response.body == b"hi"
     assert ("X-One", "1") in response.headers and ("Set-Cookie", "b=2") in response.headers
 
@@ -186,19 +233,40 @@ def http(method, url, body=None, headers=None):
 
 
 def test_stage_serves_proxy_events_mock_preflight_and_403s(aws_config, runtime, tmp_path):
-    name = fn(aws_config, tmp_path, "import json\ndef handler(e, c):\n    return {'statusCode': 200, 'body': json.dumps(e)}\n")
+    name = fn(
+        aws_config, tmp_path, "import json\ndef handler(e, c):\n    return {'statusCode': 200, 'body': json.dumps(e)}\n"
+    )
     arn = runtime.spec(name).arn
     api = aws_config.client("apigateway")
     api_id = api.create_rest_api(name=f"stage-{uuid.uuid4().hex[:6]}")["id"]
     uri = f"arn:aws:apigateway:ap-northeast-1:lambda:path/2015-03-31/functions/{arn}/invocations"
-    spec = {"openapi": "3.0.1", "info": {"title": "t", "version": "1", "description": "t"}, "paths": {
-        "/items/{id}": {
-            "post": {"responses": {"200": {"description": "ok"}},
-                     "x-amazon-apigateway-integration": {"type": "aws_proxy", "httpMethod": "POST", "uri": uri}},
-            "options": {"responses": {"200": {"description": "ok"}}, "x-amazon-apigateway-integration": {
-                "type": "mock", "httpMethod": "OPTIONS", "uri": "", "requestTemplates": {"application/json": '{"statusCode": 200}'},
-                "responses": {"default": {"statusCode": "200", "responseParameters": {
-                    "method.response.header.Access-Control-Allow-Origin": "'*'"}}}}}}}}
+    spec = {
+        "openapi": "3.0.1",
+        "info": {"title": "t", "version": "1", "description": "t"},
+        "paths": {
+            "/items/{id}": {
+                "post": {
+                    "responses": {"200": {"description": "ok"}},
+                    "x-amazon-apigateway-integration": {"type": "aws_proxy", "httpMethod": "POST", "uri": uri},
+                },
+                "options": {
+                    "responses": {"200": {"description": "ok"}},
+                    "x-amazon-apigateway-integration": {
+                        "type": "mock",
+                        "httpMethod": "OPTIONS",
+                        "uri": "",
+                        "requestTemplates": {"application/json": '{"statusCode": 200}'},
+                        "responses": {
+                            "default": {
+                                "statusCode": "200",
+                                "responseParameters": {"method.response.header.Access-Control-Allow-Origin": "'*'"},
+                            }
+                        },
+                    },
+                },
+            }
+        },
+    }
     api.put_rest_api(restApiId=api_id, mode="overwrite", body=json.dumps(spec).encode())
     stage = ApiGatewayStage(aws_config, runtime, api_id, "prod", refresh_s=0)
     server = serve(stage, 0)
@@ -206,7 +274,9 @@ def test_stage_serves_proxy_events_mock_preflight_and_403s(aws_config, runtime, 
     try:
         assert http("POST", f"{base}/prod/items/1")[0] == 403  # no stage deployed yet
         api.create_deployment(restApiId=api_id, stageName="prod", variables={"color": "blue"})
-        status, _, body = http("POST", f"{base}/prod/items/a%20b?x=1&x=2&y=", b'{"k": 1}', {"Content-Type": "application/json"})
+        status, _, body = http(
+            "POST", f"{base}/prod/items/a%20b?x=1&x=2&y=", b'{"k": 1}', {"Content-Type": "application/json"}
+        )
         assert status == 200
         ev = json.loads(body)
         assert ev["resource"] == "/items/{id}" and ev["path"] == "/items/a b" and ev["httpMethod"] == "POST"
@@ -235,6 +305,7 @@ def test_stage_throttles_with_429(aws_config, runtime, tmp_path):
 
 # -- S3 website -------------------------------------------------------------------------------------
 
+
 def test_website_index_error_document_content_types_and_policy(aws_config):
     s3 = aws_config.client("s3")
     bucket = f"site-{uuid.uuid4().hex[:8]}"
@@ -247,11 +318,27 @@ def test_website_index_error_document_content_types_and_policy(aws_config):
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         assert http("GET", f"{base}/")[0] == 404  # no website configuration yet
-        s3.put_bucket_website(Bucket=bucket, WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"},
-                                                                    "ErrorDocument": {"Key": "404.html"}})
+        s3.put_bucket_website(
+            Bucket=bucket,
+            WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"}, "ErrorDocument": {"Key": "404.html"}},
+        )
         assert http("GET", f"{base}/")[0] == 403  # not public
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+        s3.put_bucket_policy(
+            Bucket=bucket,
+            Policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": "*",
+                            "Action": "s3:GetObject",
+                            "Resource": f"arn:aws:s3:::{bucket}/*",
+                        }
+                    ],
+                }
+            ),
+        )
         status, headers, body = http("GET", f"{base}/")
         assert (status, body) == (200, b"<h1>home</h1>") and headers["Content-Type"].startswith("text/html")
         assert http("GET", f"{base}/app.js")[1]["Content-Type"].startswith("text/javascript")
@@ -265,7 +352,9 @@ def test_website_index_error_document_content_types_and_policy(aws_config):
 
 
 def test_anonymous_read_needs_an_allow_for_everyone():
-    allow = {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]}
+    allow = {
+        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]
+    }
     assert allows_anonymous_get(allow, "b", "x.html")
     assert not allows_anonymous_get(allow, "other", "x.html")
     only_role = {"Statement": [dict(allow["Statement"][0], Principal={"AWS": "arn:aws:iam::1:role/r"})]}
@@ -275,6 +364,7 @@ def test_anonymous_read_needs_an_allow_for_everyone():
 
 
 # -- Lambda Invoke API served by the runtime daemon ---------------------------------------------------
+
 
 def test_boto3_can_invoke_through_the_runtime_endpoint(aws_config, runtime, tmp_path):
     from kumolab.local.runtime.server import lambda_api
@@ -298,21 +388,34 @@ def test_boto3_can_invoke_through_the_runtime_endpoint(aws_config, runtime, tmp_
 
 # -- ECS service workers ------------------------------------------------------------------------------
 
+
 def test_ecs_service_workers_follow_desired_count(aws_config, tmp_path):
     from kumolab.local.runtime.ecs import EcsService
 
     program = tmp_path / "programs" / "sleeper"
     program.mkdir(parents=True)
-    (program / "sleeper.py").write_text("import os, time\nopen(os.environ['MARK_DIR'] + '/' + os.environ['ECS_TASK_INDEX'], 'w').write(os.getcwd())\ntime.sleep(120)\n")
+    (program / "sleeper.py").write_text(
+        "import os, time\nopen(os.environ['MARK_DIR'] + '/' + os.environ['ECS_TASK_INDEX'], 'w').write(os.getcwd())\ntime.sleep(120)\n"  # noqa: E501
+    )
     marks = tmp_path / "marks"
     marks.mkdir()
     ecs = aws_config.client("ecs")
     cluster = f"c{uuid.uuid4().hex[:6]}"
     ecs.create_cluster(clusterName=cluster)
-    taskdef = ecs.register_task_definition(family=f"f{uuid.uuid4().hex[:6]}", containerDefinitions=[{
-        "name": "worker", "image": "python:3.13-slim", "cpu": 256, "memory": 512, "command": ["python", "-m", "sleeper"],
-        "environment": [{"name": "MARK_DIR", "value": str(marks)}],
-        "dockerLabels": {"kumolab.runtime.source": "programs/sleeper"}}])["taskDefinition"]["taskDefinitionArn"]
+    taskdef = ecs.register_task_definition(
+        family=f"f{uuid.uuid4().hex[:6]}",
+        containerDefinitions=[
+            {
+                "name": "worker",
+                "image": "python:3.13-slim",
+                "cpu": 256,
+                "memory": 512,
+                "command": ["python", "-m", "sleeper"],
+                "environment": [{"name": "MARK_DIR", "value": str(marks)}],
+                "dockerLabels": {"kumolab.runtime.source": "programs/sleeper"},
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
     ecs.create_service(cluster=cluster, serviceName="svc", taskDefinition=taskdef, desiredCount=2)
     runner = EcsService(aws_config, cluster, "svc", repo_root=tmp_path)
     try:
@@ -333,6 +436,7 @@ def test_ecs_service_workers_follow_desired_count(aws_config, tmp_path):
 
 # -- the emulator's fixes to moto (kumolab.local.moto_atomic) ----------------------------------------
 
+
 def test_emulator_loses_no_concurrent_add(aws_config):
     """moto alone loses ADD updates under concurrency (seen: 994-999 of 1,000); the emulator must not."""
     from concurrent.futures import ThreadPoolExecutor
@@ -341,15 +445,22 @@ def test_emulator_loses_no_concurrent_add(aws_config):
 
     ddb = aws_config.client("dynamodb", config=Config(max_pool_connections=96))
     table = f"race-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                     AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-                     KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}])
+    ddb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+    )
     try:
         ddb.put_item(TableName=table, Item={"k": {"S": "a"}, "n": {"N": "0"}})
 
         def add(_):
-            ddb.update_item(TableName=table, Key={"k": {"S": "a"}}, UpdateExpression="ADD n :one",
-                            ExpressionAttributeValues={":one": {"N": "1"}})
+            ddb.update_item(
+                TableName=table,
+                Key={"k": {"S": "a"}},
+                UpdateExpression="ADD n :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
 
         with ThreadPoolExecutor(96) as pool:
             list(pool.map(add, range(1000)))
@@ -363,12 +474,16 @@ def test_emulator_keeps_a_launch_templates_own_tags_out_of_its_data(aws):
     data; plain moto copies them in, which made amazon.aws.ec2_launch_template add a version on re-run."""
     ec2 = aws("ec2")
     instance_tags = [{"ResourceType": "instance", "Tags": [{"Key": "Role", "Value": "lab_host"}]}]
-    for data in ({"InstanceMarketOptions": {"MarketType": "spot"}},
-                 {"InstanceType": "t3.micro", "TagSpecifications": instance_tags}):
+    for data in (
+        {"InstanceMarketOptions": {"MarketType": "spot"}},
+        {"InstanceType": "t3.micro", "TagSpecifications": instance_tags},
+    ):
         name = f"fidelity-{uuid.uuid4().hex[:8]}"
         ec2.create_launch_template(
-            LaunchTemplateName=name, LaunchTemplateData=data,
-            TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "Project", "Value": "kumolab"}]}])
+            LaunchTemplateName=name,
+            LaunchTemplateData=data,
+            TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "Project", "Value": "kumolab"}]}],
+        )
         try:
             template = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"][0]
             version = ec2.describe_launch_template_versions(LaunchTemplateName=name)["LaunchTemplateVersions"][0]

@@ -8,16 +8,31 @@ import pytest
 from moto import mock_aws
 
 from kumolab.local.runtime.autoscaling import (
-    ServiceScaler, alarm_state, evaluate_expression, step_capacity, step_for, target_tracking_capacity,
+    ServiceScaler,
+    alarm_state,
+    evaluate_expression,
+    step_capacity,
+    step_for,
+    target_tracking_capacity,
 )
 
 QUEUE = "q"
-STEP_OUT = {"AdjustmentType": "ExactCapacity", "Cooldown": 60, "MetricAggregationType": "Maximum",
-            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 49, "ScalingAdjustment": 1},
-                                {"MetricIntervalLowerBound": 49, "MetricIntervalUpperBound": 199, "ScalingAdjustment": 2},
-                                {"MetricIntervalLowerBound": 199, "ScalingAdjustment": 4}]}
-STEP_IN = {"AdjustmentType": "ExactCapacity", "Cooldown": 300, "MetricAggregationType": "Maximum",
-           "StepAdjustments": [{"MetricIntervalUpperBound": 0, "ScalingAdjustment": 0}]}
+STEP_OUT = {
+    "AdjustmentType": "ExactCapacity",
+    "Cooldown": 60,
+    "MetricAggregationType": "Maximum",
+    "StepAdjustments": [
+        {"MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 49, "ScalingAdjustment": 1},
+        {"MetricIntervalLowerBound": 49, "MetricIntervalUpperBound": 199, "ScalingAdjustment": 2},
+        {"MetricIntervalLowerBound": 199, "ScalingAdjustment": 4},
+    ],
+}
+STEP_IN = {
+    "AdjustmentType": "ExactCapacity",
+    "Cooldown": 300,
+    "MetricAggregationType": "Maximum",
+    "StepAdjustments": [{"MetricIntervalUpperBound": 0, "ScalingAdjustment": 0}],
+}
 
 
 class Clock:
@@ -33,28 +48,57 @@ def sqs_metric(name):
 
 
 def out_alarm(arn):
-    return {"AlarmName": "out", "AlarmActions": [arn], "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-            "Threshold": 1.0, "EvaluationPeriods": 1, "DatapointsToAlarm": 1, "Period": 60, "Statistic": "Maximum",
-            **sqs_metric("ApproximateNumberOfMessagesVisible")}
+    return {
+        "AlarmName": "out",
+        "AlarmActions": [arn],
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "Threshold": 1.0,
+        "EvaluationPeriods": 1,
+        "DatapointsToAlarm": 1,
+        "Period": 60,
+        "Statistic": "Maximum",
+        **sqs_metric("ApproximateNumberOfMessagesVisible"),
+    }
 
 
 def in_alarm(arn):
-    stat = lambda i, n: {"Id": i, "MetricStat": {"Metric": sqs_metric(n), "Period": 60, "Stat": "Maximum"},  # noqa: E731
-                         "ReturnData": False}
-    return {"AlarmName": "in", "AlarmActions": [arn], "ComparisonOperator": "LessThanOrEqualToThreshold",
-            "Threshold": 0.0, "EvaluationPeriods": 10, "DatapointsToAlarm": 10,
-            "Metrics": [stat("v", "ApproximateNumberOfMessagesVisible"), stat("nv", "ApproximateNumberOfMessagesNotVisible"),
-                        {"Id": "backlog", "Expression": "v + nv", "ReturnData": True}]}
+    stat = lambda i, n: {  # noqa: E731
+        "Id": i,
+        "MetricStat": {"Metric": sqs_metric(n), "Period": 60, "Stat": "Maximum"},  # noqa: E731
+        "ReturnData": False,
+    }
+    return {
+        "AlarmName": "in",
+        "AlarmActions": [arn],
+        "ComparisonOperator": "LessThanOrEqualToThreshold",
+        "Threshold": 0.0,
+        "EvaluationPeriods": 10,
+        "DatapointsToAlarm": 10,
+        "Metrics": [
+            stat("v", "ApproximateNumberOfMessagesVisible"),
+            stat("nv", "ApproximateNumberOfMessagesNotVisible"),
+            {"Id": "backlog", "Expression": "v + nv", "ReturnData": True},
+        ],
+    }
 
 
-POLICIES = [{"PolicyARN": "arn:out", "PolicyName": "out", "PolicyType": "StepScaling", "StepScalingPolicyConfiguration": STEP_OUT},
-            {"PolicyARN": "arn:in", "PolicyName": "in", "PolicyType": "StepScaling", "StepScalingPolicyConfiguration": STEP_IN}]
+POLICIES = [
+    {
+        "PolicyARN": "arn:out",
+        "PolicyName": "out",
+        "PolicyType": "StepScaling",
+        "StepScalingPolicyConfiguration": STEP_OUT,
+    },
+    {"PolicyARN": "arn:in", "PolicyName": "in", "PolicyType": "StepScaling", "StepScalingPolicyConfiguration": STEP_IN},
+]
 ALARMS = [out_alarm("arn:out"), in_alarm("arn:in")]
 TARGET = {"MinCapacity": 0, "MaxCapacity": 4}
 
 
 def reader(queue):
-    return lambda ns, name, dims: float(queue["visible" if name.endswith("Visible") and "Not" not in name else "inflight"])
+    return lambda ns, name, dims: float(
+        queue["visible" if name.endswith("Visible") and "Not" not in name else "inflight"]
+    )
 
 
 def run(scaler, clock, queue, current, seconds, step=1.0, target=TARGET, policies=POLICIES, alarms=ALARMS):
@@ -72,14 +116,22 @@ def test_step_bounds_above_and_below_the_threshold():
     assert step_for(steps, 49, above=True)["ScalingAdjustment"] == 2  # upper bound exclusive above
     assert step_for(steps, 10_000, above=True)["ScalingAdjustment"] == 4  # no upper bound: infinity
     assert step_for(STEP_IN["StepAdjustments"], 0, above=False)["ScalingAdjustment"] == 0  # upper inclusive below
-    assert step_for([{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}], 0, above=False) is None  # lower exclusive below
+    assert (
+        step_for([{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}], 0, above=False) is None
+    )  # lower exclusive below
 
 
 def test_adjustment_types():
-    change = {"AdjustmentType": "ChangeInCapacity", "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 2}]}
+    change = {
+        "AdjustmentType": "ChangeInCapacity",
+        "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 2}],
+    }
     assert step_capacity(change, 1, 5, True) == 3
-    pct = {"AdjustmentType": "PercentChangeInCapacity", "MinAdjustmentMagnitude": 1,
-           "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 50}]}
+    pct = {
+        "AdjustmentType": "PercentChangeInCapacity",
+        "MinAdjustmentMagnitude": 1,
+        "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 50}],
+    }
     assert step_capacity(pct, 1, 5, True) == 2  # 0.5 rounds to 0, MinAdjustmentMagnitude makes it 1
     assert step_capacity(pct, 4, 5, True) == 6
 
@@ -141,10 +193,20 @@ def test_scale_in_waits_for_the_cooldown_of_a_scale_out():
 
 def test_target_tracking_scales_out_above_target_and_in_after_its_cooldown():
     clock, queue = Clock(), {"visible": 100, "inflight": 0}
-    policy = {"PolicyARN": "arn:tt", "PolicyName": "tt", "PolicyType": "TargetTrackingScaling",
-              "TargetTrackingScalingPolicyConfiguration": {
-                  "TargetValue": 20.0, "ScaleOutCooldown": 60, "ScaleInCooldown": 300,
-                  "CustomizedMetricSpecification": {**sqs_metric("ApproximateNumberOfMessagesVisible"), "Statistic": "Average"}}}
+    policy = {
+        "PolicyARN": "arn:tt",
+        "PolicyName": "tt",
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingScalingPolicyConfiguration": {
+            "TargetValue": 20.0,
+            "ScaleOutCooldown": 60,
+            "ScaleInCooldown": 300,
+            "CustomizedMetricSpecification": {
+                **sqs_metric("ApproximateNumberOfMessagesVisible"),
+                "Statistic": "Average",
+            },
+        },
+    }
     scaler = ServiceScaler("c", "s", clock=clock, time_factor=0.05)
     current = run(scaler, clock, queue, 0, 6, policies=[policy], alarms=[])
     assert current == 1  # 3 datapoints above the target, from 0: 1
@@ -157,14 +219,20 @@ def test_target_tracking_scales_out_above_target_and_in_after_its_cooldown():
 
 # -- B2 through the API, on moto ------------------------------------------------------------------------
 
+
 def _service(region="ap-northeast-1"):
     ecs = boto3.client("ecs", region)
     ecs.create_cluster(clusterName="c")
     ecs.register_task_definition(family="f", containerDefinitions=[{"name": "w", "image": "i", "memory": 512}])
     ecs.create_service(cluster="c", serviceName="s", taskDefinition="f", desiredCount=0)
     aas = boto3.client("application-autoscaling", region)
-    aas.register_scalable_target(ServiceNamespace="ecs", ResourceId="service/c/s",
-                                 ScalableDimension="ecs:service:DesiredCount", MinCapacity=0, MaxCapacity=4)
+    aas.register_scalable_target(
+        ServiceNamespace="ecs",
+        ResourceId="service/c/s",
+        ScalableDimension="ecs:service:DesiredCount",
+        MinCapacity=0,
+        MaxCapacity=4,
+    )
     sqs = boto3.client("sqs", region)
     url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
     return ecs, aas, boto3.client("cloudwatch", region), sqs, url
@@ -180,8 +248,12 @@ def _desired_after(seconds, ecs, aas, cw, sqs, clock):
     return ecs.describe_services(cluster="c", services=["s"])["services"][0]["desiredCount"]
 
 
-OLD = pytest.param("old target tracking (target 20)", marks=pytest.mark.xfail(
-    strict=True, reason="B2: one message is below the target of 20; target tracking never scales out of 0"))
+OLD = pytest.param(
+    "old target tracking (target 20)",
+    marks=pytest.mark.xfail(
+        strict=True, reason="B2: one message is below the target of 20; target tracking never scales out of 0"
+    ),
+)
 
 
 @pytest.mark.parametrize("settings", [OLD, "step scaling"])
@@ -192,15 +264,25 @@ def test_b2_one_question_scales_the_service_out_of_zero(settings, monkeypatch):
         ecs, aas, cw, sqs, url = _service()
         common = dict(ServiceNamespace="ecs", ResourceId="service/c/s", ScalableDimension="ecs:service:DesiredCount")
         if settings.startswith("old"):  # 406e919's playbooks/qa_bot.yml
-            aas.put_scaling_policy(PolicyName="queue-depth", PolicyType="TargetTrackingScaling", **common,
-                                   TargetTrackingScalingPolicyConfiguration={
-                                       "TargetValue": 20.0, "ScaleOutCooldown": 60, "ScaleInCooldown": 300,
-                                       "CustomizedMetricSpecification": {
-                                           **sqs_metric("ApproximateNumberOfMessagesVisible"), "Statistic": "Average"}})
+            aas.put_scaling_policy(
+                PolicyName="queue-depth",
+                PolicyType="TargetTrackingScaling",
+                **common,
+                TargetTrackingScalingPolicyConfiguration={
+                    "TargetValue": 20.0,
+                    "ScaleOutCooldown": 60,
+                    "ScaleInCooldown": 300,
+                    "CustomizedMetricSpecification": {
+                        **sqs_metric("ApproximateNumberOfMessagesVisible"),
+                        "Statistic": "Average",
+                    },
+                },
+            )
         else:
             for name, config, alarm in (("out", STEP_OUT, out_alarm), ("in", STEP_IN, in_alarm)):
-                arn = aas.put_scaling_policy(PolicyName=name, PolicyType="StepScaling", **common,
-                                             StepScalingPolicyConfiguration=config)["PolicyARN"]
+                arn = aas.put_scaling_policy(
+                    PolicyName=name, PolicyType="StepScaling", **common, StepScalingPolicyConfiguration=config
+                )["PolicyARN"]
                 cw.put_metric_alarm(**{k: v for k, v in alarm(arn).items()})
         sqs.send_message(QueueUrl=url, MessageBody="one question")  # qa-bot ask
         desired = _desired_after(30, ecs, aas, cw, sqs, Clock())  # 10 minutes of AWS time

@@ -17,7 +17,6 @@ import subprocess
 from pathlib import Path
 
 import yaml
-
 from conftest import REPO, VENV_BIN
 
 UNIT = "kumolab-jupyterlab.service"
@@ -26,10 +25,24 @@ UNIT = "kumolab-jupyterlab.service"
 def _stop_command(state: Path, unit_dir: Path) -> list[str]:
     """The jupyterlab stop command as the local inventory renders it, with teardown's --lab argument."""
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "localhost", "-i", "inventories/local/hosts.yml", "-m", "ansible.builtin.debug",
-         "-a", "var=kumolab_local_services.jupyterlab.stop",
-         "-e", f"kumolab_state_dir={state}", "-e", f"kumolab_local_systemd_unit_dir={unit_dir}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            str(VENV_BIN / "ansible"),
+            "localhost",
+            "-i",
+            "inventories/local/hosts.yml",
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            "var=kumolab_local_services.jupyterlab.stop",
+            "-e",
+            f"kumolab_state_dir={state}",
+            "-e",
+            f"kumolab_local_systemd_unit_dir={unit_dir}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

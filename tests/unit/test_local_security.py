@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 import uuid
 
 import boto3
@@ -35,7 +36,11 @@ def raw(port: int, request: bytes, timeout: float = 5) -> bytes:
                 data += chunk
                 if b"\r\n\r\n" in data:
                     head, _, body = data.partition(b"\r\n\r\n")
-                    length = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+                    length = [
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ]
                     if length and len(body) >= length[0]:
                         break
         except TimeoutError:
@@ -54,17 +59,21 @@ def own_keys(emulator):
 
 def foreign_client(emulator, service: str):
     """A client with a well-formed key pair that is not the project's."""
-    return boto3.session.Session(aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x" * 40,
-                                 region_name=REGION).client(service, endpoint_url=emulator,
-                                                            config=Config(retries={"max_attempts": 1}))
+    return boto3.session.Session(
+        aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x" * 40, region_name=REGION
+    ).client(service, endpoint_url=emulator, config=Config(retries={"max_attempts": 1}))
 
 
 # -- the access key ------------------------------------------------------------------------------
 
+
 def test_a_wrong_key_cannot_read_or_change_emulator_state(emulator, aws):
     name = f"sec-{uuid.uuid4().hex[:8]}"
-    for call in (lambda c: c.describe_instances(), lambda c: c.import_key_pair(KeyName=name, PublicKeyMaterial=b"x"),
-                 lambda c: c.create_vpc(CidrBlock="10.99.0.0/24")):
+    for call in (
+        lambda c: c.describe_instances(),
+        lambda c: c.import_key_pair(KeyName=name, PublicKeyMaterial=b"x"),
+        lambda c: c.create_vpc(CidrBlock="10.99.0.0/24"),
+    ):
         with pytest.raises(Exception) as info:
             call(foreign_client(emulator, "ec2"))
         assert "403" in str(info.value) or "InvalidClientTokenId" in str(info.value)
@@ -77,8 +86,13 @@ def test_a_wrong_key_cannot_read_or_change_emulator_state(emulator, aws):
 
 def test_unsigned_requests_and_moto_api_need_the_project_key(emulator, own_keys):
     port = port_of(emulator)
-    for method, path in (("GET", "/moto-api/data.json"), ("POST", "/moto-api/reset"), ("POST", "/moto-api/reset-auth"),
-                         ("POST", "/moto-api/config"), ("GET", "/?Action=DescribeInstances&Version=2016-11-15")):
+    for method, path in (
+        ("GET", "/moto-api/data.json"),
+        ("POST", "/moto-api/reset"),
+        ("POST", "/moto-api/reset-auth"),
+        ("POST", "/moto-api/config"),
+        ("GET", "/?Action=DescribeInstances&Version=2016-11-15"),
+    ):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.request(method, path, body=b"{}" if method == "POST" else None)
         resp = conn.getresponse()
@@ -91,6 +105,40 @@ def test_unsigned_requests_and_moto_api_need_the_project_key(emulator, own_keys)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     conn.request("GET", "/moto-api/")
     assert conn.getresponse().status == 200
+
+
+def test_only_an_object_its_bucket_policy_makes_public_is_readable_without_a_key(emulator, aws):
+    s3 = aws("s3")
+    public, private = f"sec-pub-{uuid.uuid4().hex[:8]}", f"sec-priv-{uuid.uuid4().hex[:8]}"
+    for bucket in (public, private):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_object(Bucket=bucket, Key="index.html", Body=b"<p>hi</p>")
+    s3.put_bucket_policy(
+        Bucket=public,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{public}/*",
+                    }
+                ],
+            }
+        ),
+    )
+
+    def anonymous(method: str, path: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port_of(emulator), timeout=10)
+        conn.request(method, path, body=b"x" if method == "PUT" else None)
+        return conn.getresponse().status
+
+    assert anonymous("GET", f"/{public}/index.html") == 200
+    assert anonymous("GET", f"/{private}/index.html") == 403  # no policy for everyone
+    assert anonymous("GET", f"/{public}/") == 403  # no anonymous listing
+    assert anonymous("PUT", f"/{public}/other.html") == 403  # no anonymous writes
 
 
 def test_a_presigned_url_with_another_key_is_refused(emulator, aws):
@@ -109,15 +157,26 @@ def test_a_presigned_url_with_another_key_is_refused(emulator, aws):
 
 # -- CORS, Host, lengths -------------------------------------------------------------------------
 
+
 def test_no_cors_for_another_origin(emulator, own_keys):
     conn = http.client.HTTPConnection("127.0.0.1", port_of(emulator), timeout=5)
-    conn.request("OPTIONS", "/", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
-                                          "Access-Control-Request-Headers": "authorization,x-amz-target,content-type"})
+    conn.request(
+        "OPTIONS",
+        "/",
+        headers={
+            "Origin": "https://evil.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,x-amz-target,content-type",
+        },
+    )
     resp = conn.getresponse()
     assert resp.getheader("Access-Control-Allow-Origin") is None
     conn = http.client.HTTPConnection("127.0.0.1", port_of(emulator), timeout=120)
-    conn.request("GET", "/moto-api/data.json", headers={"Origin": "https://evil.example",
-                                                         guard.SECRET_HEADER: own_keys["aws_secret_access_key"]})
+    conn.request(
+        "GET",
+        "/moto-api/data.json",
+        headers={"Origin": "https://evil.example", guard.SECRET_HEADER: own_keys["aws_secret_access_key"]},
+    )
     resp = conn.getresponse()
     assert resp.status == 200 and resp.getheader("Access-Control-Allow-Origin") is None
 
@@ -125,13 +184,27 @@ def test_no_cors_for_another_origin(emulator, own_keys):
 def test_the_emulator_refuses_another_host_and_bad_lengths(emulator):
     port = port_of(emulator)
     assert status_of(raw(port, b"GET /moto-api/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")) == 421
-    assert status_of(raw(port, f"GET /moto-api/ HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n".encode())) == 421
-    assert status_of(raw(port, f"GET /moto-api/ HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n".encode())) == 200
+    assert (
+        status_of(
+            raw(port, f"GET /moto-api/ HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n".encode())
+        )
+        == 421
+    )
+    assert (
+        status_of(raw(port, f"GET /moto-api/ HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n".encode()))
+        == 200
+    )
     for length in (b"-1", b"abc"):
-        reply = raw(port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: %s\r\nConnection: close\r\n\r\n" % (port, length))
+        reply = raw(
+            port,
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: %s\r\nConnection: close\r\n\r\n"
+            % (port, length),
+        )
         assert status_of(reply) == 400, reply[:200]
     huge = guard.EMULATOR_MAX_BODY + 1
-    reply = raw(port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (port, huge))
+    reply = raw(
+        port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (port, huge)
+    )
     assert status_of(reply) == 413
 
 
@@ -142,9 +215,15 @@ def test_guard_turns_a_header_with_crlf_into_502():
 
     seen = []
     wrapped = guard.EmulatorGuard(app, 1234, {"aws_access_key_id": "AKIAOWN", "aws_secret_access_key": "s"})
-    body = wrapped({"HTTP_HOST": "127.0.0.1:1234", "PATH_INFO": "/", "REQUEST_METHOD": "GET",
-                    "HTTP_AUTHORIZATION": "AWS4-HMAC-SHA256 Credential=AKIAOWN/20261202/ap-northeast-1/ec2/aws4_request"},
-                   lambda status, headers, exc_info=None: seen.append((status, headers)))
+    body = wrapped(
+        {
+            "HTTP_HOST": "127.0.0.1:1234",
+            "PATH_INFO": "/",
+            "REQUEST_METHOD": "GET",
+            "HTTP_AUTHORIZATION": "AWS4-HMAC-SHA256 Credential=AKIAOWN/20261202/ap-northeast-1/ec2/aws4_request",
+        },
+        lambda status, headers, exc_info=None: seen.append((status, headers)),
+    )
     assert seen[-1][0].startswith("502") and b"CR or LF" in b"".join(body)
 
 
@@ -177,6 +256,7 @@ def test_a_handler_outside_the_functions_code_does_not_run(aws_config, tmp_path)
     # The review's chain: the configuration (not the code) changed to a standard-library function.
     for handler in ("pty.spawn", "os.system", "subprocess.run"):
         lam.update_function_configuration(FunctionName=name, Handler=handler)
+        time.sleep(1.5)  # the runtime reads a function's configuration again after 1 s (lambda_invoke config_ttl)
         resp = lam.invoke(FunctionName=name, Payload=json.dumps(["sh", "-c", f"id > {marker}"]).encode())
         error = json.loads(resp["Payload"].read())
         assert resp["FunctionError"] == "Unhandled" and error["errorType"] == "Runtime.ImportModuleError", error
@@ -221,8 +301,11 @@ def test_the_ecs_runner_runs_only_the_labs_python_programs(tmp_path):
             return {"AWS_REGION": REGION}
 
     with pytest.raises(ServiceError, match="LD_PRELOAD"):
-        container_environment(Target(), {"name": "x", "environment": [{"name": "LD_PRELOAD", "value": "/tmp/x.so"}]},
-                              REPO_ROOT / "files/containers/qa_bot")
+        container_environment(
+            Target(),
+            {"name": "x", "environment": [{"name": "LD_PRELOAD", "value": "/tmp/x.so"}]},
+            REPO_ROOT / "files/containers/qa_bot",
+        )
 
 
 def test_an_ecs_task_with_sh_c_does_not_run(aws_config, tmp_path):
@@ -230,9 +313,19 @@ def test_an_ecs_task_with_sh_c_does_not_run(aws_config, tmp_path):
     cluster = f"sec-{uuid.uuid4().hex[:6]}"
     ecs.create_cluster(clusterName=cluster)
     marker = tmp_path / "pwned"
-    taskdef = ecs.register_task_definition(family=cluster, containerDefinitions=[{
-        "name": "main", "image": "x", "cpu": 256, "memory": 512, "command": ["sh", "-c", f"touch {marker}"],
-        "dockerLabels": {"kumolab.runtime.source": "files/containers/qa_bot"}}])["taskDefinition"]["taskDefinitionArn"]
+    taskdef = ecs.register_task_definition(
+        family=cluster,
+        containerDefinitions=[
+            {
+                "name": "main",
+                "image": "x",
+                "cpu": 256,
+                "memory": 512,
+                "command": ["sh", "-c", f"touch {marker}"],
+                "dockerLabels": {"kumolab.runtime.source": "files/containers/qa_bot"},
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
     arn = ecs.run_task(cluster=cluster, taskDefinition=taskdef, launchType="FARGATE")["tasks"][0]["taskArn"]
     import time
 
@@ -246,6 +339,7 @@ def test_an_ecs_task_with_sh_c_does_not_run(aws_config, tmp_path):
 
 # -- every loopback server of the runtime -----------------------------------------------------------
 
+
 def test_a_runtime_server_refuses_another_host_bad_lengths_and_crlf_headers():
     from kumolab.local.runtime.httpserve import Response, serve
 
@@ -257,7 +351,10 @@ def test_a_runtime_server_refuses_another_host_bad_lengths_and_crlf_headers():
     server = serve(app, 0)
     port = server.server_address[1]
     try:
-        assert status_of(raw(port, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())) == 200
+        assert (
+            status_of(raw(port, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()))
+            == 200
+        )
         assert status_of(raw(port, b"GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")) == 421
         for length in (b"-1", b"abc", b"1e3"):
             reply = raw(port, b"POST / HTTP/1.1\r\nHost: localhost:%d\r\nContent-Length: %s\r\n\r\n" % (port, length))

@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, VENV_BIN
+
 from kumolab.local.process import BackgroundService
 from kumolab.paths import state_dir
 
@@ -48,7 +48,8 @@ def test_l4_an_existing_readable_state_dir_is_narrowed(tmp_path, monkeypatch, op
 def test_l4_background_service_log_is_private(tmp_path, monkeypatch, open_umask):
     monkeypatch.setenv("KUMOLAB_STATE_DIR", str(tmp_path / "state"))
     service = BackgroundService(
-        name="l4-probe", argv=[sys.executable, "-c", "import time; print('request data', flush=True); time.sleep(60)"],
+        name="l4-probe",
+        argv=[sys.executable, "-c", "import time; print('request data', flush=True); time.sleep(60)"],
         healthy=lambda svc: svc.log_file.exists() and b"request data" in svc.log_file.read_bytes(),
     )
     try:
@@ -63,11 +64,26 @@ def test_l4_background_service_log_is_private(tmp_path, monkeypatch, open_umask)
 def test_l4_webhook_url_comes_from_the_environment(target, tmp_path):
     secret = "https://hooks.example.invalid/services/T000/B000/not-a-real-secret"
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "localhost", "-i", f"inventories/{target}/hosts.yml", "-m", "ansible.builtin.debug",
-         "-a", "var=lab_notify_webhook_url"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "KUMOLAB_WEBHOOK_URL": secret, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-             "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"},
+        [
+            str(VENV_BIN / "ansible"),
+            "localhost",
+            "-i",
+            f"inventories/{target}/hosts.yml",
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            "var=lab_notify_webhook_url",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "KUMOLAB_WEBHOOK_URL": secret,
+            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        },
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("\n{") + 1 :])

@@ -6,8 +6,8 @@ import socket
 import subprocess
 
 import pytest
-
 from conftest import VENV_BIN, free_port
+
 from kumolab.local import emulator as emulator_mod
 from kumolab.local import sshhost
 
@@ -81,8 +81,9 @@ def test_ssh_host_authorises_only_keys_of_running_instances(aws, emulator):
     ec2.import_key_pair(KeyName="kumolab-unit-authorised", PublicKeyMaterial=key.encode())
     ec2.import_key_pair(KeyName="kumolab-unit-unused", PublicKeyMaterial=key.replace("IFsL", "IGsL").encode())
     tags = [{"ResourceType": "instance", "Tags": [{"Key": "Project", "Value": "kumolab"}]}]
-    instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, KeyName="kumolab-unit-authorised",
-                                 TagSpecifications=tags)
+    instance = ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, KeyName="kumolab-unit-authorised", TagSpecifications=tags
+    )
     instance_id = instance["Instances"][0]["InstanceId"]
     try:
         keys = sshhost.authorized_keys(region="ap-northeast-1")
@@ -97,6 +98,7 @@ def test_ssh_host_authorises_only_keys_of_running_instances(aws, emulator):
 
 # -- the local AWS profile: the one place that says where the emulator is -----------------------------
 
+
 def test_profile_is_written_idempotently_private_and_keeps_other_profiles(private_state, tmp_path, monkeypatch):
     import configparser
 
@@ -104,7 +106,9 @@ def test_profile_is_written_idempotently_private_and_keeps_other_profiles(privat
 
     config = tmp_path / "aws" / "config"
     config.parent.mkdir()
-    config.write_text("[default]\nregion = us-west-2\n\n[profile work]\nregion = eu-west-1\ns3 =\n  addressing_style = path\n")
+    config.write_text(
+        "[default]\nregion = us-west-2\n\n[profile work]\nregion = eu-west-1\ns3 =\n  addressing_style = path\n"
+    )
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.delenv("KUMOLAB_AWS_PROFILE", raising=False)
     keys = settings.credentials(private_state / "emulator")
@@ -117,7 +121,11 @@ def test_profile_is_written_idempotently_private_and_keeps_other_profiles(privat
     assert config.stat().st_mode & 0o777 == 0o600
     parsed = configparser.RawConfigParser()
     parsed.read(config)
-    assert dict(parsed["profile kumolab-local"]) == {"endpoint_url": "http://127.0.0.1:1234", "region": "ap-northeast-1", **keys}
+    assert dict(parsed["profile kumolab-local"]) == {
+        "endpoint_url": "http://127.0.0.1:1234",
+        "region": "ap-northeast-1",
+        **keys,
+    }
     assert parsed["default"]["region"] == "us-west-2" and "addressing_style = path" in parsed["profile work"]["s3"]
     assert settings.write_profile("http://127.0.0.1:4321", "ap-northeast-1", keys) is True, "a new port rewrites it"
     monkeypatch.setenv("KUMOLAB_AWS_PROFILE", "class-a")

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from workloads_support import WORKLOADS
+
 from kumolab_workloads import common, matmul
 
 
@@ -81,22 +81,41 @@ def test_skip_reasons_without_gpu_and_above_caps():
     assert "cpu-max-size 4000" in matmul.skip_reason("cpu", "bf16", 5000, 4000, 1000, cpu_native_bf16=True)
 
 
-@pytest.mark.parametrize(("cpuinfo", "native"), [
-    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile amx_bf16\n", True),  # Sapphire Rapids
-    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n", False),  # no bf16 arithmetic
-    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n", False),  # an AVX2-only EPYC
-    ("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n", True),  # Graviton 3 (aarch64)
-    ("", False),
-])
+@pytest.mark.parametrize(
+    ("cpuinfo", "native"),
+    [
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile amx_bf16\n", True),  # Sapphire Rapids
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n", False),  # no bf16 arithmetic
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n", False),  # an AVX2-only EPYC
+        ("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n", True),  # Graviton 3 (aarch64)
+        ("", False),
+    ],
+)
 def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
     assert common.cpu_has_native_bf16(cpuinfo) is native
 
 
 def test_cli_small_cpu_run_writes_consistent_json_and_png(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "kumolab_workloads.matmul", "--sizes", "64,200", "--repeats", "3",
-         "--devices", "cpu,cuda", "--cpu-bf16-max-size", "64", "--out-dir", str(tmp_path)],
-        cwd=WORKLOADS, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "kumolab_workloads.matmul",
+            "--sizes",
+            "64,200",
+            "--repeats",
+            "3",
+            "--devices",
+            "cpu,cuda",
+            "--cpu-bf16-max-size",
+            "64",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=WORKLOADS,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "matmul.json").read_text())
@@ -112,14 +131,30 @@ def test_cli_small_cpu_run_writes_consistent_json_and_png(tmp_path):
     assert rows[("cpu", "bf16", 200)]["status"] == ("ok" if result["cpu_native_bf16"] else "skipped")
     assert rows[("cpu", "tf32", 64)]["status"] == "skipped"
     import torch
+
     if not torch.cuda.is_available():
-        assert all(r["status"] == "skipped" and "no CUDA device" in r["reason"]
-                   for k, r in rows.items() if k[0] == "cuda")
+        assert all(
+            r["status"] == "skipped" and "no CUDA device" in r["reason"] for k, r in rows.items() if k[0] == "cuda"
+        )
     png = (tmp_path / "matmul.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
 def test_cli_rejects_bad_arguments(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "kumolab_workloads.matmul", "--sizes", "64", "--devices", "tpu",
-                           "--out-dir", str(tmp_path)], cwd=WORKLOADS, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kumolab_workloads.matmul",
+            "--sizes",
+            "64",
+            "--devices",
+            "tpu",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=WORKLOADS,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "unknown device" in proc.stderr

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
-
 from workloads_support import WORKLOADS, mnist_dir
+
 from kumolab_workloads import idx, mnist
 
 
@@ -61,8 +61,16 @@ def test_weight_ema_warms_up_then_averages_parameters_and_bn_statistics():
 
 
 def test_fast_one_epoch_on_a_subset_learns_digits(mnist_data):
-    result = mnist.train("fast", epochs=1, max_train_samples=8000, seed=1, device="cpu",
-                         data=mnist_data, log=lambda s: None, write_outputs=False)
+    result = mnist.train(
+        "fast",
+        epochs=1,
+        max_train_samples=8000,
+        seed=1,
+        device="cpu",
+        data=mnist_data,
+        log=lambda s: None,
+        write_outputs=False,
+    )
     assert result["train_samples"] == 8000
     assert result["test_samples"] == 10000  # always the full test set
     assert len(result["epochs"]) == 1
@@ -72,18 +80,45 @@ def test_fast_one_epoch_on_a_subset_learns_digits(mnist_data):
 
 
 def test_textbook_short_run_learns_digits(mnist_data):
-    result = mnist.train("textbook", epochs=1, max_train_samples=3000, seed=0, device="cpu",
-                         data=mnist_data, log=lambda s: None, write_outputs=False)
+    result = mnist.train(
+        "textbook",
+        epochs=1,
+        max_train_samples=3000,
+        seed=0,
+        device="cpu",
+        data=mnist_data,
+        log=lambda s: None,
+        write_outputs=False,
+    )
     assert result["settings"]["batch_size"] == 64
     assert result["final_test_accuracy"] >= 0.80, result["epochs"]
 
 
 def test_cli_writes_json_plots_and_weights(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "kumolab_workloads.mnist", "--config", "fast", "--data-dir", str(mnist_dir()),
-         "--out-dir", str(tmp_path), "--epochs", "1", "--max-train-samples", "5000", "--seed", "2",
-         "--device", "cpu"],
-        cwd=WORKLOADS, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "kumolab_workloads.mnist",
+            "--config",
+            "fast",
+            "--data-dir",
+            str(mnist_dir()),
+            "--out-dir",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--max-train-samples",
+            "5000",
+            "--seed",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        cwd=WORKLOADS,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert "epoch 1/1" in proc.stdout and "test_acc" in proc.stdout
@@ -107,9 +142,25 @@ def test_cli_reports_missing_gpu_clearly(tmp_path):
     if torch.cuda.is_available():
         pytest.xfail("this machine has a GPU")  # never reached on the CPU-only CI
     proc = subprocess.run(
-        [sys.executable, "-m", "kumolab_workloads.mnist", "--data-dir", str(mnist_dir()), "--out-dir",
-         str(tmp_path), "--device", "cuda", "--max-train-samples", "100", "--epochs", "1"],
-        cwd=WORKLOADS, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "kumolab_workloads.mnist",
+            "--data-dir",
+            str(mnist_dir()),
+            "--out-dir",
+            str(tmp_path),
+            "--device",
+            "cuda",
+            "--max-train-samples",
+            "100",
+            "--epochs",
+            "1",
+        ],
+        cwd=WORKLOADS,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 1
     assert "torch.cuda.is_available() is False" in proc.stderr and "--device auto or cpu" in proc.stderr

@@ -21,16 +21,32 @@ VENV_BIN = os.path.dirname(sys.executable)
 def module(emulator):
     def run(*args: str, check: bool = False, **params) -> dict:
         keys = settings.credentials(state_dir() / "emulator")  # the only key the emulator accepts
-        params.update(endpoint_url=emulator, access_key=keys["aws_access_key_id"], secret_key=keys["aws_secret_access_key"],
-                      region="ap-northeast-1")
-        command = [f"{VENV_BIN}/ansible", "localhost", "-c", "local", "-i", "localhost,", "-m", "kumolab_dynamodb_table",
-                   "-e", f"ansible_python_interpreter={sys.executable}", "-a", json.dumps(params)]
+        params.update(
+            endpoint_url=emulator,
+            access_key=keys["aws_access_key_id"],
+            secret_key=keys["aws_secret_access_key"],
+            region="ap-northeast-1",
+        )
+        command = [
+            f"{VENV_BIN}/ansible",
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-m",
+            "kumolab_dynamodb_table",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "-a",
+            json.dumps(params),
+        ]
         if check:
             command.append("--check")
         env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
         proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
         text = proc.stdout
-        result = json.JSONDecoder().raw_decode(text[text.index("{"):])[0]
+        result = json.JSONDecoder().raw_decode(text[text.index("{") :])[0]
         return result["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
     return run
@@ -39,8 +55,13 @@ def module(emulator):
 def test_table_lifecycle(module, aws):
     name = f"modtest-{uuid.uuid4().hex[:8]}"
     ddb = aws("dynamodb")
-    want = dict(name=name, partition_key="item_id", sort_key="created_at", point_in_time_recovery=True,
-                tags={"Project": "kumolab", "Lab": "unit"})
+    want = dict(
+        name=name,
+        partition_key="item_id",
+        sort_key="created_at",
+        point_in_time_recovery=True,
+        tags={"Project": "kumolab", "Lab": "unit"},
+    )
 
     planned = module(check=True, **want)
     assert planned["changed"] and "create table" in planned["changes"]
@@ -50,7 +71,10 @@ def test_table_lifecycle(module, aws):
     assert created["changed"] and not created.get("failed"), created.get("msg")
     table = created["table"]
     assert table["status"] == "ACTIVE" and table["billing_mode"] == "PAY_PER_REQUEST"
-    assert table["partition_key"] == {"name": "item_id", "type": "S"} and table["sort_key"] == {"name": "created_at", "type": "S"}
+    assert table["partition_key"] == {"name": "item_id", "type": "S"} and table["sort_key"] == {
+        "name": "created_at",
+        "type": "S",
+    }
     assert table["point_in_time_recovery"] is True and table["tags"] == {"Project": "kumolab", "Lab": "unit"}
     desc = ddb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
     assert desc["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"

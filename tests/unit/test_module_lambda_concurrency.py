@@ -9,7 +9,6 @@ import json
 import zipfile
 
 import pytest
-
 from cost_safety_support import aws_args, clients, run_module, start_emulator
 
 NAME = "kumolab-concurrency-test"
@@ -27,14 +26,19 @@ def emulator(tmp_path_factory):
 @pytest.fixture(scope="module")
 def function(emulator):
     aws = clients(emulator.endpoint)
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                                      "Action": "sts:AssumeRole"}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
     role = aws("iam").create_role(RoleName=NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("handler.py", "def handler(event, context):\n    return event\n")
-    aws("lambda").create_function(FunctionName=NAME, Runtime="python3.13", Role=role, Handler="handler.handler",
-                                  Code={"ZipFile": buf.getvalue()})
+    aws("lambda").create_function(
+        FunctionName=NAME, Runtime="python3.13", Role=role, Handler="handler.handler", Code={"ZipFile": buf.getvalue()}
+    )
     return aws("lambda")
 
 
@@ -59,6 +63,8 @@ def test_security_m3_reserved_concurrency_is_set_idempotently_and_removed(emulat
 
 
 def test_a_missing_function_is_a_clear_error(emulator):
-    result = run_module("kumolab_lambda_concurrency", dict(aws_args(emulator.endpoint), function_name="kumolab-nope",
-                                                           reserved_concurrent_executions=1))
+    result = run_module(
+        "kumolab_lambda_concurrency",
+        dict(aws_args(emulator.endpoint), function_name="kumolab-nope", reserved_concurrent_executions=1),
+    )
     assert result.get("failed") and "does not exist" in result["msg"], result

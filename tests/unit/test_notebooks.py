@@ -11,7 +11,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from workloads_support import NOTEBOOKS, WORKLOADS, mnist_dir
 
 NAMES = ["00_getting_started.ipynb", "01_matmul_benchmark.ipynb", "02_mnist.ipynb"]
@@ -37,7 +36,11 @@ def executed(tmp_path_factory):
     jupyter = Path(sys.executable).with_name("jupyter")
     proc = subprocess.run(
         [str(jupyter), "execute", "--inplace", "--kernel_name=python3", "--timeout=600", *NAMES],
-        cwd=work, env=env, capture_output=True, text=True, timeout=900,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return work

@@ -7,7 +7,6 @@ import json
 import threading
 
 import pytest
-
 from cost_safety_support import run_module
 
 
@@ -45,11 +44,23 @@ def webhook():
 
 
 def test_posts_slack_json_and_never_shows_the_url(webhook):
-    result = run_module("kumolab_notify", {"webhook_url": webhook, "title": "kumolab: gpu lab deployed", "text": "g4dn.xlarge up",
-                                           "fields": {"lab": "gpu", "region": "ap-northeast-1"}})
+    result = run_module(
+        "kumolab_notify",
+        {
+            "webhook_url": webhook,
+            "title": "kumolab: gpu lab deployed",
+            "text": "g4dn.xlarge up",
+            "fields": {"lab": "gpu", "region": "ap-northeast-1"},
+        },
+    )
     assert result["changed"] is True and result["sent"] is True and result["status"] == 200
-    assert Recorder.received == [{"path": "/services/SECRET-TOKEN-123", "type": "application/json",
-                                  "body": {"text": "*kumolab: gpu lab deployed*\ng4dn.xlarge up\n• lab: gpu\n• region: ap-northeast-1"}}]
+    assert Recorder.received == [
+        {
+            "path": "/services/SECRET-TOKEN-123",
+            "type": "application/json",
+            "body": {"text": "*kumolab: gpu lab deployed*\ng4dn.xlarge up\n• lab: gpu\n• region: ap-northeast-1"},
+        }
+    ]
     assert "SECRET-TOKEN-123" not in json.dumps(result)
 
 

@@ -30,15 +30,16 @@ def nlp():
 def test_entities_become_questions_with_exact_answer_spans(nlp):
     from kumolab.qa.questions import examples_from_docs
 
-    text = ("Wichert Akkerman succeeded Ian Jackson as Debian Project Leader in January of 1999. "
-            "Debian 2.1 was released on 09 March, 1999, after being delayed by a week.")
+    text = (
+        "Wichert Akkerman succeeded Ian Jackson as Debian Project Leader in January of 1999. "
+        "Debian 2.1 was released on 09 March, 1999, after being delayed by a week."
+    )
     examples = examples_from_docs([nlp(text)], seed=1)
     assert examples and all(e.check() for e in examples)
     # Surface style varies on purpose (a lower-case first word, " ?"): compare case-insensitively.
     questions = {e.question.lower().replace(" ?", "?"): e.answer for e in examples}
     assert questions.get("who succeeded ian jackson as debian project leader in january of 1999?") == "Wichert Akkerman"
-    assert any(q.startswith("who did wichert akkerman succeed") and a == "Ian Jackson"
-               for q, a in questions.items())
+    assert any(q.startswith("who did wichert akkerman succeed") and a == "Ian Jackson" for q, a in questions.items())
     assert all(q.rstrip().endswith("?") for q in questions)
 
 
@@ -60,7 +61,9 @@ def test_cache_key_changes_with_the_config_and_is_stable():
     config = build_model.BuildConfig()
     key = build_model.build_key(config)
     assert build_model.key_hash(key) == build_model.key_hash(build_model.build_key(config))
-    assert build_model.key_hash(build_model.build_key(replace(config, steps=config.steps + 1))) != build_model.key_hash(key)
+    assert build_model.key_hash(build_model.build_key(replace(config, steps=config.steps + 1))) != build_model.key_hash(
+        key
+    )
     assert set(key) >= {"config", "corpus", "generator", "base_model", "versions"}
 
 

@@ -91,8 +91,8 @@ def test_model_id_build_argument_defaults_to_distilbert_squad_and_is_baked():
 
 
 def test_requirements_are_pinned_exactly():
-    lines = [l.strip() for l in (IMAGE_DIR / "requirements.txt").read_text().splitlines()]
-    reqs = [l for l in lines if l and not l.startswith("#")]
+    lines = [l.strip() for l in (IMAGE_DIR / "requirements.txt").read_text().splitlines()]  # noqa: E741
+    reqs = [l for l in lines if l and not l.startswith("#")]  # noqa: E741
     assert reqs and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", r) for r in reqs), reqs
     names = {r.split("==")[0].lower() for r in reqs}
     assert {"torch", "transformers", "tokenizers", "boto3"} <= names

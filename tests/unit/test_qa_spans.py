@@ -133,7 +133,7 @@ def test_non_ascii_context_gives_character_offsets(tokenizer):
     answer = oracle_qa(tokenizer, "José", "Martínez").answer("Who owns Café Müller?", context)
     assert answer.answer == "José Martínez"
     assert answer.start == context.index("José")  # a code-point index...
-    assert answer.start != context.encode("utf-8").index("José".encode("utf-8"))  # ...not a byte index
+    assert answer.start != context.encode("utf-8").index("José".encode())  # ...not a byte index
 
 
 def test_cjk_context_gives_character_offsets(tokenizer):
@@ -173,8 +173,14 @@ def tiny_bert(tokenizer):
     from transformers import BertConfig, BertForQuestionAnswering
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     return BertForQuestionAnswering(config).eval()
 
 
@@ -186,11 +192,15 @@ def test_batched_answers_equal_one_by_one_answers_and_are_valid_spans(tokenizer,
         ("What?", "Short."),
         ("Which?", "A medium-length context about rivers, lakes and the sea, with numbers like 42."),
     ]
-    batched = QAModel(tiny_bert, tokenizer, batch_size=4, max_length=64, stride=16, max_answer_tokens=5).answer_batch(pairs)
-    single = [QAModel(tiny_bert, tokenizer, batch_size=1, max_length=64, stride=16, max_answer_tokens=5).answer(q, c)
-              for q, c in pairs]
+    batched = QAModel(tiny_bert, tokenizer, batch_size=4, max_length=64, stride=16, max_answer_tokens=5).answer_batch(
+        pairs
+    )
+    single = [
+        QAModel(tiny_bert, tokenizer, batch_size=1, max_length=64, stride=16, max_answer_tokens=5).answer(q, c)
+        for q, c in pairs
+    ]
     assert len(batched) == len(pairs)
-    for (question, context), b, s in zip(pairs, batched, single):
+    for (_question, context), b, s in zip(pairs, batched, single, strict=False):
         assert (b.answer, b.start, b.end) == (s.answer, s.start, s.end)
         assert b.score == pytest.approx(s.score, rel=1e-4)
         assert 0.0 < b.score <= 1.0 and isinstance(b.score, float)
@@ -201,11 +211,15 @@ def test_batched_answers_equal_one_by_one_answers_and_are_valid_spans(tokenizer,
 
 # -- the real offline model ------------------------------------------------------------------------------
 
-EINSTEIN = ("Albert Einstein (14 March 1879 – 18 April 1955) was a German-born theoretical physicist who developed "
-            "the theory of relativity, one of the two pillars of modern physics. He received the 1921 Nobel Prize in "
-            "Physics for his services to theoretical physics.")
-MOMOTARO = ("A giant peach was flowing in the river. She picked it up and brought it home. Later, a healthy baby was "
-            "born from the peach. She named the baby Momotaro.")
+EINSTEIN = (
+    "Albert Einstein (14 March 1879 – 18 April 1955) was a German-born theoretical physicist who developed "
+    "the theory of relativity, one of the two pillars of modern physics. He received the 1921 Nobel Prize in "
+    "Physics for his services to theoretical physics."
+)
+MOMOTARO = (
+    "A giant peach was flowing in the river. She picked it up and brought it home. Later, a healthy baby was "
+    "born from the peach. She named the baby Momotaro."
+)
 
 
 @pytest.fixture(scope="module")
@@ -218,10 +232,12 @@ def built_model():
 
 @pytest.mark.slow
 def test_built_model_answers_the_textbook_questions(built_model):
-    einstein, momotaro = built_model.answer_batch([
-        ("In what year did Einstein win the Nobel prize ?", EINSTEIN),
-        ("What is the name of the baby?", MOMOTARO),
-    ])
+    einstein, momotaro = built_model.answer_batch(
+        [
+            ("In what year did Einstein win the Nobel prize ?", EINSTEIN),
+            ("What is the name of the baby?", MOMOTARO),
+        ]
+    )
     assert einstein.answer == "1921"
     assert EINSTEIN[einstein.start : einstein.end] == "1921"
     assert momotaro.answer == "Momotaro"

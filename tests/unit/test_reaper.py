@@ -12,7 +12,6 @@ import sys
 import threading
 
 import pytest
-
 from cost_safety_support import REGION, REPO, clients, endpoint_env, start_emulator
 
 sys.path.insert(0, str(REPO / "files/lambda/reaper"))
@@ -20,7 +19,7 @@ sys.path.insert(0, str(REPO / "module_utils"))
 import handler  # noqa: E402
 import kumolab_resources as catalogue  # noqa: E402
 
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 PAST = (NOW - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 FUTURE = (NOW + dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -59,48 +58,86 @@ def build_lab(aws, lab, expires, project="kumolab", cidr="10.20.0.0/23"):
     ec2 = aws("ec2")
     ids = {}
     ids["ec2_vpc"] = vpc = ec2.create_vpc(CidrBlock=cidr, TagSpecifications=spec("vpc"))["Vpc"]["VpcId"]
-    ids["ec2_subnet"] = subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr.replace("0/23", "0/24"), TagSpecifications=spec("subnet"))["Subnet"]["SubnetId"]
-    ids["ec2_internet_gateway"] = igw = ec2.create_internet_gateway(TagSpecifications=spec("internet-gateway"))["InternetGateway"]["InternetGatewayId"]
+    ids["ec2_subnet"] = subnet = ec2.create_subnet(
+        VpcId=vpc, CidrBlock=cidr.replace("0/23", "0/24"), TagSpecifications=spec("subnet")
+    )["Subnet"]["SubnetId"]
+    ids["ec2_internet_gateway"] = igw = ec2.create_internet_gateway(TagSpecifications=spec("internet-gateway"))[
+        "InternetGateway"
+    ]["InternetGatewayId"]
     ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-    ids["ec2_route_table"] = rtb = ec2.create_route_table(VpcId=vpc, TagSpecifications=spec("route-table"))["RouteTable"]["RouteTableId"]
+    ids["ec2_route_table"] = rtb = ec2.create_route_table(VpcId=vpc, TagSpecifications=spec("route-table"))[
+        "RouteTable"
+    ]["RouteTableId"]
     ec2.create_route(RouteTableId=rtb, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
     ec2.associate_route_table(RouteTableId=rtb, SubnetId=subnet)
-    ids["ec2_security_group"] = sg = ec2.create_security_group(GroupName=f"{lab}-sg", Description="lab", VpcId=vpc, TagSpecifications=spec("security-group"))["GroupId"]
+    ids["ec2_security_group"] = sg = ec2.create_security_group(
+        GroupName=f"{lab}-sg", Description="lab", VpcId=vpc, TagSpecifications=spec("security-group")
+    )["GroupId"]
     ids["ec2_key_pair"] = ec2.create_key_pair(KeyName=f"{lab}-key", TagSpecifications=spec("key-pair"))["KeyName"]
-    ids["ec2_instance"] = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnet,
-                                            SecurityGroupIds=[sg], KeyName=f"{lab}-key", TagSpecifications=spec("instance"))["Instances"][0]["InstanceId"]
+    ids["ec2_instance"] = ec2.run_instances(
+        ImageId="ami-12345678",
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        SubnetId=subnet,
+        SecurityGroupIds=[sg],
+        KeyName=f"{lab}-key",
+        TagSpecifications=spec("instance"),
+    )["Instances"][0]["InstanceId"]
     ids["ec2_launch_template"] = ec2.create_launch_template(
-        LaunchTemplateName=f"{lab}-spot", LaunchTemplateData={"InstanceMarketOptions": {"MarketType": "spot"}},
-        TagSpecifications=spec("launch-template"))["LaunchTemplate"]["LaunchTemplateId"]
+        LaunchTemplateName=f"{lab}-spot",
+        LaunchTemplateData={"InstanceMarketOptions": {"MarketType": "spot"}},
+        TagSpecifications=spec("launch-template"),
+    )["LaunchTemplate"]["LaunchTemplateId"]
     ids["dynamodb_table"] = table = f"{lab}-answers"
-    aws("dynamodb").create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST", Tags=tags)
+    aws("dynamodb").create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        Tags=tags,
+    )
     ids["s3_bucket"] = bucket = f"{lab}-bucket-kumolab-test"
     s3 = aws("s3")
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags})
     s3.put_object(Bucket=bucket, Key="results/run.json", Body=b"{}")  # a non-empty bucket must still go
-    ids["sqs_queue"] = aws("sqs").create_queue(QueueName=f"{lab}-queue", tags={t["Key"]: t["Value"] for t in tags})["QueueUrl"]
+    ids["sqs_queue"] = aws("sqs").create_queue(QueueName=f"{lab}-queue", tags={t["Key"]: t["Value"] for t in tags})[
+        "QueueUrl"
+    ]
     return ids
 
 
 def exists(aws, kind, ident):
     ec2 = aws("ec2")
     if kind == "ec2_instance":
-        states = [i["State"]["Name"] for r in ec2.describe_instances(InstanceIds=[ident])["Reservations"] for i in r["Instances"]]
+        states = [
+            i["State"]["Name"]
+            for r in ec2.describe_instances(InstanceIds=[ident])["Reservations"]
+            for i in r["Instances"]
+        ]
         return any(s != "terminated" for s in states)
     lookups = {
         "ec2_vpc": lambda: ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [ident]}])["Vpcs"],
         "ec2_subnet": lambda: ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": [ident]}])["Subnets"],
-        "ec2_internet_gateway": lambda: ec2.describe_internet_gateways(Filters=[{"Name": "internet-gateway-id", "Values": [ident]}])["InternetGateways"],
-        "ec2_route_table": lambda: ec2.describe_route_tables(Filters=[{"Name": "route-table-id", "Values": [ident]}])["RouteTables"],
-        "ec2_security_group": lambda: ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": [ident]}])["SecurityGroups"],
+        "ec2_internet_gateway": lambda: ec2.describe_internet_gateways(
+            Filters=[{"Name": "internet-gateway-id", "Values": [ident]}]
+        )["InternetGateways"],
+        "ec2_route_table": lambda: ec2.describe_route_tables(Filters=[{"Name": "route-table-id", "Values": [ident]}])[
+            "RouteTables"
+        ],
+        "ec2_security_group": lambda: ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": [ident]}])[
+            "SecurityGroups"
+        ],
         "ec2_key_pair": lambda: ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [ident]}])["KeyPairs"],
         "dynamodb_table": lambda: [t for t in aws("dynamodb").list_tables()["TableNames"] if t == ident],
         "s3_bucket": lambda: [b for b in aws("s3").list_buckets()["Buckets"] if b["Name"] == ident],
-        "ec2_nat_gateway": lambda: [g for g in ec2.describe_nat_gateways(NatGatewayIds=[ident])["NatGateways"] if g["State"] != "deleted"],
-        "ec2_launch_template": lambda: [t for t in ec2.describe_launch_templates()["LaunchTemplates"]
-                                        if t["LaunchTemplateId"] == ident],
+        "ec2_nat_gateway": lambda: [
+            g for g in ec2.describe_nat_gateways(NatGatewayIds=[ident])["NatGateways"] if g["State"] != "deleted"
+        ],
+        "ec2_launch_template": lambda: [
+            t for t in ec2.describe_launch_templates()["LaunchTemplates"] if t["LaunchTemplateId"] == ident
+        ],
         "ec2_volume": lambda: ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [ident]}])["Volumes"],
         # Not ListQueues: it still lists a deleted queue for a while, as on AWS (docs/fidelity.md).
         "sqs_queue": lambda: _queue_exists(aws("sqs"), ident),
@@ -132,7 +169,12 @@ def test_only_expired_resources_go_in_dependency_order_and_second_run_is_noop(aw
     kinds = [kind for kind, _ in deleted]
     positions = [catalogue.KIND_NAMES.index(k) for k in kinds]
     assert positions == sorted(positions), kinds
-    assert kinds.index("ec2_instance") < kinds.index("ec2_security_group") < kinds.index("ec2_subnet") < kinds.index("ec2_vpc")
+    assert (
+        kinds.index("ec2_instance")
+        < kinds.index("ec2_security_group")
+        < kinds.index("ec2_subnet")
+        < kinds.index("ec2_vpc")
+    )
     for kind, ident in old.items():
         assert not exists(aws, kind, ident), f"expired {kind} {ident} survived"
     for survivors in (fresh, no_expiry, foreign):
@@ -156,7 +198,9 @@ def test_dry_run_reports_and_deletes_nothing(aws):
     assert report["deleted"] == []
     assert all(exists(aws, kind, ident) for kind, ident in lab.items())
     # The environment switch works the same way.
-    from_env = handler.lambda_handler({}, None, environ=dict(endpoint_env(""), AWS_REGION=REGION, KUMOLAB_REAPER_DRY_RUN="true"))
+    from_env = handler.lambda_handler(
+        {}, None, environ=dict(endpoint_env(""), AWS_REGION=REGION, KUMOLAB_REAPER_DRY_RUN="true")
+    )
     assert from_env["dry_run"] is True and from_env["deleted"] == []
     assert handler.lambda_handler({}, None)["deleted"]  # now really
 
@@ -189,8 +233,11 @@ def test_security_m1_an_invoke_event_cannot_override_now_or_project(aws):
         assert report["deleted"] == [] and report["selected"] == []
         assert all(exists(aws, kind, ident) for kind, ident in {**lab, **foreign}.items())
         # The scheduled reaper's own environment (what playbooks/reaper.yml sets) leaves the switch off.
-        off = handler.lambda_handler({"now": "2100-01-01T00:00:00Z"}, None,
-                                     environ=dict(with_test_switch(), KUMOLAB_REAPER_ALLOW_EVENT_OVERRIDES="false"))
+        off = handler.lambda_handler(
+            {"now": "2100-01-01T00:00:00Z"},
+            None,
+            environ=dict(with_test_switch(), KUMOLAB_REAPER_ALLOW_EVENT_OVERRIDES="false"),
+        )
         assert off["ignored"] == ["now"] and off["deleted"] == []
     finally:
         later = (NOW + dt.timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -219,9 +266,15 @@ def test_deletions_are_posted_to_the_webhook_from_ssm(aws):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        aws("ssm").put_parameter(Name="/kumolab/notify/webhook", Type="SecureString", Value=f"http://127.0.0.1:{server.server_port}/hook", Overwrite=True)
+        aws("ssm").put_parameter(
+            Name="/kumolab/notify/webhook",
+            Type="SecureString",
+            Value=f"http://127.0.0.1:{server.server_port}/hook",
+            Overwrite=True,
+        )
         lab = build_lab(aws, "hooklab", PAST, cidr="10.80.0.0/23")
         import os
+
         env = dict(os.environ, KUMOLAB_NOTIFY_SSM_PARAMETER="/kumolab/notify/webhook")
         report = handler.lambda_handler({}, None, environ=env)
         assert report["notification"] == "sent (200)"
@@ -234,52 +287,103 @@ def test_deletions_are_posted_to_the_webhook_from_ssm(aws):
 
 def test_alarm_of_a_vanished_instance_is_reaped_and_a_live_ones_alarm_stays(aws):
     ec2, cloudwatch = aws("ec2"), aws("cloudwatch")
-    gone, live = [ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"] for _ in range(2)]
+    gone, live = [
+        ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        for _ in range(2)
+    ]
     ec2.terminate_instances(InstanceIds=[gone])
     for instance in (gone, live):
-        cloudwatch.put_metric_alarm(AlarmName=f"kumolab-gpu-idle-stop-{instance}", Namespace="AWS/EC2", MetricName="CPUUtilization",
-                                    Statistic="Average", Period=300, EvaluationPeriods=6, Threshold=10, ComparisonOperator="LessThanThreshold",
-                                    Dimensions=[{"Name": "InstanceId", "Value": instance}], AlarmActions=["arn:aws:automate:ap-northeast-1:ec2:stop"])
+        cloudwatch.put_metric_alarm(
+            AlarmName=f"kumolab-gpu-idle-stop-{instance}",
+            Namespace="AWS/EC2",
+            MetricName="CPUUtilization",
+            Statistic="Average",
+            Period=300,
+            EvaluationPeriods=6,
+            Threshold=10,
+            ComparisonOperator="LessThanThreshold",
+            Dimensions=[{"Name": "InstanceId", "Value": instance}],
+            AlarmActions=["arn:aws:automate:ap-northeast-1:ec2:stop"],
+        )
     report = handler.lambda_handler({}, None)
-    assert [(r["kind"], r["id"], r["lab"]) for r in report["deleted"]] == [("cloudwatch_alarm", f"kumolab-gpu-idle-stop-{gone}", "gpu")]
-    assert [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix="kumolab-")["MetricAlarms"]] == [f"kumolab-gpu-idle-stop-{live}"]
+    assert [(r["kind"], r["id"], r["lab"]) for r in report["deleted"]] == [
+        ("cloudwatch_alarm", f"kumolab-gpu-idle-stop-{gone}", "gpu")
+    ]
+    assert [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix="kumolab-")["MetricAlarms"]] == [
+        f"kumolab-gpu-idle-stop-{live}"
+    ]
     cloudwatch.delete_alarms(AlarmNames=[f"kumolab-gpu-idle-stop-{live}"])
     ec2.terminate_instances(InstanceIds=[live])
 
     # An expired lab's instance takes its idle-stop alarm with it in the same run.
     lab = build_lab(aws, "alarmlab", PAST, cidr="10.91.0.0/23")
     alarm = f"kumolab-alarmlab-idle-stop-{lab['ec2_instance']}"
-    cloudwatch.put_metric_alarm(AlarmName=alarm, Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average", Period=300,
-                                EvaluationPeriods=6, Threshold=10, ComparisonOperator="LessThanThreshold",
-                                Dimensions=[{"Name": "InstanceId", "Value": lab["ec2_instance"]}])
+    cloudwatch.put_metric_alarm(
+        AlarmName=alarm,
+        Namespace="AWS/EC2",
+        MetricName="CPUUtilization",
+        Statistic="Average",
+        Period=300,
+        EvaluationPeriods=6,
+        Threshold=10,
+        ComparisonOperator="LessThanThreshold",
+        Dimensions=[{"Name": "InstanceId", "Value": lab["ec2_instance"]}],
+    )
     report = handler.lambda_handler({}, None)
     kinds = [(r["kind"], r["id"]) for r in report["deleted"]]
     assert kinds[0] == ("cloudwatch_alarm", alarm) and sorted(kinds[1:]) == sorted(lab.items())
     assert cloudwatch.describe_alarms(AlarmNamePrefix="kumolab-")["MetricAlarms"] == []
 
 
-def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_local_runtime(emulator, aws, reaper_state, monkeypatch):
+def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_local_runtime(
+    emulator, aws, reaper_state, monkeypatch
+):
     import os
     import subprocess
 
     from cost_safety_support import VENV_BIN, load_library_module, profile_env
+
     from kumolab.local.runtime.aws import AwsConfig
     from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 
     # This module's own emulator, through its own profile file (the playbook's `kumolab-emulator start` rewrites it).
-    env = dict(profile_env(emulator, reaper_state), KUMOLAB_STATE_DIR=str(reaper_state), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-               PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    only_emulator = json.dumps({"lab_target_start_commands": [f"{VENV_BIN}/kumolab-emulator start --json"], "reaper_schedule": "rate(2 hours)"})
-    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "playbooks/reaper.yml", "-i", "inventories/local/hosts.yml", "-e", only_emulator],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    env = dict(
+        profile_env(emulator, reaper_state),
+        KUMOLAB_STATE_DIR=str(reaper_state),
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    only_emulator = json.dumps(
+        {"lab_target_start_commands": [f"{VENV_BIN}/kumolab-emulator start --json"], "reaper_schedule": "rate(2 hours)"}
+    )
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "playbooks/reaper.yml",
+            "-i",
+            "inventories/local/hosts.yml",
+            "-e",
+            only_emulator,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # (A second run reports changed=0; checked by hand, left out of the suite for time.)
 
     conf = aws("lambda").get_function_configuration(FunctionName="kumolab-reaper")
-    assert conf["Handler"] == "handler.lambda_handler" and conf["Environment"]["Variables"]["KUMOLAB_REAPER_DRY_RUN"] == "false"
+    assert (
+        conf["Handler"] == "handler.lambda_handler"
+        and conf["Environment"]["Variables"]["KUMOLAB_REAPER_DRY_RUN"] == "false"
+    )
     rule = aws("events").describe_rule(Name="kumolab-reaper-schedule")
     assert rule["ScheduleExpression"] == "rate(2 hours)"
-    assert [t["Arn"] for t in aws("events").list_targets_by_rule(Rule="kumolab-reaper-schedule")["Targets"]] == [conf["FunctionArn"]]
+    assert [t["Arn"] for t in aws("events").list_targets_by_rule(Rule="kumolab-reaper-schedule")["Targets"]] == [
+        conf["FunctionArn"]
+    ]
     policy = json.loads(aws("lambda").get_policy(FunctionName="kumolab-reaper")["Policy"])
     assert [s["Principal"] for s in policy["Statement"]] == [{"Service": "events.amazonaws.com"}]
     role_name = f"kumolab-reaper-{REGION}"  # one role per region (review M1)
@@ -293,13 +397,30 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
 
     # Security M1: a second region's reaper gets its own role; the first region's policy is left as it was.
     second = "us-west-2"
-    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "playbooks/reaper.yml", "-i", "inventories/local/hosts.yml", "-e", only_emulator],
-                          cwd=REPO, env=dict(env, KUMOLAB_AWS_REGION=second), capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "playbooks/reaper.yml",
+            "-i",
+            "inventories/local/hosts.yml",
+            "-e",
+            only_emulator,
+        ],
+        cwd=REPO,
+        env=dict(env, KUMOLAB_AWS_REGION=second),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    roles = sorted(r["RoleName"] for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith("kumolab-reaper"))
+    roles = sorted(
+        r["RoleName"] for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith("kumolab-reaper")
+    )
     assert roles == [role_name, f"kumolab-reaper-{second}"]
     assert aws("iam").get_role_policy(RoleName=role_name, PolicyName="least-privilege")["PolicyDocument"] == role_policy
-    second_policy = json.dumps(aws("iam").get_role_policy(RoleName=f"kumolab-reaper-{second}", PolicyName="least-privilege")["PolicyDocument"])
+    second_policy = json.dumps(
+        aws("iam").get_role_policy(RoleName=f"kumolab-reaper-{second}", PolicyName="least-privilege")["PolicyDocument"]
+    )
     assert f":{second}:" in second_policy and f":{REGION}:" not in second_policy
     assert REGION != second and f":{second}:" not in json.dumps(role_policy)
 
@@ -332,30 +453,39 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     assert aws("events").describe_rule(Name="kumolab-reaper-schedule")["Name"] == "kumolab-reaper-schedule"
     assert role_name in [r["RoleName"] for r in aws("iam").list_roles()["Roles"]]
     # Asking for the reaper by name and excluding it at once is a contradiction, not a silent no-op.
-    both = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags={"Project": "kumolab", "Lab": "reaper"}, exclude_labs=["reaper"]))
+    both = run_module(
+        "kumolab_teardown",
+        dict(aws_args(emulator.endpoint), tags={"Project": "kumolab", "Lab": "reaper"}, exclude_labs=["reaper"]),
+    )
     assert both.get("failed") and "exclude_labs excludes it" in both["msg"]
 
 
-@pytest.mark.parametrize("arn, expected", [
-    ("arn:aws:ec2:ap-northeast-1:123456789012:vpc/vpc-0abc", "ec2:vpc"),
-    ("arn:aws:ec2:ap-northeast-1:123456789012:natgateway/nat-0abc", "ec2:natgateway"),
-    ("arn:aws:ec2:ap-northeast-1:123456789012:volume/vol-0abc", "ec2:volume"),
-    ("arn:aws:ec2:ap-northeast-1:123456789012:key-pair/key-0abc", "ec2:key-pair"),
-    ("arn:aws:s3:::kumolab-site", "s3:"),
-    ("arn:aws:sqs:ap-northeast-1:123456789012:qa-queue", "sqs:"),
-    ("arn:aws:dynamodb:ap-northeast-1:123456789012:table/answers", "dynamodb:table"),
-    ("arn:aws:lambda:ap-northeast-1:123456789012:function:sushi", "lambda:function"),
-    ("arn:aws:logs:ap-northeast-1:123456789012:log-group:/aws/lambda/sushi:*", "logs:log-group"),
-    ("arn:aws:iam::123456789012:role/service-role/kumolab-task", "iam:role"),
-    ("arn:aws:ecs:ap-northeast-1:123456789012:service/qa/worker", "ecs:service"),
-    ("arn:aws:ecs:ap-northeast-1:123456789012:cluster/qa", "ecs:cluster"),
-    ("arn:aws:events:ap-northeast-1:123456789012:rule/kumolab-x", "events:rule"),
-    ("arn:aws:cloudwatch:ap-northeast-1:123456789012:alarm:kumolab-gpu-idle-stop-i-1", "cloudwatch:alarm"),
-    ("arn:aws:apigateway:ap-northeast-1::/restapis/a1b2c3", "apigateway:restapis"),
-])
+@pytest.mark.parametrize(
+    "arn, expected",
+    [
+        ("arn:aws:ec2:ap-northeast-1:123456789012:vpc/vpc-0abc", "ec2:vpc"),
+        ("arn:aws:ec2:ap-northeast-1:123456789012:natgateway/nat-0abc", "ec2:natgateway"),
+        ("arn:aws:ec2:ap-northeast-1:123456789012:volume/vol-0abc", "ec2:volume"),
+        ("arn:aws:ec2:ap-northeast-1:123456789012:key-pair/key-0abc", "ec2:key-pair"),
+        ("arn:aws:s3:::kumolab-site", "s3:"),
+        ("arn:aws:sqs:ap-northeast-1:123456789012:qa-queue", "sqs:"),
+        ("arn:aws:dynamodb:ap-northeast-1:123456789012:table/answers", "dynamodb:table"),
+        ("arn:aws:lambda:ap-northeast-1:123456789012:function:sushi", "lambda:function"),
+        ("arn:aws:logs:ap-northeast-1:123456789012:log-group:/aws/lambda/sushi:*", "logs:log-group"),
+        ("arn:aws:iam::123456789012:role/service-role/kumolab-task", "iam:role"),
+        ("arn:aws:ecs:ap-northeast-1:123456789012:service/qa/worker", "ecs:service"),
+        ("arn:aws:ecs:ap-northeast-1:123456789012:cluster/qa", "ecs:cluster"),
+        ("arn:aws:events:ap-northeast-1:123456789012:rule/kumolab-x", "events:rule"),
+        ("arn:aws:cloudwatch:ap-northeast-1:123456789012:alarm:kumolab-gpu-idle-stop-i-1", "cloudwatch:alarm"),
+        ("arn:aws:apigateway:ap-northeast-1::/restapis/a1b2c3", "apigateway:restapis"),
+    ],
+)
 def test_arns_of_every_kind_kumolab_creates_are_covered_by_the_catalogue(arn, expected):
     assert catalogue.arn_type(arn) == expected
-    assert any(expected == covered or (covered.endswith(":") and expected.startswith(covered)) for covered in catalogue.COVERED_ARN_TYPES)
+    assert any(
+        expected == covered or (covered.endswith(":") and expected.startswith(covered))
+        for covered in catalogue.COVERED_ARN_TYPES
+    )
 
 
 def test_an_arn_of_a_kind_nobody_deletes_is_not_covered():
@@ -364,7 +494,7 @@ def test_an_arn_of_a_kind_nobody_deletes_is_not_covered():
 
 
 def test_expiry_parsing_is_strict_about_what_counts_as_expired():
-    now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
     assert catalogue.expired({"ExpiresAt": "2026-11-23T11:59:59Z"}, now)
     assert catalogue.expired({"ExpiresAt": "2026-11-23T12:00:00Z"}, now)  # at the moment itself: expired
     assert catalogue.expired({"ExpiresAt": "2026-11-23T20:59:59+09:00"}, now)  # 11:59:59 UTC
@@ -373,17 +503,25 @@ def test_expiry_parsing_is_strict_about_what_counts_as_expired():
 
 
 def test_select_expired_takes_idle_stop_alarms_with_their_instance_or_when_it_is_gone():
-    now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
     old = {"Project": "kumolab", "Lab": "gpu", "ExpiresAt": "2026-11-23T11:00:00Z"}
     new = dict(old, ExpiresAt="2026-11-23T13:00:00Z")
     instance_old = catalogue.Resource("ec2_instance", "i-old", tags=old)
     instance_new = catalogue.Resource("ec2_instance", "i-new", tags=new)
-    alarm = lambda iid, alive: catalogue.Resource("cloudwatch_alarm", f"kumolab-gpu-idle-stop-{iid}",  # noqa: E731
-                                                  extra={"idle_stop_instances": [iid], "instances_alive": alive},
-                                                  tags={"Project": "kumolab", "Lab": "gpu"})
-    chosen = catalogue.select_expired([instance_new, alarm("i-new", True), instance_old, alarm("i-old", True), alarm("i-gone", False)], now)
+    alarm = lambda iid, alive: catalogue.Resource(  # noqa: E731
+        "cloudwatch_alarm",
+        f"kumolab-gpu-idle-stop-{iid}",  # noqa: E731
+        extra={"idle_stop_instances": [iid], "instances_alive": alive},
+        tags={"Project": "kumolab", "Lab": "gpu"},
+    )
+    chosen = catalogue.select_expired(
+        [instance_new, alarm("i-new", True), instance_old, alarm("i-old", True), alarm("i-gone", False)], now
+    )
     assert [(r.kind, r.id) for r in chosen] == [
-        ("cloudwatch_alarm", "kumolab-gpu-idle-stop-i-gone"), ("cloudwatch_alarm", "kumolab-gpu-idle-stop-i-old"), ("ec2_instance", "i-old")]
+        ("cloudwatch_alarm", "kumolab-gpu-idle-stop-i-gone"),
+        ("cloudwatch_alarm", "kumolab-gpu-idle-stop-i-old"),
+        ("ec2_instance", "i-old"),
+    ]
 
 
 def test_nat_gateway_and_orphan_volume_are_reaped_before_the_subnet(aws):
@@ -391,10 +529,17 @@ def test_nat_gateway_and_orphan_volume_are_reaped_before_the_subnet(aws):
     ec2 = aws("ec2")
     tags = tag_list("natlab", PAST)
     allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
-    lab["ec2_nat_gateway"] = ec2.create_nat_gateway(SubnetId=lab["ec2_subnet"], AllocationId=allocation,
-                                                    TagSpecifications=[{"ResourceType": "natgateway", "Tags": tags}])["NatGateway"]["NatGatewayId"]
-    lab["ec2_volume"] = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=8, VolumeType="gp3",
-                                          TagSpecifications=[{"ResourceType": "volume", "Tags": tags}])["VolumeId"]
+    lab["ec2_nat_gateway"] = ec2.create_nat_gateway(
+        SubnetId=lab["ec2_subnet"],
+        AllocationId=allocation,
+        TagSpecifications=[{"ResourceType": "natgateway", "Tags": tags}],
+    )["NatGateway"]["NatGatewayId"]
+    lab["ec2_volume"] = ec2.create_volume(
+        AvailabilityZone=f"{REGION}a",
+        Size=8,
+        VolumeType="gp3",
+        TagSpecifications=[{"ResourceType": "volume", "Tags": tags}],
+    )["VolumeId"]
     try:
         report = handler.lambda_handler({}, None)
         assert report["ok"], report["failed"]
@@ -414,17 +559,29 @@ def test_teardown_side_finds_a_labs_idle_stop_alarm_by_name_even_after_its_insta
     ec2.terminate_instances(InstanceIds=[instance])
     names = [f"kumolab-gpu-idle-stop-{instance}", f"kumolab-ec2-idle-stop-{instance}"]
     for name in names:
-        cloudwatch.put_metric_alarm(AlarmName=name, Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average", Period=300,
-                                    EvaluationPeriods=6, Threshold=10, ComparisonOperator="LessThanThreshold",
-                                    Dimensions=[{"Name": "InstanceId", "Value": instance}])
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            Namespace="AWS/EC2",
+            MetricName="CPUUtilization",
+            Statistic="Average",
+            Period=300,
+            EvaluationPeriods=6,
+            Threshold=10,
+            ComparisonOperator="LessThanThreshold",
+            Dimensions=[{"Name": "InstanceId", "Value": instance}],
+        )
     try:
-        gpu = catalogue.find(aws, {"Project": "kumolab", "Lab": "gpu"}, [k for k in catalogue.KINDS if k.name == "cloudwatch_alarm"])
+        gpu = catalogue.find(
+            aws, {"Project": "kumolab", "Lab": "gpu"}, [k for k in catalogue.KINDS if k.name == "cloudwatch_alarm"]
+        )
         assert [(r.kind, r.id, r.lab) for r in gpu] == [("cloudwatch_alarm", names[0], "gpu")]
         # A name says nothing about other tags: asked for an Owner too, the catalogue does not guess.
         assert catalogue.find(aws, {"Project": "kumolab", "Lab": "gpu", "Owner": "x"}, [catalogue.KINDS[0]]) == []
         everything = catalogue.find(aws, {"Project": "kumolab"}, [catalogue.KINDS[0]], exclude_labs=["ec2"])
         assert [r.id for r in everything] == [names[0]]
         assert [r.kind for r in catalogue.delete(aws, gpu)] == ["cloudwatch_alarm"]
-        assert [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix="kumolab-")["MetricAlarms"]] == [names[1]]
+        assert [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix="kumolab-")["MetricAlarms"]] == [
+            names[1]
+        ]
     finally:
         cloudwatch.delete_alarms(AlarmNames=names)

@@ -10,7 +10,6 @@ import botocore.config
 import botocore.exceptions
 import pytest
 from botocore.awsrequest import AWSResponse
-
 from cost_safety_support import REGION, REPO, clients, load_library_module, session, start_emulator
 
 audit = load_library_module("kumolab_audit")  # also makes ansible.module_utils.kumolab_aws importable
@@ -21,7 +20,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import Retrying
 sys.path.insert(0, str(REPO / "module_utils"))
 import kumolab_resources as catalogue  # noqa: E402
 
-EC2_ERROR = b"<Response><Errors><Error><Code>{code}</Code><Message>injected</Message></Error></Errors><RequestID>r</RequestID></Response>"
+EC2_ERROR = b"<Response><Errors><Error><Code>{code}</Code><Message>injected</Message></Error></Errors><RequestID>r</RequestID></Response>"  # noqa: E501
 JSON_ERROR = b'{{"__type": "com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}}'
 
 
@@ -60,8 +59,12 @@ class FakeModule:
         self.raw = {}
 
     def client(self, service, retry_decorator=None):
-        raw = session().client(service, endpoint_url=self.endpoint, region_name=REGION,
-                               config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        raw = session().client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            config=botocore.config.Config(retries={"total_max_attempts": 1}),
+        )
         self.raw[service] = raw
         return RetryingBotoClientWrapper(raw, retry_decorator)
 
@@ -108,17 +111,22 @@ def test_one_retry_vocabulary_that_modules_only_extend():
     for path in sorted((REPO / "library").glob("*.py")):
         text = path.read_text()
         assert "jittered_backoff" not in text and "catch_extra_error_codes" not in text, (
-            f"{path.name} builds its own retry policy; use kumolab_aws.retry_decorator(extra_codes=...)")
+            f"{path.name} builds its own retry policy; use kumolab_aws.retry_decorator(extra_codes=...)"
+        )
 
 
-@pytest.mark.parametrize("module_name, service, operation, code", [
-    ("kumolab_dynamodb_table", "dynamodb", "DescribeTable", "LimitExceededException"),  # the module's own code
-    ("kumolab_dynamodb_table", "dynamodb", "DescribeTable", "ResourceInUseException"),  # the shared vocabulary
-    ("kumolab_apigateway_stage", "apigateway", "GetRestApis", "ConflictException"),
-    ("kumolab_apigateway_stage", "apigateway", "GetRestApis", "TooManyRequestsException"),
-])
-def test_a_modules_extended_retry_covers_its_own_codes_and_the_shared_ones(emulator, no_sleep, module_name, service,
-                                                                          operation, code):
+@pytest.mark.parametrize(
+    "module_name, service, operation, code",
+    [
+        ("kumolab_dynamodb_table", "dynamodb", "DescribeTable", "LimitExceededException"),  # the module's own code
+        ("kumolab_dynamodb_table", "dynamodb", "DescribeTable", "ResourceInUseException"),  # the shared vocabulary
+        ("kumolab_apigateway_stage", "apigateway", "GetRestApis", "ConflictException"),
+        ("kumolab_apigateway_stage", "apigateway", "GetRestApis", "TooManyRequestsException"),
+    ],
+)
+def test_a_modules_extended_retry_covers_its_own_codes_and_the_shared_ones(
+    emulator, no_sleep, module_name, service, operation, code
+):
     module = FakeModule(emulator.endpoint)
     wrapped = module.client(service, retry_decorator=load_library_module(module_name).RETRY)
     inject = Injector(code, times=2, json_protocol=True)
@@ -133,9 +141,13 @@ def test_a_modules_extended_retry_covers_its_own_codes_and_the_shared_ones(emula
 
 def test_audit_check_succeeds_through_dynamodb_throttling(emulator, no_sleep):
     aws = clients(emulator.endpoint)
-    aws("dynamodb").create_table(TableName="retry-table", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST",
-                                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                                 Tags=[{"Key": "Project", "Value": "kumolab"}, {"Key": "Lab", "Value": "retry"}])
+    aws("dynamodb").create_table(
+        TableName="retry-table",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        Tags=[{"Key": "Project", "Value": "kumolab"}, {"Key": "Lab", "Value": "retry"}],
+    )
     module = FakeModule(emulator.endpoint)
     dynamodb = kumolab_aws.client(module, "dynamodb")
     inject = Injector("ThrottlingException", times=2, json_protocol=True)
@@ -160,8 +172,12 @@ def bare_clients(sess, endpoint):
 
     def aws(service):
         if service not in made:
-            made[service] = sess.client(service, endpoint_url=endpoint, region_name=REGION,
-                                        config=botocore.config.Config(retries={"total_max_attempts": 1}))
+            made[service] = sess.client(
+                service,
+                endpoint_url=endpoint,
+                region_name=REGION,
+                config=botocore.config.Config(retries={"total_max_attempts": 1}),
+            )
         return made[service]
 
     return aws
@@ -171,8 +187,12 @@ def test_catalogue_survives_throttling_and_dependency_violations(emulator, catal
     aws = clients(emulator.endpoint)
     tags = [{"Key": "Project", "Value": "kumolab"}, {"Key": "Lab", "Value": "retrylab"}]
     ec2 = aws("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.44.0.0/23", TagSpecifications=[{"ResourceType": "vpc", "Tags": tags}])["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.44.0.0/24", TagSpecifications=[{"ResourceType": "subnet", "Tags": tags}])["Subnet"]["SubnetId"]
+    vpc = ec2.create_vpc(CidrBlock="10.44.0.0/23", TagSpecifications=[{"ResourceType": "vpc", "Tags": tags}])["Vpc"][
+        "VpcId"
+    ]
+    subnet = ec2.create_subnet(
+        VpcId=vpc, CidrBlock="10.44.0.0/24", TagSpecifications=[{"ResourceType": "subnet", "Tags": tags}]
+    )["Subnet"]["SubnetId"]
 
     sess = session()
     throttled_listing = Injector("RequestLimitExceeded", times=2)
@@ -186,7 +206,10 @@ def test_catalogue_survives_throttling_and_dependency_violations(emulator, catal
     found = catalogue.find(flaky, {"Project": "kumolab", "Lab": "retrylab"})
     assert [(r.kind, r.id) for r in found] == [("ec2_subnet", subnet), ("ec2_vpc", vpc)]
     outcomes = catalogue.delete_all(flaky, found)
-    assert [(o.resource.kind, o.resource.id, o.status) for o in outcomes] == [("ec2_subnet", subnet, "deleted"), ("ec2_vpc", vpc, "deleted")]
+    assert [(o.resource.kind, o.resource.id, o.status) for o in outcomes] == [
+        ("ec2_subnet", subnet, "deleted"),
+        ("ec2_vpc", vpc, "deleted"),
+    ]
     assert (throttled_listing.injected, throttled_delete.injected, busy_subnet.injected) == (2, 3, 2)
     assert len(catalogue_sleeps) == 7  # one jittered backoff per injected error, none more
     assert all(0 <= delay <= catalogue.MAX_DELAY for delay in catalogue_sleeps)
@@ -201,7 +224,9 @@ def test_catalogue_survives_throttling_and_dependency_violations(emulator, catal
 def test_catalogue_gives_up_with_a_clear_report_when_the_error_persists(emulator, catalogue_sleeps, monkeypatch):
     monkeypatch.setattr(catalogue, "RETRIES", 2)
     tags = [{"Key": "Project", "Value": "kumolab"}, {"Key": "Lab", "Value": "stuck"}]
-    vpc = clients(emulator.endpoint)("ec2").create_vpc(CidrBlock="10.45.0.0/23", TagSpecifications=[{"ResourceType": "vpc", "Tags": tags}])["Vpc"]["VpcId"]
+    vpc = clients(emulator.endpoint)("ec2").create_vpc(
+        CidrBlock="10.45.0.0/23", TagSpecifications=[{"ResourceType": "vpc", "Tags": tags}]
+    )["Vpc"]["VpcId"]
     sess = session()
     sess.events.register("before-send.ec2.DeleteVpc", Injector("DependencyViolation", times=100))
     flaky = bare_clients(sess, emulator.endpoint)

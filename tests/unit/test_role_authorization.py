@@ -16,13 +16,17 @@ from kumolab.local.runtime.lambda_invoke import artifact_dir
 from kumolab.local.runtime.package import package
 from kumolab.local.settings import region as default_region
 
-LAMBDA_TRUST = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-ECS_TRUST = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+ECS_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 #: A handler that makes the DynamoDB call the event names with the function's own credentials (the default chain).
-HANDLER = '''
+HANDLER = """
 import os
 import boto3
 
@@ -40,7 +44,7 @@ def handler(event, context):
     except Exception as exc:
         return {"ok": False, "code": exc.response["Error"]["Code"], "status": exc.response["ResponseMetadata"]["HTTPStatusCode"],
                 "message": exc.response["Error"]["Message"]}
-'''
+"""  # noqa: E501
 
 
 def unique(prefix: str) -> str:
@@ -49,8 +53,11 @@ def unique(prefix: str) -> str:
 
 def table(aws, name: str) -> str:
     return aws("dynamodb").create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST", AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])["TableDescription"]["TableArn"]
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    )["TableDescription"]["TableArn"]
 
 
 def until_assumable(call, timeout: float = 20.0):
@@ -60,8 +67,10 @@ def until_assumable(call, timeout: float = 20.0):
         try:
             return call()
         except botocore.exceptions.ClientError as exc:
-            if exc.response["Error"]["Code"] not in ("InvalidParameterValueException", "ClientException") or \
-                    time.monotonic() > deadline:
+            if (
+                exc.response["Error"]["Code"] not in ("InvalidParameterValueException", "ClientException")
+                or time.monotonic() > deadline
+            ):
                 raise
             time.sleep(0.5)
 
@@ -76,8 +85,11 @@ def network(aws) -> dict:
 def role(aws, name: str, trust: dict, statements: list[dict]) -> str:
     iam = aws("iam")
     arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    iam.put_role_policy(RoleName=name, PolicyName="least-privilege",
-                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="least-privilege",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+    )
     return arn
 
 
@@ -93,8 +105,16 @@ def function(aws, tmp_path_factory):
     code = package(source, ["app.py"], artifact_dir() / f"{name}.zip")
     with open(code["path"], "rb") as zipped:
         code = zipped.read()
-    until_assumable(lambda: aws("lambda").create_function(FunctionName=name, Runtime="python3.13", Role=role_arn,
-                                                          Handler="app.handler", Timeout=30, Code={"ZipFile": code}))
+    until_assumable(
+        lambda: aws("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.13",
+            Role=role_arn,
+            Handler="app.handler",
+            Timeout=30,
+            Code={"ZipFile": code},
+        )
+    )
     return {"name": name, "a": a, "b": b, "arn_a": arn_a, "role": name}
 
 
@@ -107,7 +127,9 @@ def invoke(aws, name: str, event: dict):
 
 def test_iam_role_authorization_function_runs_with_its_role_keys(aws, function):
     whoami = invoke(aws, function["name"], {"op": "whoami"})
-    assert str(whoami).startswith(f"arn:aws:sts::{function['arn_a'].split(':')[4]}:assumed-role/{function['role']}/"), whoami
+    assert str(whoami).startswith(f"arn:aws:sts::{function['arn_a'].split(':')[4]}:assumed-role/{function['role']}/"), (
+        whoami
+    )
     result = invoke(aws, function["name"], {"op": "put", "table": function["a"]})
     assert result == {"ok": True, "key": "ASIA", "token": True}
 
@@ -122,10 +144,22 @@ def test_iam_role_authorization_denies_another_table_and_another_action(aws, fun
 
 
 def test_iam_role_authorization_allows_what_the_policy_allows(aws, function):
-    aws("iam").put_role_policy(RoleName=function["role"], PolicyName="scan-and-b", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": ["dynamodb:Scan", "dynamodb:PutItem"],
-             "Resource": [function["arn_a"], function["arn_a"].replace(function["a"], function["b"])]}]}))
+    aws("iam").put_role_policy(
+        RoleName=function["role"],
+        PolicyName="scan-and-b",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["dynamodb:Scan", "dynamodb:PutItem"],
+                        "Resource": [function["arn_a"], function["arn_a"].replace(function["a"], function["b"])],
+                    }
+                ],
+            }
+        ),
+    )
     try:
         assert invoke(aws, function["name"], {"op": "scan", "table": function["a"]})["ok"] is True
         assert invoke(aws, function["name"], {"op": "put", "table": function["b"]})["ok"] is True
@@ -141,10 +175,15 @@ def test_iam_role_authorization_leaves_the_operator_key_unrestricted(aws, functi
 def test_iam_role_authorization_lambda_invoke_needs_lambda_invoke_function(aws, function, lab_env):
     import boto3
 
-    keys = aws("sts").assume_role(RoleArn=aws("iam").get_role(RoleName=function["role"])["Role"]["Arn"],
-                                  RoleSessionName="caller")["Credentials"]
-    session = boto3.session.Session(aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
-                                    aws_session_token=keys["SessionToken"], region_name=default_region())
+    keys = aws("sts").assume_role(
+        RoleArn=aws("iam").get_role(RoleName=function["role"])["Role"]["Arn"], RoleSessionName="caller"
+    )["Credentials"]
+    session = boto3.session.Session(
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        aws_session_token=keys["SessionToken"],
+        region_name=default_region(),
+    )
     endpoint = AwsConfig.from_environment(lab_env["KUMOLAB_AWS_PROFILE"]).endpoint_url
     with pytest.raises(botocore.exceptions.ClientError) as denied:
         session.client("lambda", endpoint_url=endpoint).invoke(FunctionName=function["name"], Payload=b"{}")
@@ -158,25 +197,51 @@ def test_iam_role_authorization_lambda_invoke_needs_lambda_invoke_function(aws, 
 def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws):
     name = unique("authz-task")
     queue = aws("sqs").create_queue(QueueName=name)["QueueUrl"]
-    role_arn = role(aws, name, ECS_TRUST, [{"Effect": "Allow", "Action": "sqs:SendMessage",
-                                            "Resource": aws("sqs").get_queue_attributes(
-                                                QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]}])
-    program = ("import boto3, sys\n"
-               "sqs = boto3.client('sqs')\n"
-               f"sqs.send_message(QueueUrl={queue!r}, MessageBody='allowed')\n"
-               "try:\n"
-               f"    sqs.receive_message(QueueUrl={queue!r})\n"
-               "except Exception as exc:\n"
-               "    print(exc.response['Error']['Code']); sys.exit(7)\n")
+    role_arn = role(
+        aws,
+        name,
+        ECS_TRUST,
+        [
+            {
+                "Effect": "Allow",
+                "Action": "sqs:SendMessage",
+                "Resource": aws("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+                    "QueueArn"
+                ],
+            }
+        ],
+    )
+    program = (
+        "import boto3, sys\n"
+        "sqs = boto3.client('sqs')\n"
+        f"sqs.send_message(QueueUrl={queue!r}, MessageBody='allowed')\n"
+        "try:\n"
+        f"    sqs.receive_message(QueueUrl={queue!r})\n"
+        "except Exception as exc:\n"
+        "    print(exc.response['Error']['Code']); sys.exit(7)\n"
+    )
     ecs = aws("ecs")
     ecs.create_cluster(clusterName=name)
-    ecs.register_task_definition(family=name, taskRoleArn=role_arn, requiresCompatibilities=["FARGATE"], cpu="256",
-                                 memory="512", containerDefinitions=[{
-                                     "name": "main", "image": "kumolab.local/authz:1", "essential": True, "memory": 256,
-                                     "command": ["python", "-c", program],
-                                     "dockerLabels": {"kumolab.runtime.source": "files/containers/qa_bot"}}])
-    arn = until_assumable(lambda: ecs.run_task(cluster=name, taskDefinition=name, launchType="FARGATE", networkConfiguration=network(aws)))["tasks"][0][
-        "taskArn"]
+    ecs.register_task_definition(
+        family=name,
+        taskRoleArn=role_arn,
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[
+            {
+                "name": "main",
+                "image": "kumolab.local/authz:1",
+                "essential": True,
+                "memory": 256,
+                "command": ["python", "-c", program],
+                "dockerLabels": {"kumolab.runtime.source": "files/containers/qa_bot"},
+            }
+        ],
+    )
+    arn = until_assumable(
+        lambda: ecs.run_task(cluster=name, taskDefinition=name, launchType="FARGATE", networkConfiguration=network(aws))
+    )["tasks"][0]["taskArn"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         task = ecs.describe_tasks(cluster=name, tasks=[arn])["tasks"][0]
@@ -185,8 +250,14 @@ def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws):
         time.sleep(0.3)
     assert task["lastStatus"] == "STOPPED", task
     assert task["containers"][0]["exitCode"] == 7, task  # SendMessage allowed, ReceiveMessage denied
-    assert int(aws("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])[
-        "Attributes"]["ApproximateNumberOfMessages"]) == 1
+    assert (
+        int(
+            aws("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])[
+                "Attributes"
+            ]["ApproximateNumberOfMessages"]
+        )
+        == 1
+    )
 
 
 def reaper_policy(region: str, account: str) -> str:
@@ -201,9 +272,14 @@ def reaper_policy(region: str, account: str) -> str:
     env.filters["to_json"] = json.dumps
     env.filters["regex_replace"] = lambda value, pattern, repl: re.sub(pattern, repl, value)
     template = env.from_string((REPO_ROOT / "playbooks" / "templates" / "reaper_policy.json.j2").read_text())
-    return template.render(aws_region=region, reaper_account=account, reaper_name="kumolab-reaper-authz",
-                           reaper_tag_condition={"StringEquals": {"aws:ResourceTag/Project": "kumolab"}},
-                           reaper_name_pattern="kumolab-*", reaper_notify_ssm_parameter="")
+    return template.render(
+        aws_region=region,
+        reaper_account=account,
+        reaper_name="kumolab-reaper-authz",
+        reaper_tag_condition={"StringEquals": {"aws:ResourceTag/Project": "kumolab"}},
+        reaper_name_pattern="kumolab-*",
+        reaper_notify_ssm_parameter="",
+    )
 
 
 def test_iam_role_authorization_reaper_reaps_its_own_next_to_foreign_resources_under_its_policy(aws, tmp_path):
@@ -222,51 +298,83 @@ def test_iam_role_authorization_reaper_reaps_its_own_next_to_foreign_resources_u
     shutil.copy(REPO_ROOT / "module_utils" / "kumolab_resources.py", build)
     name = f"kumolab-reaper-authz-{suffix}"
     role_arn = aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
-    aws("iam").put_role_policy(RoleName=name, PolicyName="least-privilege", PolicyDocument=reaper_policy(region, account))
+    aws("iam").put_role_policy(
+        RoleName=name, PolicyName="least-privilege", PolicyDocument=reaper_policy(region, account)
+    )
     code = package(build, ["handler.py", "kumolab_resources.py"], artifact_dir() / f"{name}.zip")
     with open(code["path"], "rb") as zipped:
         body = zipped.read()
-    until_assumable(lambda: aws("lambda").create_function(
-        FunctionName=name, Runtime="python3.13", Role=role_arn, Handler="handler.lambda_handler", Timeout=120,
-        Code={"ZipFile": body}, Environment={"Variables": {"KUMOLAB_PROJECT": "kumolab", "KUMOLAB_REAPER_DRY_RUN": "false"}}))
+    until_assumable(
+        lambda: aws("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.13",
+            Role=role_arn,
+            Handler="handler.lambda_handler",
+            Timeout=120,
+            Code={"ZipFile": body},
+            Environment={"Variables": {"KUMOLAB_PROJECT": "kumolab", "KUMOLAB_REAPER_DRY_RUN": "false"}},
+        )
+    )
 
     # Its own expired resources: a table and a queue of lab "authz<suffix>", ExpiresAt in the past.
     lab = f"authz{suffix}"
     tags = {"Project": "kumolab", "Lab": lab, "ExpiresAt": "2020-01-01T00:00:00Z"}
     own_table = f"kumolab-{lab}-items"
-    aws("dynamodb").create_table(TableName=own_table, BillingMode="PAY_PER_REQUEST",
-                                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                                 KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    aws("dynamodb").create_table(
+        TableName=own_table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+    )
     own_queue = aws("sqs").create_queue(QueueName=f"kumolab-{lab}-jobs", tags=tags)["QueueUrl"]
 
     # Foreign resources, none tagged kumolab.
     foreign = f"foreign-{suffix}"
-    foreign_role = aws("iam").create_role(RoleName=foreign, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
-    until_assumable(lambda: aws("lambda").create_function(FunctionName=foreign, Runtime="python3.13", Role=foreign_role,
-                                                          Handler="app.handler", Code={"ZipFile": body}))
-    aws("dynamodb").create_table(TableName=foreign, BillingMode="PAY_PER_REQUEST",
-                                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                                 KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    foreign_role = aws("iam").create_role(RoleName=foreign, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"][
+        "Arn"
+    ]
+    until_assumable(
+        lambda: aws("lambda").create_function(
+            FunctionName=foreign, Runtime="python3.13", Role=foreign_role, Handler="app.handler", Code={"ZipFile": body}
+        )
+    )
+    aws("dynamodb").create_table(
+        TableName=foreign,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    )
     foreign_queue = aws("sqs").create_queue(QueueName=foreign)["QueueUrl"]
     aws("ecr").create_repository(repositoryName=foreign)
     alarms = [f"TargetTracking-service/{foreign}/{foreign}-Alarm{kind}-{suffix}" for kind in ("High", "Low")]
     for alarm in alarms:
-        aws("cloudwatch").put_metric_alarm(AlarmName=alarm, MetricName="CPUUtilization", Namespace="AWS/ECS",
-                                           Statistic="Average", Period=60, EvaluationPeriods=3, Threshold=50.0,
-                                           ComparisonOperator="GreaterThanThreshold")
+        aws("cloudwatch").put_metric_alarm(
+            AlarmName=alarm,
+            MetricName="CPUUtilization",
+            Namespace="AWS/ECS",
+            Statistic="Average",
+            Period=60,
+            EvaluationPeriods=3,
+            Threshold=50.0,
+            ComparisonOperator="GreaterThanThreshold",
+        )
 
     answer = aws("lambda").invoke(FunctionName=name, Payload=b"{}")
     report = json.loads(answer["Payload"].read())
     assert "FunctionError" not in answer, report
     assert report.get("failed") == [], report
     deleted = {entry["id"] for entry in report["deleted"]}
-    assert any(own_table in ident for ident in deleted) and any(own_queue.rsplit("/", 1)[-1] in ident for ident in deleted), report
+    assert any(own_table in ident for ident in deleted) and any(
+        own_queue.rsplit("/", 1)[-1] in ident for ident in deleted
+    ), report
     # The foreign ones are all still there.
     aws("lambda").get_function(FunctionName=foreign)
     aws("dynamodb").describe_table(TableName=foreign)
     aws("sqs").get_queue_attributes(QueueUrl=foreign_queue, AttributeNames=["QueueArn"])
     aws("ecr").describe_repositories(repositoryNames=[foreign])
-    assert sorted(a["AlarmName"] for a in aws("cloudwatch").describe_alarms(AlarmNames=alarms)["MetricAlarms"]) == sorted(alarms)
+    assert sorted(
+        a["AlarmName"] for a in aws("cloudwatch").describe_alarms(AlarmNames=alarms)["MetricAlarms"]
+    ) == sorted(alarms)
     with pytest.raises(botocore.exceptions.ClientError):
         aws("dynamodb").describe_table(TableName=own_table)

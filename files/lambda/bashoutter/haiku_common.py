@@ -162,13 +162,16 @@ def json_body(event: dict) -> dict:
     if not isinstance(raw, str):
         raise ClientError(400, "body", "request body must be text")
     if len(raw) > 4 * MAX_BODY_BYTES:  # bound the work below; smaller bodies get their exact size reported
-        raise ClientError(400, "body", f"request body is too large (over {4 * MAX_BODY_BYTES} characters; "
-                                       f"at most {MAX_BODY_BYTES} bytes)")
+        raise ClientError(
+            400,
+            "body",
+            f"request body is too large (over {4 * MAX_BODY_BYTES} characters; at most {MAX_BODY_BYTES} bytes)",
+        )
     if event.get("isBase64Encoded"):
         try:
             data = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
-            raise ClientError(400, "body", "request body is not valid base64")
+            raise ClientError(400, "body", "request body is not valid base64")  # noqa: B904
     else:
         data = raw.encode("utf-8", "surrogatepass")
     if len(data) > MAX_BODY_BYTES:
@@ -176,7 +179,7 @@ def json_body(event: dict) -> dict:
     try:
         parsed = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deeply nested arrays
-        raise ClientError(400, "body", "request body is not valid JSON")
+        raise ClientError(400, "body", "request body is not valid JSON")  # noqa: B904
     if not isinstance(parsed, dict):
         raise ClientError(400, "body", "request body must be a JSON object")
     return parsed
@@ -195,11 +198,12 @@ def text_field(body: dict, name: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ClientError(400, name, f"'{name}' is not valid Unicode text (a lone surrogate)")
+        raise ClientError(400, name, f"'{name}' is not valid Unicode text (a lone surrogate)")  # noqa: B904
     bad = next((ch for ch in value if unicodedata.category(ch) in _BAD_CATEGORIES and ch not in _ALLOWED_FORMAT), None)
     if bad is not None:
-        raise ClientError(400, name, f"'{name}' contains U+{ord(bad):04X}, a control or formatting character; "
-                                     "send plain text")
+        raise ClientError(
+            400, name, f"'{name}' contains U+{ord(bad):04X}, a control or formatting character; send plain text"
+        )
     value = unicodedata.normalize("NFC", value).strip()
     if not value:
         raise ClientError(400, name, f"'{name}' is empty")
@@ -222,8 +226,12 @@ def item_id_from_path(event: dict) -> str:
     params = event.get("pathParameters")
     value = params.get("item_id") if isinstance(params, dict) else None
     if not isinstance(value, str) or not ITEM_ID_PATTERN.fullmatch(value):
-        raise ClientError(400, "item_id", "item_id must be 1-64 characters from A-Z, a-z, 0-9, '_' and '-' "
-                                          "(as returned by GET /haiku or POST /haiku)")
+        raise ClientError(
+            400,
+            "item_id",
+            "item_id must be 1-64 characters from A-Z, a-z, 0-9, '_' and '-' "
+            "(as returned by GET /haiku or POST /haiku)",
+        )
     return value
 
 

@@ -33,7 +33,6 @@ import urllib.request
 
 import boto3
 import botocore.config
-
 import kumolab_resources as catalogue
 
 # Throttling on every call is also retried by botocore (standard mode); the catalogue adds jittered retries
@@ -58,7 +57,7 @@ def parse_event(event: dict | None, environ: dict) -> dict:
     ignored = [] if _flag(environ.get(ALLOW_OVERRIDES_ENV, "false")) else [key for key in OVERRIDE_KEYS if key in event]
     event = {key: value for key, value in event.items() if key not in ignored}
     now_raw = event.get("now")
-    now = catalogue.parse_time(now_raw) if now_raw else _dt.datetime.now(_dt.timezone.utc)
+    now = catalogue.parse_time(now_raw) if now_raw else _dt.datetime.now(_dt.UTC)
     if now is None:
         raise ValueError(f"event.now={now_raw!r} is not an ISO-8601 time")
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
@@ -69,7 +68,9 @@ def parse_event(event: dict | None, environ: dict) -> dict:
         "region": region,
         "project": event.get("project") or environ.get("KUMOLAB_PROJECT", "kumolab"),
         "lab": event.get("lab"),
-        "dry_run": _flag(event["dry_run"]) if "dry_run" in event else _flag(environ.get("KUMOLAB_REAPER_DRY_RUN", "false")),
+        "dry_run": _flag(event["dry_run"])
+        if "dry_run" in event
+        else _flag(environ.get("KUMOLAB_REAPER_DRY_RUN", "false")),
         "notify_parameter": environ.get("KUMOLAB_NOTIFY_SSM_PARAMETER", ""),
         "ignored": ignored,
     }
@@ -88,11 +89,16 @@ def client_factory(session, region: str):
 
 
 def entry(resource) -> dict:
-    return dict(resource.as_dict(), lab=resource.tags.get(catalogue.LAB_TAG, ""),
-                expires_at=resource.tags.get(catalogue.EXPIRES_TAG, ""))
+    return dict(
+        resource.as_dict(),
+        lab=resource.tags.get(catalogue.LAB_TAG, ""),
+        expires_at=resource.tags.get(catalogue.EXPIRES_TAG, ""),
+    )
 
 
-def reap(aws, region: str, now: _dt.datetime, project: str = "kumolab", lab: str | None = None, dry_run: bool = False) -> dict:
+def reap(
+    aws, region: str, now: _dt.datetime, project: str = "kumolab", lab: str | None = None, dry_run: bool = False
+) -> dict:
     """Find ``Project=<project>`` (and ``Lab=<lab>``) resources, keep the expired ones, delete them in dependency
     order. Failures (listing a kind, deleting a resource) do not stop the run; they are reported.
 
@@ -102,23 +108,52 @@ def reap(aws, region: str, now: _dt.datetime, project: str = "kumolab", lab: str
     listing_errors: list = []
     found = catalogue.find(aws, wanted, errors=listing_errors)
     chosen = catalogue.select_expired(found, now)
-    report = {"region": region, "dry_run": dry_run, "selected": [entry(r) for r in chosen], "deleted": [], "absent": [],
-              "failed": [{"kind": kind, "id": "", "name": "", "lab": lab or "", "expires_at": "",
-                          "error": f"could not list {kind}: {catalogue.error_code(exc) or type(exc).__name__}: {exc}"}
-                         for kind, exc in listing_errors],
-              "skipped": len(found) - len(chosen)}
+    report = {
+        "region": region,
+        "dry_run": dry_run,
+        "selected": [entry(r) for r in chosen],
+        "deleted": [],
+        "absent": [],
+        "failed": [
+            {
+                "kind": kind,
+                "id": "",
+                "name": "",
+                "lab": lab or "",
+                "expires_at": "",
+                "error": f"could not list {kind}: {catalogue.error_code(exc) or type(exc).__name__}: {exc}",
+            }
+            for kind, exc in listing_errors
+        ],
+        "skipped": len(found) - len(chosen),
+    }
     # Tagged resources of kinds the catalogue cannot delete: reported, never guessed at.
     try:
         untracked = catalogue.untracked_with_tags(aws, wanted)
     except Exception as exc:  # the tagging API is a cross-check; its failure must not hide the rest
         untracked = []
-        report["failed"].append({"kind": "untracked", "id": "", "name": "", "lab": lab or "", "expires_at": "",
-                                 "error": f"could not ask the tagging API: {exc}"})
+        report["failed"].append(
+            {
+                "kind": "untracked",
+                "id": "",
+                "name": "",
+                "lab": lab or "",
+                "expires_at": "",
+                "error": f"could not ask the tagging API: {exc}",
+            }
+        )
     for arn, tags in untracked:
         if catalogue.expired(tags, now):
-            report["failed"].append({"kind": "untracked", "id": arn, "name": arn, "lab": tags.get(catalogue.LAB_TAG, ""),
-                                     "expires_at": tags.get(catalogue.EXPIRES_TAG, ""),
-                                     "error": "kumolab does not know how to delete this kind; delete it by hand"})
+            report["failed"].append(
+                {
+                    "kind": "untracked",
+                    "id": arn,
+                    "name": arn,
+                    "lab": tags.get(catalogue.LAB_TAG, ""),
+                    "expires_at": tags.get(catalogue.EXPIRES_TAG, ""),
+                    "error": "kumolab does not know how to delete this kind; delete it by hand",
+                }
+            )
     if dry_run:
         return report
     for outcome in catalogue.delete_all(aws, chosen):
@@ -132,8 +167,10 @@ def reap(aws, region: str, now: _dt.datetime, project: str = "kumolab", lab: str
 def summary_text(report: dict) -> str:
     verb = "would delete" if report["dry_run"] else "deleted"
     items = report["selected"] if report["dry_run"] else report["deleted"]
-    lines = [f"kumolab reaper ({report['region']}): {verb} {len(items)} expired resource(s)"
-             + (f", {len(report['failed'])} failed" if report["failed"] else "")]
+    lines = [
+        f"kumolab reaper ({report['region']}): {verb} {len(items)} expired resource(s)"
+        + (f", {len(report['failed'])} failed" if report["failed"] else "")
+    ]
     lines += [f"- {r['kind']} {r['id']} (lab {r['lab'] or '?'}, expired {r['expires_at']})" for r in items]
     lines += [f"- FAILED {r['kind']} {r['id']}: {r['error']}" for r in report["failed"]]
     return "\n".join(lines)
@@ -143,7 +180,9 @@ def notify(session, region: str, parameter: str, report: dict) -> str:
     """Post the summary to the webhook whose URL is in SSM; returns a status word for the report."""
     if not parameter or not (report["deleted"] or report["failed"] or (report["dry_run"] and report["selected"])):
         return "skipped"
-    url = session.client("ssm", region_name=region).get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+    url = session.client("ssm", region_name=region).get_parameter(Name=parameter, WithDecryption=True)["Parameter"][
+        "Value"
+    ]
     body = json.dumps({"text": summary_text(report)}).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     try:
@@ -163,8 +202,14 @@ def lambda_handler(event, context=None, session=None, environ=None):
         return result
     session = session or boto3.session.Session()
     aws = client_factory(session, settings["region"])
-    report = reap(aws, settings["region"], settings["now"], project=settings["project"], lab=settings["lab"],
-                  dry_run=settings["dry_run"])
+    report = reap(
+        aws,
+        settings["region"],
+        settings["now"],
+        project=settings["project"],
+        lab=settings["lab"],
+        dry_run=settings["dry_run"],
+    )
     report["now"] = settings["now"].strftime("%Y-%m-%dT%H:%M:%SZ")
     report["ignored"] = settings["ignored"]
     report["ok"] = not report["failed"]

@@ -10,9 +10,31 @@ import random
 import time
 
 SUSHI = [
-    "maguro", "otoro", "chutoro", "sake", "hamachi", "tai", "hirame", "saba", "aji", "iwashi",
-    "ebi", "amaebi", "ika", "tako", "hotate", "uni", "ikura", "tamago", "anago", "unagi",
-    "kappa maki", "tekka maki", "negitoro", "engawa", "kohada",
+    "maguro",
+    "otoro",
+    "chutoro",
+    "sake",
+    "hamachi",
+    "tai",
+    "hirame",
+    "saba",
+    "aji",
+    "iwashi",
+    "ebi",
+    "amaebi",
+    "ika",
+    "tako",
+    "hotate",
+    "uni",
+    "ikura",
+    "tamago",
+    "anago",
+    "unagi",
+    "kappa maki",
+    "tekka maki",
+    "negitoro",
+    "engawa",
+    "kohada",
 ]
 
 

@@ -62,9 +62,7 @@ class ChecksumError(ValueError):
         self.path = Path(path)
         self.expected = expected
         self.actual = actual
-        super().__init__(
-            f"SHA-256 mismatch for {self.path}: expected {expected}, got {actual}. {FIX_HINT}"
-        )
+        super().__init__(f"SHA-256 mismatch for {self.path}: expected {expected}, got {actual}. {FIX_HINT}")
 
 
 def _open(path: Path):

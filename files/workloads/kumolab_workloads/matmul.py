@@ -59,7 +59,7 @@ PEAK_TFLOPS: list[tuple[tuple[str, ...], str, dict[str, float | None]]] = [
 def matmul_flops(n: int) -> int:
     """Floating-point operations of an (n x n) @ (n x n) product: n^2 dot products of 2n-1 ops,
     counted as 2*n^3 by convention (one multiply and one add per term)."""
-    return 2 * n ** 3
+    return 2 * n**3
 
 
 def tflops(n: int, seconds: float) -> float:
@@ -102,8 +102,14 @@ def _torch_dtype(dtype: str) -> torch.dtype:
     return torch.bfloat16 if dtype == "bf16" else torch.float32
 
 
-def skip_reason(device: str, dtype: str, size: int, cpu_max_size: int | None,
-                cpu_bf16_max_size: int | None = None, cpu_native_bf16: bool = False) -> str | None:
+def skip_reason(
+    device: str,
+    dtype: str,
+    size: int,
+    cpu_max_size: int | None,
+    cpu_bf16_max_size: int | None = None,
+    cpu_native_bf16: bool = False,
+) -> str | None:
     """Why a (device, dtype, size) row cannot or should not run here, or None if it can.
 
     ``cpu_bf16_max_size`` caps CPU bf16 rows only where bf16 is emulated (``cpu_native_bf16`` false).
@@ -122,8 +128,10 @@ def skip_reason(device: str, dtype: str, size: int, cpu_max_size: int | None,
     if cpu_max_size is not None and size > cpu_max_size:
         return f"size {size} above --cpu-max-size {cpu_max_size}"
     if dtype == "bf16" and not cpu_native_bf16 and cpu_bf16_max_size is not None and size > cpu_bf16_max_size:
-        return (f"size {size} above --cpu-bf16-max-size {cpu_bf16_max_size} (this CPU has no AMX/AVX512-BF16: "
-                "bf16 matmul is emulated, ~100x slower than fp32)")
+        return (
+            f"size {size} above --cpu-bf16-max-size {cpu_bf16_max_size} (this CPU has no AMX/AVX512-BF16: "
+            "bf16 matmul is emulated, ~100x slower than fp32)"
+        )
     return None
 
 
@@ -200,7 +208,9 @@ def run_benchmark(
                 row: dict[str, Any] = {
                     "device": device,
                     "device_name": (gpu_name if device == "cuda" else common.cpu_model_name()),
-                    "dtype": dtype, "size": n, "flops": matmul_flops(n),
+                    "dtype": dtype,
+                    "size": n,
+                    "flops": matmul_flops(n),
                 }
                 reason = skip_reason(device, dtype, n, cpu_max_size, cpu_bf16_max_size, native_bf16)
                 if reason:
@@ -211,17 +221,26 @@ def run_benchmark(
                 n_warm = warmup if warmup is not None else (3 if device == "cuda" else 1)
                 times = time_matmul(n, dtype, device, repeats, n_warm)
                 med = statistics.median(times)
-                row.update(status="ok", repeats=repeats, warmup=n_warm, seconds=med, seconds_all=times,
-                           tflops=tflops(n, med),
-                           timing="cuda events" if device == "cuda" else "time.perf_counter")
+                row.update(
+                    status="ok",
+                    repeats=repeats,
+                    warmup=n_warm,
+                    seconds=med,
+                    seconds_all=times,
+                    tflops=tflops(n, med),
+                    timing="cuda events" if device == "cuda" else "time.perf_counter",
+                )
                 if device == "cuda" and peak:
                     row["peak_tflops"] = peak[1].get(dtype)
                     row["percent_of_peak"] = percent_of_peak(row["tflops"], row["peak_tflops"])
                 rows.append(row)
-                log(f"{device:4s} {dtype:4s} n={n:<6d} {med:9.4f} s  {row['tflops']:8.3f} TFLOP/s"
-                    + (f"  {row['percent_of_peak']:.1f}% of peak" if row.get("percent_of_peak") else ""))
-    cpu_fp32 = {r["size"]: r["seconds"] for r in rows
-                if r["device"] == "cpu" and r["dtype"] == "fp32" and r["status"] == "ok"}
+                log(
+                    f"{device:4s} {dtype:4s} n={n:<6d} {med:9.4f} s  {row['tflops']:8.3f} TFLOP/s"
+                    + (f"  {row['percent_of_peak']:.1f}% of peak" if row.get("percent_of_peak") else "")
+                )
+    cpu_fp32 = {
+        r["size"]: r["seconds"] for r in rows if r["device"] == "cpu" and r["dtype"] == "fp32" and r["status"] == "ok"
+    }
     for r in rows:
         if r["device"] == "cuda" and r["status"] == "ok":
             base = cpu_fp32.get(r["size"])
@@ -240,7 +259,7 @@ def run_benchmark(
         "cpu_bf16_max_size": cpu_bf16_max_size,
         "cpu_native_bf16": native_bf16,
         "rows": rows,
-        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -249,8 +268,7 @@ def chart(result: dict[str, Any], path: str | Path) -> Path:
     sizes = result["sizes"]
     series: dict[str, list[float | None]] = {}
     for r in result["rows"]:
-        if r["device"] == "cuda" and all(x["status"] == "skipped" for x in result["rows"]
-                                         if x["device"] == "cuda"):
+        if r["device"] == "cuda" and all(x["status"] == "skipped" for x in result["rows"] if x["device"] == "cuda"):
             continue  # no GPU at all: one note instead of empty bars
         key = f"{r['device']} {r['dtype']}"
         series.setdefault(key, [None] * len(sizes))
@@ -262,22 +280,30 @@ def chart(result: dict[str, Any], path: str | Path) -> Path:
     notes.extend(f"skipped - {x}" for x in reasons[:6])
     title = f"Square matmul throughput (CPU: {result['cpu']}, {result['cpu_threads']} threads"
     title += f"; GPU: {result['gpu']})" if result["gpu"] else "; no GPU)"
-    return plots.grouped_bars([f"n={s}" for s in sizes], series, path, title, "TFLOP/s (2n³ / median s)",
-                              notes=notes)
+    return plots.grouped_bars([f"n={s}" for s in sizes], series, path, title, "TFLOP/s (2n³ / median s)", notes=notes)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kumolab_workloads.matmul",
-                                     description="CPU vs GPU square matmul benchmark.")
+    parser = argparse.ArgumentParser(
+        prog="python -m kumolab_workloads.matmul", description="CPU vs GPU square matmul benchmark."
+    )
     parser.add_argument("--sizes", default="1000,4000,10000", help="comma-separated n (e.g. 1000,4k,10000)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=None, help="default: 3 on GPU, 1 on CPU")
     parser.add_argument("--devices", default="cpu,cuda")
     parser.add_argument("--dtypes", default=",".join(DTYPES))
-    parser.add_argument("--cpu-max-size", type=int, default=4000,
-                        help="skip CPU rows above this n (0: no cap); 10000 fp32 takes ~minutes per run on a small CPU")
-    parser.add_argument("--cpu-bf16-max-size", type=int, default=1000,
-                        help="skip CPU bf16 rows above this n where the CPU emulates bf16 (no AMX/AVX512-BF16; 0: no cap)")
+    parser.add_argument(
+        "--cpu-max-size",
+        type=int,
+        default=4000,
+        help="skip CPU rows above this n (0: no cap); 10000 fp32 takes ~minutes per run on a small CPU",
+    )
+    parser.add_argument(
+        "--cpu-bf16-max-size",
+        type=int,
+        default=1000,
+        help="skip CPU bf16 rows above this n where the CPU emulates bf16 (no AMX/AVX512-BF16; 0: no cap)",
+    )
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     try:
@@ -292,8 +318,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown device(s) {bad}; use cpu and/or cuda")
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     try:
-        result = run_benchmark(sizes, args.repeats, devices, dtypes, args.cpu_max_size or None, args.warmup,
-                               args.cpu_bf16_max_size or None, log=lambda s: print(s, flush=True))
+        result = run_benchmark(
+            sizes,
+            args.repeats,
+            devices,
+            dtypes,
+            args.cpu_max_size or None,
+            args.warmup,
+            args.cpu_bf16_max_size or None,
+            log=lambda s: print(s, flush=True),
+        )
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -30,9 +30,10 @@ import datetime as _dt
 import random
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,13 +70,27 @@ class Config:
 
 CONFIGS: dict[str, Config] = {
     "textbook": Config(
-        name="textbook", epochs=5, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.5,
+        name="textbook",
+        epochs=5,
+        batch_size=64,
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.5,
         eval_batch_size=1000,
     ),
     "fast": Config(
-        name="fast", epochs=2, batch_size=128, optimizer="adam", lr=0.01, weight_decay=0.0,
-        schedule="onecycle", pct_start=0.2, label_smoothing=0.05, channels_last=True,
-        resident=True, ema_decay=0.98,
+        name="fast",
+        epochs=2,
+        batch_size=128,
+        optimizer="adam",
+        lr=0.01,
+        weight_decay=0.0,
+        schedule="onecycle",
+        pct_start=0.2,
+        label_smoothing=0.05,
+        channels_last=True,
+        resident=True,
+        ema_decay=0.98,
     ),
 }
 
@@ -115,13 +130,20 @@ class FastNet(nn.Module):
     def __init__(self, c1: int = 8, c2: int = 32, hidden: int = 64) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c1),
+            nn.Conv2d(1, c1, 3, padding=1, bias=False),
+            nn.MaxPool2d(2),
+            nn.BatchNorm2d(c1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c2),
+            nn.Conv2d(c1, c2, 3, padding=1, bias=False),
+            nn.MaxPool2d(2),
+            nn.BatchNorm2d(c2),
             nn.ReLU(inplace=True),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 10),
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 10),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,8 +171,11 @@ class WeightEma:
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
-        pairs = zip([*self.module.parameters(), *self.module.buffers()],
-                    [t.detach() for t in (*model.parameters(), *model.buffers())], strict=True)
+        pairs = zip(
+            [*self.module.parameters(), *self.module.buffers()],
+            [t.detach() for t in (*model.parameters(), *model.buffers())],
+            strict=True,
+        )
         self._ema_floats: list[torch.Tensor] = []
         self._live_floats: list[torch.Tensor] = []
         self._other_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # num_batches_tracked
@@ -193,24 +218,31 @@ def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, to
     return x, y
 
 
-def _resident_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, gen: torch.Generator
-                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _resident_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, gen: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     perm = torch.randperm(len(x), generator=gen).to(x.device)
     for start in range(0, len(x), batch_size):
-        sel = perm[start:start + batch_size]
+        sel = perm[start : start + batch_size]
         yield x.index_select(0, sel), y.index_select(0, sel)
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
-             memory_format: torch.memory_format) -> tuple[float, float, torch.Tensor]:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    memory_format: torch.memory_format,
+) -> tuple[float, float, torch.Tensor]:
     """Return (mean loss, accuracy, predictions on CPU) over the whole given set."""
     model.eval()
     total_loss = torch.zeros((), device=device)
     preds = []
     for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size].to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        yb = y[start:start + batch_size].to(device, non_blocking=True)
+        xb = x[start : start + batch_size].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        yb = y[start : start + batch_size].to(device, non_blocking=True)
         logits = model(xb).float()
         total_loss += F.cross_entropy(logits, yb, reduction="sum")
         preds.append(logits.argmax(1))
@@ -272,17 +304,20 @@ def train(
     model = build_model(config).to(dev, memory_format=memory_format)
     n_params = count_parameters(model)
     if config.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                                     weight_decay=config.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     else:
         # The fused kernel updates all parameters in one pass: ~20% of a CPU step for this small net.
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                               fused=dev.type in ("cpu", "cuda"))
+        opt = torch.optim.Adam(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=dev.type in ("cpu", "cuda")
+        )
     steps_per_epoch = -(-len(x_train) // config.batch_size)
     sched = None
     if config.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=config.lr, total_steps=steps_per_epoch * n_epochs, pct_start=config.pct_start)
+            opt, max_lr=config.lr, total_steps=steps_per_epoch * n_epochs, pct_start=config.pct_start
+        )
 
     ema = WeightEma(model, config.ema_decay) if config.ema_decay > 0 else None
     scored = ema.module if ema is not None else model  # the model that is evaluated and saved
@@ -290,12 +325,19 @@ def train(
     loader = None
     if not config.resident:
         loader = torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(x_train, y_train), batch_size=config.batch_size, shuffle=True,
-            generator=gen, num_workers=0, pin_memory=dev.type == "cuda")
+            torch.utils.data.TensorDataset(x_train, y_train),
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=gen,
+            num_workers=0,
+            pin_memory=dev.type == "cuda",
+        )
 
-    log(f"mnist {config.name}: device={dev.type} ({common.device_name(dev)}), torch {torch.__version__}, "
+    log(
+        f"mnist {config.name}: device={dev.type} ({common.device_name(dev)}), torch {torch.__version__}, "
         f"threads={threads}, params={n_params:,}, train={len(x_train):,} test={len(x_test):,}, "
-        f"epochs={n_epochs}, batch={config.batch_size}, seed={seed}")
+        f"epochs={n_epochs}, batch={config.batch_size}, seed={seed}"
+    )
 
     step_losses: list[float] = []
     epoch_metrics: list[dict[str, Any]] = []
@@ -322,8 +364,9 @@ def train(
                 ema.update()
             losses[step] = loss.detach()
         t1 = clock.elapsed()
-        test_loss, test_acc, last_pred = evaluate(scored, x_test, y_test_dev, config.eval_batch_size, dev,
-                                                  memory_format)
+        test_loss, test_acc, last_pred = evaluate(
+            scored, x_test, y_test_dev, config.eval_batch_size, dev, memory_format
+        )
         t2 = clock.elapsed()
         epoch_loss = losses.tolist()
         step_losses.extend(epoch_loss)
@@ -341,16 +384,17 @@ def train(
             "train_images_per_second": len(x_train) / max(t1 - t0, 1e-9),
         }
         epoch_metrics.append(metrics)
-        log(f"epoch {epoch}/{n_epochs}  loss {metrics['train_loss']:.4f}  test_loss {test_loss:.4f}  "
+        log(
+            f"epoch {epoch}/{n_epochs}  loss {metrics['train_loss']:.4f}  test_loss {test_loss:.4f}  "
             f"test_acc {100 * test_acc:.2f}%  epoch {t1 - t0:.1f}s  elapsed {t2:.1f}s  "
-            f"{metrics['train_images_per_second']:.0f} img/s")
+            f"{metrics['train_images_per_second']:.0f} img/s"
+        )
 
     final_acc = epoch_metrics[-1]["test_accuracy"] if epoch_metrics else None
     result: dict[str, Any] = {
         "workload": "mnist",
         "config": config.name,
-        "settings": {**asdict(config), "epochs": n_epochs, "seed": seed,
-                     "max_train_samples": max_train_samples},
+        "settings": {**asdict(config), "epochs": n_epochs, "seed": seed, "max_train_samples": max_train_samples},
         "device": dev.type,
         "device_name": common.device_name(dev),
         "torch_version": torch.__version__,
@@ -367,18 +411,27 @@ def train(
         "target_accuracy": TARGET_ACCURACY,
         "seconds_to_99": seconds_to_99,
         "final_test_accuracy": final_acc,
-        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if write_outputs and out_dir is not None:
-        result["files"] = _write_outputs(Path(out_dir), config, scored, result, step_losses, steps_per_epoch,
-                                         data, last_pred)
+        result["files"] = _write_outputs(
+            Path(out_dir), config, scored, result, step_losses, steps_per_epoch, data, last_pred
+        )
         common.write_json(Path(out_dir) / f"mnist_{config.name}.json", result)
         log(f"wrote {Path(out_dir) / f'mnist_{config.name}.json'}")
     return result
 
 
-def _write_outputs(out: Path, config: Config, model: nn.Module, result: dict[str, Any], step_losses: list[float],
-                   steps_per_epoch: int, data: dict[str, np.ndarray], pred: torch.Tensor) -> dict[str, str]:
+def _write_outputs(
+    out: Path,
+    config: Config,
+    model: nn.Module,
+    result: dict[str, Any],
+    step_losses: list[float],
+    steps_per_epoch: int,
+    data: dict[str, np.ndarray],
+    pred: torch.Tensor,
+) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"mnist_{config.name}"
     weights = out / f"{stem}.pt"
@@ -386,48 +439,72 @@ def _write_outputs(out: Path, config: Config, model: nn.Module, result: dict[str
     acc = result["final_test_accuracy"] or 0.0
     t99 = result["seconds_to_99"]
     loss_png = plots.loss_curve(
-        step_losses, steps_per_epoch, result["epochs"], out / f"{stem}_loss.png",
-        title=(f"MNIST {config.name} on {result['device']} ({result['device_name']}): "
-               f"test acc {100 * acc:.2f}%, " + (f"99% at {t99:.1f}s" if t99 is not None else "99% not reached")),
+        step_losses,
+        steps_per_epoch,
+        result["epochs"],
+        out / f"{stem}_loss.png",
+        title=(
+            f"MNIST {config.name} on {result['device']} ({result['device_name']}): "
+            f"test acc {100 * acc:.2f}%, " + (f"99% at {t99:.1f}s" if t99 is not None else "99% not reached")
+        ),
     )
     images, labels = data["test_images"], data["test_labels"]
     pred_np = pred.numpy()
     first = list(range(min(40, len(pred_np))))
-    wrong = [int(i) for i in np.flatnonzero(pred_np != labels[:len(pred_np)]) if i not in first][:8]
+    wrong = [int(i) for i in np.flatnonzero(pred_np != labels[: len(pred_np)]) if i not in first][:8]
     sel = first + wrong
     grid_png = plots.prediction_grid(
-        images[sel], pred_np[sel], labels[sel], out / f"{stem}_predictions.png",
-        title=(f"MNIST {config.name}: first {len(first)} test digits + {len(wrong)} misclassified "
-               f"(red, ✗); test acc {100 * acc:.2f}% "
-               f"({int((pred_np != labels[:len(pred_np)]).sum())} of {len(pred_np)} wrong)"),
+        images[sel],
+        pred_np[sel],
+        labels[sel],
+        out / f"{stem}_predictions.png",
+        title=(
+            f"MNIST {config.name}: first {len(first)} test digits + {len(wrong)} misclassified "
+            f"(red, ✗); test acc {100 * acc:.2f}% "
+            f"({int((pred_np != labels[: len(pred_np)]).sum())} of {len(pred_np)} wrong)"
+        ),
     )
     return {"weights": weights.name, "loss_plot": loss_png.name, "predictions_plot": grid_png.name}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kumolab_workloads.mnist",
-                                     description="Train a CNN on MNIST; report test accuracy.")
+    parser = argparse.ArgumentParser(
+        prog="python -m kumolab_workloads.mnist", description="Train a CNN on MNIST; report test accuracy."
+    )
     parser.add_argument("--config", choices=sorted(CONFIGS), default="fast")
     parser.add_argument("--data-dir", required=True, help="directory with the four MNIST IDX files")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--epochs", type=int, default=None, help="default: the configuration's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--max-train-samples", type=int, default=None,
-                        help="train on a random subset of this many images (test set stays 10k)")
+    parser.add_argument(
+        "--max-train-samples",
+        type=int,
+        default=None,
+        help="train on a random subset of this many images (test set stays 10k)",
+    )
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be >= 1")
     try:
-        result = train(args.config, args.data_dir, args.out_dir, epochs=args.epochs, seed=args.seed,
-                       device=args.device, max_train_samples=args.max_train_samples,
-                       log=lambda s: print(s, flush=True))
+        result = train(
+            args.config,
+            args.data_dir,
+            args.out_dir,
+            epochs=args.epochs,
+            seed=args.seed,
+            device=args.device,
+            max_train_samples=args.max_train_samples,
+            log=lambda s: print(s, flush=True),
+        )
     except (idx.ChecksumError, idx.IdxError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     t99 = result["seconds_to_99"]
-    print(f"final test accuracy {100 * result['final_test_accuracy']:.2f}% on {result['device']}; "
-          + (f"99% reached after {t99:.1f}s" if t99 is not None else "99% not reached"))
+    print(
+        f"final test accuracy {100 * result['final_test_accuracy']:.2f}% on {result['device']}; "
+        + (f"99% reached after {t99:.1f}s" if t99 is not None else "99% not reached")
+    )
     return 0
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -55,9 +56,10 @@ def loss_curve(
     ep_x = [e["epoch"] for e in epochs]
     acc = [100.0 * e["test_accuracy"] for e in epochs]
     ax2.plot(ep_x, acc, "o-", color="tab:red", label="test accuracy (10k test set)")
-    for xe, ye in zip(ep_x, acc):
-        ax2.annotate(f"{ye:.2f}%", (xe, ye), textcoords="offset points", xytext=(0, 8), ha="center",
-                     color="tab:red", fontsize=8)
+    for xe, ye in zip(ep_x, acc, strict=False):
+        ax2.annotate(
+            f"{ye:.2f}%", (xe, ye), textcoords="offset points", xytext=(0, 8), ha="center", color="tab:red", fontsize=8
+        )
     ax2.axhline(99.0, color="tab:red", linestyle=":", linewidth=1, label="99% target")
     ax2.set_ylabel("test accuracy (%)")
     lo = min(acc + [99.0])
@@ -91,8 +93,9 @@ def prediction_grid(
         ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255 if images[i].max() > 1 else 1)
         ok = int(predicted[i]) == int(true[i])
         color = "black" if ok else "red"
-        ax.set_title(f"pred {int(predicted[i])} / true {int(true[i])}" + ("" if ok else " ✗"),
-                     fontsize=7.5, color=color)
+        ax.set_title(
+            f"pred {int(predicted[i])} / true {int(true[i])}" + ("" if ok else " ✗"), fontsize=7.5, color=color
+        )
         for spine in ax.spines.values():
             spine.set_edgecolor(color)
             spine.set_linewidth(0.5 if ok else 2.5)
@@ -120,11 +123,20 @@ def grouped_bars(
         offs = x - 0.4 + width * (k + 0.5)
         vals = [v if v is not None else float("nan") for v in values]
         bars = ax.bar(offs, vals, width, label=name)
-        for xb, v, bar in zip(offs, values, bars):
+        for xb, v, bar in zip(offs, values, bars, strict=False):
             if v is None:
                 # x in data units, y in axes fraction: visible whatever the scale
-                ax.text(xb, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90, color="gray",
-                        transform=ax.get_xaxis_transform())
+                ax.text(
+                    xb,
+                    0.02,
+                    "n/a",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    rotation=90,
+                    color="gray",
+                    transform=ax.get_xaxis_transform(),
+                )
                 bar.set_visible(False)
             else:
                 ax.text(xb, v, f"{v:.3g}", ha="center", va="bottom", fontsize=7)

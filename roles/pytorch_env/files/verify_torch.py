@@ -27,14 +27,18 @@ rel_err = ((c[:8].cpu().double() - ref).abs().max() / ref.abs().max()).item()
 if not rel_err < 1e-2:
     print(f"matmul on {device} is wrong: relative error {rel_err:.2e}", file=sys.stderr)
     sys.exit(3)
-print(json.dumps({
-    "torch": torch.__version__,
-    "torch_cuda": torch.version.cuda,
-    "cuda_available": torch.cuda.is_available(),
-    "device": device.type,
-    "device_name": common.device_name(device),
-    "n": n,
-    "ms": ms,
-    "rel_err": rel_err,
-    "workloads": kumolab_workloads.__file__,
-}))
+print(
+    json.dumps(
+        {
+            "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda,
+            "cuda_available": torch.cuda.is_available(),
+            "device": device.type,
+            "device_name": common.device_name(device),
+            "n": n,
+            "ms": ms,
+            "rel_err": rel_err,
+            "workloads": kumolab_workloads.__file__,
+        }
+    )
+)

@@ -21,11 +21,23 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from kumolab.serverless.outputs import aws_resource, outputs
 from kumolab.serverless.cli import clear
+from kumolab.serverless.outputs import aws_resource, outputs
 
-KIGO = ["furuike ya", "kawazu tobikomu", "mizu no oto", "natsukusa ya", "tsuwamonodomo ga", "yume no ato",
-        "shizukasa ya", "iwa ni shimiiru", "semi no koe", "samidare wo", "atsumete hayashi", "mogamigawa"]
+KIGO = [
+    "furuike ya",
+    "kawazu tobikomu",
+    "mizu no oto",
+    "natsukusa ya",
+    "tsuwamonodomo ga",
+    "yume no ato",
+    "shizukasa ya",
+    "iwa ni shimiiru",
+    "semi no koe",
+    "samidare wo",
+    "atsumete hayashi",
+    "mogamigawa",
+]
 
 
 class ApiClient:
@@ -62,8 +74,12 @@ class ApiClient:
 
 
 def random_haiku(i: int) -> dict:
-    return {"username": f"poet{i % 100}", "first": random.choice(KIGO), "second": random.choice(KIGO),
-            "third": random.choice(KIGO)}
+    return {
+        "username": f"poet{i % 100}",
+        "first": random.choice(KIGO),
+        "second": random.choice(KIGO),
+        "third": random.choice(KIGO),
+    }
 
 
 def post_many(api: ApiClient, n: int, concurrency: int, max_retries: int = 8) -> dict:
@@ -82,7 +98,7 @@ def post_many(api: ApiClient, n: int, concurrency: int, max_retries: int = 8) ->
                 break
             with lock:
                 counts["throttled_retries"] += 1
-            time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.0))
+            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
         with lock:
             counts["succeeded" if status == 201 else "failed"] += 1
             statuses[status] = statuses.get(status, 0) + 1
@@ -91,8 +107,14 @@ def post_many(api: ApiClient, n: int, concurrency: int, max_retries: int = 8) ->
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(one, range(n)))
     seconds = time.perf_counter() - started
-    return dict(counts, requested=n, concurrency=concurrency, seconds=round(seconds, 2),
-                posts_per_second=round(n / seconds, 1) if seconds else None, statuses=statuses)
+    return dict(
+        counts,
+        requested=n,
+        concurrency=concurrency,
+        seconds=round(seconds, 2),
+        posts_per_second=round(n / seconds, 1) if seconds else None,
+        statuses=statuses,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"GET /haiku answered {status}: {body[:300]!r}", file=sys.stderr)
             return 1
         for haiku in json.loads(body):
-            print(f"{haiku['created_at']}  {haiku['username']}: {haiku['first']} / {haiku['second']} / "
-                  f"{haiku['third']}  ({haiku['likes']} likes)")
+            print(
+                f"{haiku['created_at']}  {haiku['username']}: {haiku['first']} / {haiku['second']} / "
+                f"{haiku['third']}  ({haiku['likes']} likes)"
+            )
         return 0
     if args.n < 1 or args.concurrency < 1:
         parser.error("N and --concurrency must be at least 1")

@@ -27,16 +27,34 @@ from typing import Any
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace", "x-amazon-apigateway-any-method"}
 #: Gateway response types API Gateway knows (DEFAULT_4XX/5XX and the specific ones).
 GATEWAY_RESPONSE_TYPES = {
-    "DEFAULT_4XX", "DEFAULT_5XX", "ACCESS_DENIED", "API_CONFIGURATION_ERROR", "AUTHORIZER_CONFIGURATION_ERROR",
-    "AUTHORIZER_FAILURE", "BAD_REQUEST_PARAMETERS", "BAD_REQUEST_BODY", "EXPIRED_TOKEN", "INTEGRATION_FAILURE",
-    "INTEGRATION_TIMEOUT", "INVALID_API_KEY", "INVALID_SIGNATURE", "MISSING_AUTHENTICATION_TOKEN",
-    "QUOTA_EXCEEDED", "REQUEST_TOO_LARGE", "RESOURCE_NOT_FOUND", "THROTTLED", "UNAUTHORIZED",
-    "UNSUPPORTED_MEDIA_TYPE", "WAF_FILTERED",
+    "DEFAULT_4XX",
+    "DEFAULT_5XX",
+    "ACCESS_DENIED",
+    "API_CONFIGURATION_ERROR",
+    "AUTHORIZER_CONFIGURATION_ERROR",
+    "AUTHORIZER_FAILURE",
+    "BAD_REQUEST_PARAMETERS",
+    "BAD_REQUEST_BODY",
+    "EXPIRED_TOKEN",
+    "INTEGRATION_FAILURE",
+    "INTEGRATION_TIMEOUT",
+    "INVALID_API_KEY",
+    "INVALID_SIGNATURE",
+    "MISSING_AUTHENTICATION_TOKEN",
+    "QUOTA_EXCEEDED",
+    "REQUEST_TOO_LARGE",
+    "RESOURCE_NOT_FOUND",
+    "THROTTLED",
+    "UNAUTHORIZED",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "WAF_FILTERED",
 }
 #: A mapping value: a static 'literal' or a request/integration expression.
 MAPPING_VALUE = re.compile(r"'[^']*'|(method\.request|integration\.response|context|stageVariables)\.[\w.$-]+")
-LAMBDA_URI = re.compile(r"arn:aws:apigateway:[a-z0-9-]+:lambda:path/2015-03-31/functions/arn:aws:lambda:"
-                        r"[a-z0-9-]+:\d{12}:function:[\w-]+/invocations")
+LAMBDA_URI = re.compile(
+    r"arn:aws:apigateway:[a-z0-9-]+:lambda:path/2015-03-31/functions/arn:aws:lambda:"
+    r"[a-z0-9-]+:\d{12}:function:[\w-]+/invocations"
+)
 
 
 @dataclass(frozen=True)
@@ -58,9 +76,11 @@ def _resolve(spec: dict, node: Any) -> Any:
 
 
 def _mapping_error(method: str, path: str, expression: str) -> str:
-    return (f"Unable to put integration response on '{method}' for resource at path '{path}': Invalid mapping "
-            f"expression specified: Validation Result: warnings : [], errors : [Invalid mapping expression parameter "
-            f"specified: {expression}]")
+    return (
+        f"Unable to put integration response on '{method}' for resource at path '{path}': Invalid mapping "
+        f"expression specified: Validation Result: warnings : [], errors : [Invalid mapping expression parameter "
+        f"specified: {expression}]"
+    )
 
 
 def import_problems(spec: dict) -> list[Problem]:
@@ -93,8 +113,11 @@ def import_problems(spec: dict) -> list[Problem]:
             responses = op.get("responses") or {}
             integration = op.get("x-amazon-apigateway-integration")
             if integration is None:
-                add("warning", f"{where}: no x-amazon-apigateway-integration",
-                    f"No integration defined for method '{verb}' at path '{path}'")
+                add(
+                    "warning",
+                    f"{where}: no x-amazon-apigateway-integration",
+                    f"No integration defined for method '{verb}' at path '{path}'",
+                )
                 continue
             kind = str(integration.get("type", "")).lower()
             if kind == "aws_proxy":
@@ -106,10 +129,13 @@ def import_problems(spec: dict) -> list[Problem]:
                 config = config or {}
                 status = str(config.get("statusCode", ""))
                 if status not in {str(code) for code in responses}:
-                    add("error", f"{where}: integration response {selection!r} selects status {status!r}, "
-                                 f"which is not a method response",
+                    add(
+                        "error",
+                        f"{where}: integration response {selection!r} selects status {status!r}, "
+                        f"which is not a method response",
                         f"Unable to put integration response on '{verb}' for resource at path '{path}': Invalid "
-                        f"Response status code specified")
+                        f"Response status code specified",
+                    )
                     continue
                 raw = responses.get(status, responses.get(int(status)) if status.isdigit() else None)
                 method_response = _resolve(spec, raw) or {}
@@ -119,27 +145,46 @@ def import_problems(spec: dict) -> list[Problem]:
                         add("project", f"{where}: response {status} header {name} is a $ref; write it inline")
                 for target, value in (config.get("responseParameters") or {}).items():
                     if not target.startswith("method.response.header."):
-                        add("error", f"{where}: mapping target {target!r} is not method.response.header.*",
-                            _mapping_error(verb, path, target))
+                        add(
+                            "error",
+                            f"{where}: mapping target {target!r} is not method.response.header.*",
+                            _mapping_error(verb, path, target),
+                        )
                         continue
-                    header = target[len("method.response.header."):]
+                    header = target[len("method.response.header.") :]
                     if header not in headers:
-                        add("error", f"{where}: integration response maps {target}, but response {status} "
-                                     f"does not declare the header {header}", _mapping_error(verb, path, target))
+                        add(
+                            "error",
+                            f"{where}: integration response maps {target}, but response {status} "
+                            f"does not declare the header {header}",
+                            _mapping_error(verb, path, target),
+                        )
                     if not isinstance(value, str) or not MAPPING_VALUE.fullmatch(value):
-                        add("error", f"{where}: mapping value of {target} is not 'quoted' or an expression: {value!r}",
-                            _mapping_error(verb, path, str(value)))
+                        add(
+                            "error",
+                            f"{where}: mapping value of {target} is not 'quoted' or an expression: {value!r}",
+                            _mapping_error(verb, path, str(value)),
+                        )
     for kind, config in (spec.get("x-amazon-apigateway-gateway-responses") or {}).items():
         if kind not in GATEWAY_RESPONSE_TYPES:
-            add("error", f"gateway response {kind}: not a gateway response type",
-                f"Invalid gateway response type specified: {kind}")
+            add(
+                "error",
+                f"gateway response {kind}: not a gateway response type",
+                f"Invalid gateway response type specified: {kind}",
+            )
         for target, value in ((config or {}).get("responseParameters") or {}).items():
             if not target.startswith("gatewayresponse.header."):
-                add("error", f"gateway response {kind}: mapping target {target!r} is not gatewayresponse.header.*",
-                    f"Unable to put gateway response '{kind}': Invalid mapping expression specified: {target}")
+                add(
+                    "error",
+                    f"gateway response {kind}: mapping target {target!r} is not gatewayresponse.header.*",
+                    f"Unable to put gateway response '{kind}': Invalid mapping expression specified: {target}",
+                )
             if not isinstance(value, str) or not MAPPING_VALUE.fullmatch(value):
-                add("error", f"gateway response {kind}: mapping value of {target} is not 'quoted': {value!r}",
-                    f"Unable to put gateway response '{kind}': Invalid mapping expression specified: {value}")
+                add(
+                    "error",
+                    f"gateway response {kind}: mapping value of {target} is not 'quoted': {value!r}",
+                    f"Unable to put gateway response '{kind}': Invalid mapping expression specified: {value}",
+                )
     return problems
 
 
@@ -202,18 +247,29 @@ def export_document(api) -> dict:
             op: dict = {"responses": {}}
             for code, response in (method.method_responses or {}).items():
                 data = response.to_json() if hasattr(response, "to_json") else dict(response)
-                op["responses"][str(code)] = {"description": f"{code} response", "headers": {
-                    key[len("method.response.header."):]: {"schema": {"type": "string"}}
-                    for key in (data.get("responseParameters") or {})}}
+                op["responses"][str(code)] = {
+                    "description": f"{code} response",
+                    "headers": {
+                        key[len("method.response.header.") :]: {"schema": {"type": "string"}}
+                        for key in (data.get("responseParameters") or {})
+                    },
+                }
             integration = method.method_integration
             if integration is not None:
                 data = integration.to_json()
                 op["x-amazon-apigateway-integration"] = {
-                    "type": str(data.get("type", "")).lower(), "uri": data.get("uri"),
-                    "httpMethod": data.get("httpMethod"), "requestTemplates": data.get("requestTemplates"),
-                    "responses": {(r.get("selectionPattern") or "default"): {
-                        key: r[key] for key in ("statusCode", "responseParameters", "responseTemplates") if r.get(key)}
-                        for r in (data.get("integrationResponses") or {}).values()},
+                    "type": str(data.get("type", "")).lower(),
+                    "uri": data.get("uri"),
+                    "httpMethod": data.get("httpMethod"),
+                    "requestTemplates": data.get("requestTemplates"),
+                    "responses": {
+                        (r.get("selectionPattern") or "default"): {
+                            key: r[key]
+                            for key in ("statusCode", "responseParameters", "responseTemplates")
+                            if r.get(key)
+                        }
+                        for r in (data.get("integrationResponses") or {}).values()
+                    },
                 }
             key = "x-amazon-apigateway-any-method" if verb == "ANY" else verb.lower()
             item[key] = op
@@ -264,10 +320,12 @@ def install_deployment_snapshot() -> None:
     APIGatewayResponse.get_export = get_export
 
 
-
 #: ``/tags/arn:aws:apigateway:<region>::/restapis/<id>`` (the ARN URL-encoded or not).
-REST_API_TAGS_PATH = re.compile(r"^/tags/arn(?::|%3A)aws(?::|%3A)apigateway(?::|%3A)(?P<region>[a-z0-9-]+)"
-                                r"(?::|%3A){2}(?:/|%2F)restapis(?:/|%2F)(?P<api>[A-Za-z0-9]+)$", re.IGNORECASE)
+REST_API_TAGS_PATH = re.compile(
+    r"^/tags/arn(?::|%3A)aws(?::|%3A)apigateway(?::|%3A)(?P<region>[a-z0-9-]+)"
+    r"(?::|%3A){2}(?:/|%2F)restapis(?:/|%2F)(?P<api>[A-Za-z0-9]+)$",
+    re.IGNORECASE,
+)
 
 
 def rest_api_tags(method: str, path: str, query: str, body: bytes) -> tuple[int, dict] | None:
@@ -284,8 +342,11 @@ def rest_api_tags(method: str, path: str, query: str, body: bytes) -> tuple[int,
         return None
     api = None
     for account in list(apigateway_backends.keys()):
-        backend = apigateway_backends[account].get(found["region"]) if found["region"] in apigateway_backends[account] \
+        backend = (
+            apigateway_backends[account].get(found["region"])
+            if found["region"] in apigateway_backends[account]
             else None
+        )
         if backend is not None and found["api"] in backend.apis:
             api = backend.apis[found["api"]]
             break

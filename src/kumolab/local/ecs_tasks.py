@@ -32,7 +32,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kumolab.local.process import ServiceError, pid_alive
+from kumolab.local.process import pid_alive
 from kumolab.local.runtime.ecs import (
     container_argv,
     container_environment,
@@ -81,8 +81,14 @@ def default_security_group(backend, networking_configuration: dict | None) -> No
 class TaskRun:
     """One task's containers as local processes, and the lifecycle DescribeTasks reports."""
 
-    def __init__(self, runner: TaskRunner, task, definitions: list[dict], overrides: dict | None,
-                 task_role_arn: str | None = None):
+    def __init__(
+        self,
+        runner: TaskRunner,
+        task,
+        definitions: list[dict],
+        overrides: dict | None,
+        task_role_arn: str | None = None,
+    ):
         self.runner, self.task = runner, task
         self.definitions = [apply_overrides(c, overrides) for c in definitions]
         # The task role its containers get keys of (RunTask's overrides.taskRoleArn, else the definition's).
@@ -96,7 +102,7 @@ class TaskRun:
         task.stop_code = None
         task.stopped_reason = None
         task.desired_status = "RUNNING"
-        for container, definition in zip(task.containers, self.definitions):
+        for container, _definition in zip(task.containers, self.definitions, strict=False):
             container.last_status = "PENDING"
             container.exitCode = None
             container.reason = None
@@ -114,13 +120,21 @@ class TaskRun:
             plans = []
             for definition in self.definitions:
                 source = container_source(definition, self.runner.repo_root)
-                env = container_environment(self.runner.aws, definition, source, self.task_role_arn,
-                                            ECS_CLUSTER=task.cluster_name,
-                                            ECS_TASK_ARN=task.task_arn, ECS_TASK_DEFINITION=task.task_definition_arn)
+                env = container_environment(
+                    self.runner.aws,
+                    definition,
+                    source,
+                    self.task_role_arn,
+                    ECS_CLUSTER=task.cluster_name,
+                    ECS_TASK_ARN=task.task_arn,
+                    ECS_TASK_DEFINITION=task.task_definition_arn,
+                )
                 plans.append((definition, container_argv(definition), source, env))
         except Exception as exc:  # noqa: BLE001 - ServiceError, or a task role that cannot be assumed
-            self._failed_to_start(f"CannotStartContainerError: {exc} (the local target runs a container's program "
-                                  f"from the repository; it cannot run the image itself)")
+            self._failed_to_start(
+                f"CannotStartContainerError: {exc} (the local target runs a container's program "
+                f"from the repository; it cannot run the image itself)"
+            )
             return
         self.status = "PENDING"
         directory = state_dir() / "runtime" / "ecs-tasks" / task.cluster_name
@@ -129,12 +143,19 @@ class TaskRun:
             if self.stop_requested.is_set():
                 self._finish()
                 return
-            for (definition, argv, source, env), container in zip(plans, task.containers):
+            for (definition, argv, source, env), container in zip(plans, task.containers, strict=False):
                 log_path = directory / f"{task.id}-{definition['name']}.log"
                 with open(log_path, "ab") as log:
                     try:
-                        proc = subprocess.Popen(argv, cwd=source, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True)
+                        proc = subprocess.Popen(
+                            argv,
+                            cwd=source,
+                            env=env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL,
+                            start_new_session=True,
+                        )
                     except OSError as exc:
                         container.reason = f"CannotStartContainerError: {exc}"
                         continue
@@ -188,7 +209,7 @@ class TaskRun:
                 proc.wait()
 
     def _finish(self) -> None:
-        for container, definition in zip(self.task.containers, self.definitions):
+        for container, definition in zip(self.task.containers, self.definitions, strict=False):
             proc = self.procs.get(definition["name"])
             if proc is not None:
                 code = proc.wait()
@@ -251,8 +272,9 @@ class TaskRunner:
             container.cpu = container_def.get("cpu", 0)
             container.memory = container_def.get("memory")
             task.containers.append(container)
-        run = TaskRun(self, task, list(definition.container_definitions), overrides,
-                      getattr(definition, "task_role_arn", None))
+        run = TaskRun(
+            self, task, list(definition.container_definitions), overrides, getattr(definition, "task_role_arn", None)
+        )
         task._kumolab_run = run
         self.runs[task.task_arn] = run
         run.start()
@@ -266,7 +288,7 @@ class TaskRunner:
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line} for line in lines if line] or [{"timestamp": now, "message": ""}]
         for i in range(0, len(events), 5000):
-            logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events[i:i + 5000])
+            logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events[i : i + 5000])
 
     def shutdown(self, grace_s: float = 5.0) -> None:
         """Stop the processes of every task still running (the emulator is going away)."""
@@ -300,11 +322,33 @@ class TaskRunner:
         original_status = Task.last_status
 
         @functools.wraps(original_run_task)
-        def run_task(backend, cluster_str, task_definition_str, count, overrides, started_by, tags, launch_type,
-                     networking_configuration=None, *args, **kwargs):
+        def run_task(
+            backend,
+            cluster_str,
+            task_definition_str,
+            count,
+            overrides,
+            started_by,
+            tags,
+            launch_type,
+            networking_configuration=None,
+            *args,
+            **kwargs,
+        ):
             default_security_group(backend, networking_configuration)
-            tasks = original_run_task(backend, cluster_str, task_definition_str, count, overrides, started_by, tags,
-                                      launch_type, networking_configuration, *args, **kwargs)
+            tasks = original_run_task(
+                backend,
+                cluster_str,
+                task_definition_str,
+                count,
+                overrides,
+                started_by,
+                tags,
+                launch_type,
+                networking_configuration,
+                *args,
+                **kwargs,
+            )
             for task in tasks:
                 runner.launch(backend, task, overrides)
             return tasks

@@ -95,8 +95,15 @@ class Emulator:
             name="moto",
             # moto's server behind kumolab's front door (executes Invoke, run-task, execute-api; moto's fixes).
             # It accepts only this directory's key (kumolab.local.guard); global CORS is off.
-            argv=python_module_argv("kumolab.local.front_door", "-H", HOST, "-p", str(self.port),
-                                    "--credentials", str(self.directory / "credentials.json")),
+            argv=python_module_argv(
+                "kumolab.local.front_door",
+                "-H",
+                HOST,
+                "-p",
+                str(self.port),
+                "--credentials",
+                str(self.directory / "credentials.json"),
+            ),
             healthy=lambda _service: is_moto(self.endpoint, timeout=0.5),
             env=dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true", MOTO_DISABLE_GLOBAL_CORS="true"),
             start_timeout_s=START_TIMEOUT_S,
@@ -104,7 +111,7 @@ class Emulator:
         )
 
     @classmethod
-    def from_environment(cls, port: int | None = None) -> "Emulator":
+    def from_environment(cls, port: int | None = None) -> Emulator:
         return cls(port=port or configured_port(), directory=state_dir() / "emulator")
 
     @property
@@ -154,7 +161,8 @@ class Emulator:
         ssm = kumolab.aws.client("ssm", profile or settings.profile_name(), region)
         ec2 = kumolab.aws.client("ec2", profile or settings.profile_name(), region)
         existing = {
-            p["Name"] for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=SEED_PREFIX, Recursive=True)
+            p["Name"]
+            for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=SEED_PREFIX, Recursive=True)
             for p in page["Parameters"]
         }
         for code, vcpus in SEED_QUOTAS_VCPUS.items():
@@ -169,7 +177,8 @@ class Emulator:
             # with a root device, so that launching from the parameter behaves as on AWS.
             source = ssm.get_parameter(Name="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
             copy = ec2.copy_image(
-                SourceImageId=source["Parameter"]["Value"], SourceRegion=region,
+                SourceImageId=source["Parameter"]["Value"],
+                SourceRegion=region,
                 Name=SEED_DLAMI_NAME.format(date=time.strftime("%Y%m%d")),
             )
             ssm.put_parameter(Name=name, Value=copy["ImageId"], Type="String")
@@ -192,8 +201,14 @@ class Emulator:
         return self.service.stop()
 
     def status(self) -> dict:
-        return {"running": self.running(), "endpoint": self.endpoint, "pid": self.pid(), "log": str(self.log_file),
-                "profile": settings.profile_name(), "config_file": str(settings.aws_config_file())}
+        return {
+            "running": self.running(),
+            "endpoint": self.endpoint,
+            "pid": self.pid(),
+            "log": str(self.log_file),
+            "profile": settings.profile_name(),
+            "config_file": str(settings.aws_config_file()),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,8 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        verb = {"start": "started" if result["changed"] else "already running", "stop": "stopped" if result["changed"] else "not running"}
-        print(f"emulator {verb.get(args.command, 'running' if result['running'] else 'not running')} at {result['endpoint']}")
+        verb = {
+            "start": "started" if result["changed"] else "already running",
+            "stop": "stopped" if result["changed"] else "not running",
+        }
+        print(
+            f"emulator {verb.get(args.command, 'running' if result['running'] else 'not running')} at {result['endpoint']}"  # noqa: E501
+        )
     return 0 if args.command != "status" or result["running"] else 1
 
 

@@ -37,29 +37,45 @@ def machine_architecture() -> str:
 
 
 def normalise_architecture(value: str) -> str:
-    """``x86_64``/``X86_64``/``amd64`` -> ``amd64``; ``aarch64``/``ARM64``/``arm64`` -> ``arm64``; others lower-cased."""
+    """``x86_64``/``X86_64``/``amd64`` -> ``amd64``; ``aarch64``/``ARM64``/``arm64`` -> ``arm64``; others lower-cased."""  # noqa: E501
     value = (value or "").strip().lower()
     return {"x86_64": "amd64", "x64": "amd64", "aarch64": "arm64", "arm64/v8": "arm64"}.get(value, value)
 
 
 #: Defaults of every setting: ``(value, what it means)``. Environment: ``KUMOLAB_FIDELITY_<KEY upper-cased>``.
 SETTINGS: dict[str, tuple[object, str]] = {
-    "ecs_draining_s": (3.0, "seconds a deleted ECS service stays DRAINING before it is INACTIVE (AWS: until its "
-                            "tasks have stopped, up to minutes)"),
+    "ecs_draining_s": (
+        3.0,
+        "seconds a deleted ECS service stays DRAINING before it is INACTIVE (AWS: until its "
+        "tasks have stopped, up to minutes)",
+    ),
     "sqs_deleted_name_s": (60.0, "seconds a deleted queue's name cannot be reused (AWS: 60)"),
     "sqs_list_lag_s": (10.0, "seconds ListQueues / GetQueueUrl still return a deleted queue"),
-    "tagging_lag_s": (30.0, "seconds the Resource Groups Tagging API still lists a deleted resource "
-                            "(AWS: minutes to hours for some kinds)"),
-    "tagging_snapshot_s": (1.0, "how often the tagging rule records what exists (a resource created and deleted "
-                                "between two records is not a ghost)"),
-    "account_block_public_access": (False, "account-level S3 Block Public Access at start (AWS: off in a new "
-                                           "account; set it with s3control PutPublicAccessBlock, or in the "
-                                           "local inventory: kumolab_account_block_public_access)"),
-    "iam_propagation_s": (3.0, "seconds after CreateRole during which Lambda (CreateFunction, "
-                               "UpdateFunctionConfiguration) and ECS (RunTask) cannot assume the role (AWS: a few "
-                               "seconds, up to ~10)"),
-    "local_image_architecture": (machine_architecture(), "CPU architecture of kumolab.local/* images (the local "
-                                                         "target runs them as processes of this machine)"),
+    "tagging_lag_s": (
+        30.0,
+        "seconds the Resource Groups Tagging API still lists a deleted resource (AWS: minutes to hours for some kinds)",
+    ),
+    "tagging_snapshot_s": (
+        1.0,
+        "how often the tagging rule records what exists (a resource created and deleted "
+        "between two records is not a ghost)",
+    ),
+    "account_block_public_access": (
+        False,
+        "account-level S3 Block Public Access at start (AWS: off in a new "
+        "account; set it with s3control PutPublicAccessBlock, or in the "
+        "local inventory: kumolab_account_block_public_access)",
+    ),
+    "iam_propagation_s": (
+        3.0,
+        "seconds after CreateRole during which Lambda (CreateFunction, "
+        "UpdateFunctionConfiguration) and ECS (RunTask) cannot assume the role (AWS: a few "
+        "seconds, up to ~10)",
+    ),
+    "local_image_architecture": (
+        machine_architecture(),
+        "CPU architecture of kumolab.local/* images (the local target runs them as processes of this machine)",
+    ),
 }
 
 
@@ -107,12 +123,19 @@ class FidelityRule:
         return _truthy(os.environ.get(self.switch, "on"))
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "enabled": self.enabled, "switch": self.switch, "source": self.source,
-                "enforces": self.enforces, "test": self.test, "finding": self.finding}
+        return {
+            "name": self.name,
+            "enabled": self.enabled,
+            "switch": self.switch,
+            "source": self.source,
+            "enforces": self.enforces,
+            "test": self.test,
+            "finding": self.finding,
+        }
 
 
 def _error(service_exception, code: str, message: str, status: int | None = None):
-    """moto's exception of that service with AWS's error code (its HTTP status from the service model, or ``status``)."""
+    """moto's exception of that service with AWS's error code (its HTTP status from the service model, or ``status``)."""  # noqa: E501
     error = service_exception(code, message)
     if status is not None:
         error.http_status_code = status  # ServiceException: the status when the model has none for the code
@@ -151,15 +174,22 @@ def install_ecs_cluster_draining() -> None:
 
     def delete_cluster(backend, cluster_str):
         cluster = backend._get_cluster(cluster_str)
-        draining = [s for key, s in backend.services.items()
-                    if key.startswith(f"{cluster.name}:") and s.status in ("ACTIVE", "DRAINING")]
+        draining = [
+            s
+            for key, s in backend.services.items()
+            if key.startswith(f"{cluster.name}:") and s.status in ("ACTIVE", "DRAINING")
+        ]
         if draining:
-            raise _error(JsonRESTError, "ClusterContainsServicesException",
-                         "The Cluster cannot be deleted while Services are active.")
+            raise _error(
+                JsonRESTError,
+                "ClusterContainsServicesException",
+                "The Cluster cannot be deleted while Services are active.",
+            )
         tasks = getattr(backend, "tasks", {}).get(cluster.name, {})
         if any(getattr(t, "last_status", "STOPPED") != "STOPPED" for t in tasks.values()):
-            raise _error(JsonRESTError, "ClusterContainsTasksException",
-                         "The Cluster cannot be deleted while Tasks are active.")
+            raise _error(
+                JsonRESTError, "ClusterContainsTasksException", "The Cluster cannot be deleted while Tasks are active."
+            )
         return original_delete_cluster(backend, cluster_str)
 
     delete_cluster._kumolab_fidelity = True  # type: ignore[attr-defined]
@@ -186,9 +216,14 @@ class _DeletedQueues:
     def listed(self, backend, within_s: float) -> list:
         now = time.monotonic()
         with self.lock:
-            return [queue for (account, region, name), (when, queue) in self.deleted.items()
-                    if account == backend.account_id and region == backend.region_name and now - when < within_s
-                    and name not in backend.queues]
+            return [
+                queue
+                for (account, region, name), (when, queue) in self.deleted.items()
+                if account == backend.account_id
+                and region == backend.region_name
+                and now - when < within_s
+                and name not in backend.queues
+            ]
 
 
 DELETED_QUEUES = _DeletedQueues()
@@ -214,15 +249,20 @@ def install_sqs_deleted_queue_name() -> None:
 
     def create_queue(backend, name, tags=None, **kwargs):
         if name not in backend.queues and DELETED_QUEUES.recent(backend, name, float(setting("sqs_deleted_name_s"))):
-            raise _error(SQSException, "AWS.SimpleQueueService.QueueDeletedRecently",
-                         "You must wait 60 seconds after deleting a queue before you can create another with the "
-                         "same name.")
+            raise _error(
+                SQSException,
+                "AWS.SimpleQueueService.QueueDeletedRecently",
+                "You must wait 60 seconds after deleting a queue before you can create another with the same name.",
+            )
         return original_create(backend, name, tags, **kwargs)
 
     def list_queues(backend, queue_name_prefix):
         queues = original_list(backend, queue_name_prefix)
-        ghosts = [q for q in DELETED_QUEUES.listed(backend, float(setting("sqs_list_lag_s")))
-                  if not queue_name_prefix or q.name.startswith(queue_name_prefix)]
+        ghosts = [
+            q
+            for q in DELETED_QUEUES.listed(backend, float(setting("sqs_list_lag_s")))
+            if not queue_name_prefix or q.name.startswith(queue_name_prefix)
+        ]
         return list(queues) + ghosts
 
     def get_queue_url(backend, queue_name):
@@ -337,8 +377,10 @@ def is_public_policy(policy: dict) -> bool:
         if statement.get("Effect") != "Allow" or statement.get("Condition"):
             continue
         principal = statement.get("Principal")
-        if principal == "*" or (isinstance(principal, dict) and "*" in (
-                principal.get("AWS") if isinstance(principal.get("AWS"), list) else [principal.get("AWS")])):
+        if principal == "*" or (
+            isinstance(principal, dict)
+            and "*" in (principal.get("AWS") if isinstance(principal.get("AWS"), list) else [principal.get("AWS")])
+        ):
             return True
     return False
 
@@ -375,10 +417,14 @@ def install_s3_block_public_policy() -> None:
             bucket = backend.get_bucket(bucket_name).public_access_block
             for level, block in (("account", account), ("bucket", bucket)):
                 if block is not None and block.block_public_policy:
-                    raise _error(S3ClientError, "AccessDenied",
-                                 f"User is not authorized to perform: s3:PutBucketPolicy on resource: "
-                                 f"arn:aws:s3:::{bucket_name} because public policies are blocked by the "
-                                 f"BlockPublicPolicy block public access setting ({level} level).", 403)
+                    raise _error(
+                        S3ClientError,
+                        "AccessDenied",
+                        f"User is not authorized to perform: s3:PutBucketPolicy on resource: "
+                        f"arn:aws:s3:::{bucket_name} because public policies are blocked by the "
+                        f"BlockPublicPolicy block public access setting ({level} level).",
+                        403,
+                    )
         return original_put(backend, bucket_name, policy)
 
     put_bucket_policy._kumolab_fidelity = True  # type: ignore[attr-defined]
@@ -411,15 +457,17 @@ def image_architectures(image: str) -> list[str] | None:
     if repository is None:
         return None
     for candidate in repository.images:
-        if (digest and digest in (candidate.image_tags or []) or digest == candidate.image_digest):
+        if digest and digest in (candidate.image_tags or []) or digest == candidate.image_digest:
             try:
                 manifest = json.loads(candidate.image_manifest or "{}")
             except ValueError:
                 return None
             if manifest.get("manifests"):
-                return [normalise_architecture(m.get("platform", {}).get("architecture", ""))
-                        for m in manifest["manifests"]
-                        if m.get("platform", {}).get("architecture") not in (None, "unknown")]
+                return [
+                    normalise_architecture(m.get("platform", {}).get("architecture", ""))
+                    for m in manifest["manifests"]
+                    if m.get("platform", {}).get("architecture") not in (None, "unknown")
+                ]
             return None
     return None
 
@@ -431,10 +479,12 @@ def platform_mismatch(task_definition: dict) -> str | None:
     for container in task_definition.get("containerDefinitions") or []:
         offered = image_architectures(container.get("image") or "")
         if offered is not None and wanted not in offered:
-            return (f"CannotPullContainerError: pull image manifest has been retried 5 time(s): image Manifest does "
-                    f"not contain descriptor matching platform 'linux/{wanted}' (image {container.get('image')} is "
-                    f"{'/'.join(offered) or 'of no known architecture'}; set the task definition's runtimePlatform "
-                    f"cpuArchitecture to the image's)")
+            return (
+                f"CannotPullContainerError: pull image manifest has been retried 5 time(s): image Manifest does "
+                f"not contain descriptor matching platform 'linux/{wanted}' (image {container.get('image')} is "
+                f"{'/'.join(offered) or 'of no known architecture'}; set the task definition's runtimePlatform "
+                f"cpuArchitecture to the image's)"
+            )
     return None
 
 
@@ -453,8 +503,12 @@ def install_ecs_image_platform() -> None:
         arn = self.task.task_definition_arn
         account, region = arn.split(":")[4], arn.split(":")[3]
         definition = ecs_backends[account][region].describe_task_definition(arn)
-        reason = platform_mismatch({"runtimePlatform": getattr(definition, "runtime_platform", None) or {},
-                                    "containerDefinitions": definition.container_definitions})
+        reason = platform_mismatch(
+            {
+                "runtimePlatform": getattr(definition, "runtime_platform", None) or {},
+                "containerDefinitions": definition.container_definitions,
+            }
+        )
         if reason:
             self._failed_to_start(reason)
             return None
@@ -489,27 +543,39 @@ RULES: list[FidelityRule] = [
         "INACTIVE)",
         "a deleted service is DRAINING for ecs_draining_s, then INACTIVE; DeleteCluster fails while the cluster has "
         "ACTIVE/DRAINING services or running tasks",
-        "tests/unit/test_fidelity.py::test_ecs_cluster_draining", "M4", install_ecs_cluster_draining),
+        "tests/unit/test_fidelity.py::test_ecs_cluster_draining",
+        "M4",
+        install_ecs_cluster_draining,
+    ),
     FidelityRule(
         "sqs-deleted-queue-name",
-        "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteQueue.html (\"the deletion "
-        "process takes up to 60 seconds\"; API_CreateQueue.html: QueueDeletedRecently)",
+        'https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteQueue.html ("the deletion '
+        'process takes up to 60 seconds"; API_CreateQueue.html: QueueDeletedRecently)',
         "CreateQueue with a name deleted < sqs_deleted_name_s ago fails with QueueDeletedRecently; ListQueues and "
         "GetQueueUrl still return it for sqs_list_lag_s",
-        "tests/unit/test_fidelity.py::test_sqs_deleted_queue_name", "M5", install_sqs_deleted_queue_name),
+        "tests/unit/test_fidelity.py::test_sqs_deleted_queue_name",
+        "M5",
+        install_sqs_deleted_queue_name,
+    ),
     FidelityRule(
         "tagging-lag",
-        "https://docs.aws.amazon.com/resourcegroupstagging/latest/APIReference/API_GetResources.html (\"tagged or "
-        "previously tagged resources\"); aws/aws-sdk#302",
+        'https://docs.aws.amazon.com/resourcegroupstagging/latest/APIReference/API_GetResources.html ("tagged or '
+        'previously tagged resources"); aws/aws-sdk#302',
         "GetResources still lists a deleted resource, with its last tags, for tagging_lag_s",
-        "tests/unit/test_fidelity.py::test_tagging_lag", "M5, M6", install_tagging_lag),
+        "tests/unit/test_fidelity.py::test_tagging_lag",
+        "M5, M6",
+        install_tagging_lag,
+    ),
     FidelityRule(
         "s3-block-public-policy",
         "https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html "
-        "(BlockPublicPolicy; \"The meaning of public\")",
+        '(BlockPublicPolicy; "The meaning of public")',
         "PutBucketPolicy with a public statement fails with AccessDenied under account-level (s3control) or "
         "bucket-level BlockPublicPolicy; account level off at start unless account_block_public_access",
-        "tests/unit/test_fidelity.py::test_s3_block_public_policy", "M9", install_s3_block_public_policy),
+        "tests/unit/test_fidelity.py::test_s3_block_public_policy",
+        "M9",
+        install_s3_block_public_policy,
+    ),
     FidelityRule(
         "ecs-image-platform",
         "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html#runtime-platform "
@@ -517,33 +583,42 @@ RULES: list[FidelityRule] = [
         "task_cannot_pull_image.html",
         "RunTask of a task definition whose runtimePlatform.cpuArchitecture the image does not offer: STOPPED, "
         "TaskFailedToStart, CannotPullContainerError (kumolab.local/* images: this machine's architecture)",
-        "tests/unit/test_fidelity.py::test_ecs_image_platform", "B4", install_ecs_image_platform),
+        "tests/unit/test_fidelity.py::test_ecs_image_platform",
+        "B4",
+        install_ecs_image_platform,
+    ),
     FidelityRule(
         "apigateway-import-validation",
         "https://docs.aws.amazon.com/apigateway/latest/api/API_PutRestApi.html (BadRequestException, failOnWarnings); "
         "https://docs.aws.amazon.com/apigateway/latest/developerguide/request-response-data-mappings.html (mapping "
         "targets must be declared method response headers)",
-        "PutRestApi/ImportRestApi of an OpenAPI 3 document fail with BadRequestException \"Errors found during import: "
-        "...\" on what the importer rejects (undeclared method.response.header mappings, undeclared status codes, "
+        'PutRestApi/ImportRestApi of an OpenAPI 3 document fail with BadRequestException "Errors found during import: '
+        '..." on what the importer rejects (undeclared method.response.header mappings, undeclared status codes, '
         "invalid mapping values, unknown gateway responses) and on warnings with failOnWarnings",
-        "tests/unit/test_apigateway_import.py::test_put_rest_api_rejects_a_mapping_to_an_undeclared_header", "B1",
-        lambda: _apigateway_import().install_import_validation()),
+        "tests/unit/test_apigateway_import.py::test_put_rest_api_rejects_a_mapping_to_an_undeclared_header",
+        "B1",
+        lambda: _apigateway_import().install_import_validation(),
+    ),
     FidelityRule(
         "apigateway-deployment-snapshot",
-        "https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-deploy-api.html (\"a snapshot of the "
-        "API\"; changes take effect on the next deployment); API_GetExport.html (exports a stage)",
+        'https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-deploy-api.html ("a snapshot of the '
+        'API"; changes take effect on the next deployment); API_GetExport.html (exports a stage)',
         "CreateDeployment snapshots the API; GetExport of a stage (extensions=integrations) exports its deployment, "
         "which the local stage serves: PutRestApi without a new deployment changes nothing served",
-        "tests/unit/test_apigateway_import.py::test_the_stage_serves_the_deployed_snapshot_not_the_current_api", "M1",
-        lambda: _apigateway_import().install_deployment_snapshot()),
+        "tests/unit/test_apigateway_import.py::test_the_stage_serves_the_deployed_snapshot_not_the_current_api",
+        "M1",
+        lambda: _apigateway_import().install_deployment_snapshot(),
+    ),
     FidelityRule(
         "iam-propagation",
         "https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-"
-        "consistency; boto/boto3#2976 (\"The role defined for the function cannot be assumed by Lambda\")",
+        'consistency; boto/boto3#2976 ("The role defined for the function cannot be assumed by Lambda")',
         "a role created < iam_propagation_s ago cannot be assumed: CreateFunction/UpdateFunctionConfiguration fail "
         "with InvalidParameterValueException, RunTask with ClientException (ECS was unable to assume the role)",
-        "tests/unit/test_iam_propagation.py::test_b3_a_new_role_cannot_be_assumed_at_once", "B3",
-        lambda: _iam_propagation().install(lambda: setting("iam_propagation_s"))),
+        "tests/unit/test_iam_propagation.py::test_b3_a_new_role_cannot_be_assumed_at_once",
+        "B3",
+        lambda: _iam_propagation().install(lambda: setting("iam_propagation_s")),
+    ),
     FidelityRule(
         "iam-role-authorization",
         "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html; "
@@ -552,8 +627,10 @@ RULES: list[FidelityRule] = [
         "local Lambda handlers and ECS tasks get their role's keys (sts:AssumeRole here); requests signed with them "
         "are evaluated against the role's policies by moto's IAM evaluation (AccessDenied in the service's shape); "
         "the project's key is not evaluated",
-        "tests/unit/test_role_authorization.py", "M2, M3",
-        lambda: __import__("kumolab.local.role_authorization", fromlist=["install"]).install()),
+        "tests/unit/test_role_authorization.py",
+        "M2, M3",
+        lambda: __import__("kumolab.local.role_authorization", fromlist=["install"]).install(),
+    ),
 ]
 
 
@@ -577,8 +654,16 @@ def describe() -> list[dict]:
 
 
 def settings_table() -> list[dict]:
-    return [{"name": key, "value": setting(key), "default": default, "env": f"KUMOLAB_FIDELITY_{key.upper()}",
-             "meaning": meaning} for key, (default, meaning) in SETTINGS.items()]
+    return [
+        {
+            "name": key,
+            "value": setting(key),
+            "default": default,
+            "env": f"KUMOLAB_FIDELITY_{key.upper()}",
+            "meaning": meaning,
+        }
+        for key, (default, meaning) in SETTINGS.items()
+    ]
 
 
 def print_rules(as_json: bool = False) -> int:

@@ -53,6 +53,7 @@ def _json(status: int, body: dict, error_type: str | None = None) -> Response:
 
 # -- the emulator as the runtime's AWS target -------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class EmulatorTarget:
     """:class:`kumolab.local.runtime.aws.AwsConfig`'s interface, bound to this emulator's own endpoint.
@@ -78,10 +79,11 @@ class EmulatorTarget:
 
         kwargs.setdefault("config", Config(max_pool_connections=64, retries={"max_attempts": 8, "mode": "standard"}))
         return boto3.session.Session(region_name=self.region, **self.keys).client(
-            service, endpoint_url=self.endpoint_url, **kwargs)
+            service, endpoint_url=self.endpoint_url, **kwargs
+        )
 
     def function_environment(self) -> dict[str, str]:
-        """The local profile when it names this emulator (as every other local process gets), else its endpoint and keys."""
+        """The local profile when it names this emulator (as every other local process gets), else its endpoint and keys."""  # noqa: E501
         env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
         try:
             import kumolab.aws
@@ -91,8 +93,12 @@ class EmulatorTarget:
                 return dict(env, **settings.profile_environment())
         except Exception:  # noqa: BLE001, S110 - no profile (yet), or a broken one: the endpoint and keys below
             pass
-        return dict(env, AWS_ENDPOINT_URL=self.endpoint_url, AWS_ACCESS_KEY_ID=self.keys["aws_access_key_id"],
-                    AWS_SECRET_ACCESS_KEY=self.keys["aws_secret_access_key"])
+        return dict(
+            env,
+            AWS_ENDPOINT_URL=self.endpoint_url,
+            AWS_ACCESS_KEY_ID=self.keys["aws_access_key_id"],
+            AWS_SECRET_ACCESS_KEY=self.keys["aws_secret_access_key"],
+        )
 
     @functools.cached_property
     def role_credentials(self):
@@ -161,7 +167,7 @@ class LocalServices:
             self._tasks.shutdown()
 
 
-def credentials_file() -> "os.PathLike[str]":
+def credentials_file() -> os.PathLike[str]:
     """The emulator's key file: the one ``main`` was given (``$KUMOLAB_EMULATOR_CREDENTIALS``), else the state dir's."""
     from pathlib import Path
 
@@ -193,6 +199,7 @@ def request_region(request: Request, default: str) -> str:
 
 
 # -- request rules ------------------------------------------------------------------------------
+
 
 class Rule:
     """A front-door rule: ``rule(request)`` answers the request (a Response) or passes it on (None)."""
@@ -231,12 +238,14 @@ class RoleAuthorization(Rule):
         from urllib.parse import parse_qs, unquote
 
         qualifier = (parse_qs(request.query).get("Qualifier") or [None])[0]
-        denied = role_authorization.check_invoke(session, unquote(found["function"]),
-                                                 request_region(request, self.services.default_region), qualifier)
+        denied = role_authorization.check_invoke(
+            session, unquote(found["function"]), request_region(request, self.services.default_region), qualifier
+        )
         if denied is None:
             return None
-        return _json(403, {"__type": "AccessDeniedException", "Type": "User", "message": denied},
-                     "AccessDeniedException")
+        return _json(
+            403, {"__type": "AccessDeniedException", "Type": "User", "message": denied}, "AccessDeniedException"
+        )
 
 
 class LambdaInvoke(Rule):
@@ -285,7 +294,7 @@ class ExecuteApi(Rule):
 
 class RestApiTags(Rule):
     """``TagResource``/``UntagResource``/``GetTags`` on a REST API's ARN (``arn:aws:apigateway:<region>::/restapis/<id>``),
-    as AWS supports them; moto routes only stage ARNs there (a 404). See :func:`apigateway_import.rest_api_tags`."""
+    as AWS supports them; moto routes only stage ARNs there (a 404). See :func:`apigateway_import.rest_api_tags`."""  # noqa: E501
 
     name = "rest-api-tags"
 
@@ -306,6 +315,7 @@ RULES: list[type[Rule]] = [RoleAuthorization, LambdaInvoke, ExecuteApi, RestApiT
 
 
 # -- backend hooks ------------------------------------------------------------------------------
+
 
 def hook_dynamodb_atomic_writes(services: LocalServices) -> None:
     """DynamoDB item writes are serialised, so concurrent ``ADD`` updates lose nothing (see moto_atomic)."""
@@ -342,8 +352,9 @@ def hook_lambda_backend_invoke(services: LocalServices) -> None:
         answer = invoke_api.invoke_response(services.lambdas(backend.region_name), function_name, request, qualifier)
         names = {k.lower(): v for k, v in answer.headers}
         if answer.status >= 300:
-            error = JsonRESTError(names.get("x-amzn-errortype", "ServiceException"),
-                                  json.loads(answer.body).get("message", ""))
+            error = JsonRESTError(
+                names.get("x-amzn-errortype", "ServiceException"), json.loads(answer.body).get("message", "")
+            )
             error.code = answer.status
             raise error
         for key in ("x-amz-function-error", "x-amz-log-result", "x-amz-executed-version"):
@@ -372,7 +383,8 @@ def hook_eni_private_dns_name(services: LocalServices) -> None:
 
     def get(eni):
         return eni.__dict__.get("_private_dns_name") or (
-            generate_dns_from_ip(eni.private_ip_address) if eni.private_ip_address else None)
+            generate_dns_from_ip(eni.private_ip_address) if eni.private_ip_address else None
+        )
 
     def set_(eni, value):
         eni.__dict__["_private_dns_name"] = value
@@ -382,7 +394,10 @@ def hook_eni_private_dns_name(services: LocalServices) -> None:
 
 #: Changes to moto's backends in this process, applied once at start.
 HOOKS: list[Callable[[LocalServices], None]] = [
-    hook_dynamodb_atomic_writes, hook_launch_template_data, hook_scaling_policy_names, hook_eni_private_dns_name,
+    hook_dynamodb_atomic_writes,
+    hook_launch_template_data,
+    hook_scaling_policy_names,
+    hook_eni_private_dns_name,
     hook_lambda_backend_invoke,
     hook_ecs_tasks,
     lambda services: __import__("kumolab.local.fidelity", fromlist=["install"]).install(),  # AWS rules (fidelity.py)
@@ -390,6 +405,7 @@ HOOKS: list[Callable[[LocalServices], None]] = [
 
 
 # -- the WSGI middleware ------------------------------------------------------------------------
+
 
 def _request_from_environ(environ: dict) -> Request:
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
@@ -416,8 +432,9 @@ def _request_from_environ(environ: dict) -> Request:
     else:
         body = b""
     environ["wsgi.input"] = io.BytesIO(body)  # moto reads the body again
-    return Request(environ.get("REQUEST_METHOD", "GET"), path, query, headers, body,
-                   environ.get("REMOTE_ADDR", "127.0.0.1"))
+    return Request(
+        environ.get("REQUEST_METHOD", "GET"), path, query, headers, body, environ.get("REMOTE_ADDR", "127.0.0.1")
+    )
 
 
 @dataclass
@@ -436,8 +453,11 @@ class FrontDoor:
                 import traceback
 
                 traceback.print_exc()
-                response = _json(500, {"message": f"kumolab front door, rule {rule.name}: {type(exc).__name__}: {exc}"},
-                                 "ServiceException")
+                response = _json(
+                    500,
+                    {"message": f"kumolab front door, rule {rule.name}: {type(exc).__name__}: {exc}"},
+                    "ServiceException",
+                )
             if response is not None:
                 return self._send(response, start_response, environ.get("REQUEST_METHOD") == "HEAD")
         return self.app(environ, start_response)
@@ -489,7 +509,9 @@ def main(argv: list[str] | None = None) -> None:
     door, services = build(f"http://{args.host}:{args.port}")
     # Host, body size, the project's access key and header checks come first (kumolab.local.guard, issue 13).
     app = guard.EmulatorGuard(door, args.port, emulator_keys())
-    server = guard.bound_threads(make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler))
+    server = guard.bound_threads(
+        make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     try:

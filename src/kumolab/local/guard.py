@@ -27,7 +27,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 #: The emulator's request body limit (Lambda's 50 MB direct upload, S3 objects of the labs, with room).
 EMULATOR_MAX_BODY = 128 * 1024 * 1024
@@ -74,8 +74,11 @@ def headers_safe(headers: Iterable[tuple[str, str]]) -> bool:
 def check_request(host: str | None, port: int, raw_length: str | None, limit: int) -> int:
     """The checks every loopback server applies: ``Host``, then ``Content-Length``. Returns the body length."""
     if not host_allowed(host, port):
-        raise Refused(421, "MisdirectedRequest",
-                      f"Host {str(host)[:80]!r} is not this server; use http://127.0.0.1:{port} or http://localhost:{port}")
+        raise Refused(
+            421,
+            "MisdirectedRequest",
+            f"Host {str(host)[:80]!r} is not this server; use http://127.0.0.1:{port} or http://localhost:{port}",
+        )
     return content_length(raw_length, limit)
 
 
@@ -104,6 +107,7 @@ def bound_threads(server, limit: int = MAX_CONCURRENT):
 
 
 # -- the emulator's access key -----------------------------------------------------------------
+
 
 def request_key_id(headers: dict[str, str], query: str) -> str | None:
     """The access key id a request is signed with (SigV4/SigV2 header or presigned query), None when unsigned."""
@@ -137,11 +141,42 @@ def issued_role_key(key_id: str) -> bool:
     return False
 
 
+def public_object_read(method: str, path: str) -> bool:
+    """An anonymous GET/HEAD of one object (path style) that its bucket's policy lets everyone read and that the
+    bucket's Block Public Access does not restrict: what S3 serves without credentials (the labs' one public
+    website bucket). No listing, no writes, no other service is anonymous."""
+    if method not in ("GET", "HEAD"):
+        return False
+    bucket, _, key = path.lstrip("/").partition("/")
+    if not bucket or not key:
+        return False
+    try:
+        from moto.s3.models import s3_backends
+
+        from kumolab.local.runtime.website import allows_anonymous_get
+
+        partition, account = s3_backends.bucket_accounts[bucket]
+        found = s3_backends[account][partition].buckets[bucket]
+        policy = json.loads(found.policy) if found.policy else None
+    except (ImportError, KeyError, ValueError, TypeError, AttributeError):
+        return False
+    block = getattr(found, "public_access_block", None)
+    if not policy or (block is not None and block.restrict_public_buckets):
+        return False
+    return allows_anonymous_get(policy, bucket, unquote(key))
+
+
 class EmulatorGuard:
     """WSGI layer in front of the emulator's front door: Host, body size, the project's key, safe headers."""
 
-    def __init__(self, app: Callable, port: int, keys: dict[str, str], max_body: int = EMULATOR_MAX_BODY,
-                 extra_key: Callable[[str], bool] = issued_role_key):
+    def __init__(
+        self,
+        app: Callable,
+        port: int,
+        keys: dict[str, str],
+        max_body: int = EMULATOR_MAX_BODY,
+        extra_key: Callable[[str], bool] = issued_role_key,
+    ):
         self.app, self.port, self.max_body, self.extra_key = app, port, max_body, extra_key
         self.key_id = keys["aws_access_key_id"]
         self.secret = keys["aws_secret_access_key"]
@@ -155,6 +190,9 @@ class EmulatorGuard:
             return  # the dashboard page: static HTML, the health check; its data needs the key
         if EXECUTE_API.match(path):
             return  # a deployed REST API is public, as on AWS
+        unsigned = not environ.get("HTTP_AUTHORIZATION") and "X-Amz-Credential" not in environ.get("QUERY_STRING", "")
+        if unsigned and public_object_read(method, path):
+            return  # an object its bucket policy lets everyone read, as anonymous S3 serves it
         headers = {"authorization": environ.get("HTTP_AUTHORIZATION", "")}
         secret = environ.get("HTTP_" + SECRET_HEADER.upper().replace("-", "_"))
         if secret and hmac.compare_digest(secret.encode(), self.secret.encode()):
@@ -164,10 +202,15 @@ class EmulatorGuard:
             if not path.startswith("/moto-api/") or key == self.key_id:
                 return
         if path.startswith("/moto-api/"):
-            raise Refused(403, "AccessDenied", "moto's /moto-api/ needs the emulator's own key (the kumolab-local profile)")
+            raise Refused(
+                403, "AccessDenied", "moto's /moto-api/ needs the emulator's own key (the kumolab-local profile)"
+            )
         if key is None:
-            raise Refused(403, "MissingAuthenticationToken",
-                          "Request is not signed; use the kumolab-local AWS profile (kumolab-emulator start writes it)")
+            raise Refused(
+                403,
+                "MissingAuthenticationToken",
+                "Request is not signed; use the kumolab-local AWS profile (kumolab-emulator start writes it)",
+            )
         raise Refused(403, "InvalidClientTokenId", "The security token included in the request is invalid.")
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
@@ -182,8 +225,10 @@ class EmulatorGuard:
         def checked_start_response(status, headers, exc_info=None):
             if not headers_safe([("status", status), *headers]):
                 unsafe.append(True)
-                status, headers = "502 Bad Gateway", [("Content-Type", "application/json"),
-                                                      ("Content-Length", str(len(body)))]
+                status, headers = (
+                    "502 Bad Gateway",
+                    [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+                )
             return start_response(status, headers, exc_info)
 
         result = self.app(environ, checked_start_response)
@@ -194,10 +239,21 @@ class EmulatorGuard:
 
     @staticmethod
     def _refuse(refused: Refused, start_response) -> list[bytes]:
-        body = json.dumps({"__type": refused.code, "message": refused.message,
-                           "Error": {"Code": refused.code, "Message": refused.message}}).encode()
+        body = json.dumps(
+            {
+                "__type": refused.code,
+                "message": refused.message,
+                "Error": {"Code": refused.code, "Message": refused.message},
+            }
+        ).encode()
         reason = {400: "Bad Request", 403: "Forbidden", 413: "Request Entity Too Large", 421: "Misdirected Request"}
-        start_response(f"{refused.status} {reason.get(refused.status, 'Refused')}", [
-            ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-            ("x-amzn-ErrorType", refused.code), ("Connection", "close")])
+        start_response(
+            f"{refused.status} {reason.get(refused.status, 'Refused')}",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("x-amzn-ErrorType", refused.code),
+                ("Connection", "close"),
+            ],
+        )
         return [body]

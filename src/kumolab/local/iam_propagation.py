@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable
 
 LAMBDA_MESSAGE = "The role defined for the function cannot be assumed by Lambda."
-ECS_MESSAGE = ("ECS was unable to assume the role '{arn}' that was provided for this task. Please verify that the role "
-               "being passed has the proper trust relationship and permissions and that your IAM user has "
-               "permissions to pass this role.")
+ECS_MESSAGE = (
+    "ECS was unable to assume the role '{arn}' that was provided for this task. Please verify that the role "
+    "being passed has the proper trust relationship and permissions and that your IAM user has "
+    "permissions to pass this role."
+)
 
 
 class _Created:

@@ -80,15 +80,23 @@ def install_scaling_policy_names_filter() -> None:
 
     def describe_scaling_policies(self) -> str:
         _, policies = self.applicationautoscaling_backend.describe_scaling_policies(
-            service_namespace=self._get_param("ServiceNamespace"), resource_id=self._get_param("ResourceId"),
-            scalable_dimension=self._get_param("ScalableDimension"), max_results=1_000_000, next_token=None)
+            service_namespace=self._get_param("ServiceNamespace"),
+            resource_id=self._get_param("ResourceId"),
+            scalable_dimension=self._get_param("ScalableDimension"),
+            max_results=1_000_000,
+            next_token=None,
+        )
         names = self._get_param("PolicyNames") or []
         if names:
             policies = [p for p in policies if p.policy_name in names]
         start = int(self._get_param("NextToken") or 0)
         end = start + (self._get_int_param("MaxResults") or 100)
-        return json.dumps({"ScalingPolicies": [_build_policy(p) for p in policies[start:end]],
-                           "NextToken": str(end) if end < len(policies) else None})
+        return json.dumps(
+            {
+                "ScalingPolicies": [_build_policy(p) for p in policies[start:end]],
+                "NextToken": str(end) if end < len(policies) else None,
+            }
+        )
 
     describe_scaling_policies._kumolab_fixed = True  # type: ignore[attr-defined]
     ApplicationAutoScalingResponse.describe_scaling_policies = describe_scaling_policies

@@ -14,9 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from kumolab.paths import state_dir
 
@@ -59,7 +59,7 @@ def stop_pid(pid: int, grace_s: float = 10.0, group: bool = True) -> None:
 class BackgroundService:
     name: str
     argv: list[str]
-    healthy: Callable[["BackgroundService"], bool] = lambda svc: svc.info() is not None
+    healthy: Callable[[BackgroundService], bool] = lambda svc: svc.info() is not None
     env: dict | None = None
     cwd: Path | None = None
     start_timeout_s: float = 30.0
@@ -106,21 +106,32 @@ class BackgroundService:
         self.info_file.unlink(missing_ok=True)
         # Logs may carry request data: 0600 whatever the umask (review L4).
         with open(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
-            proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=self.env, cwd=self.cwd, start_new_session=True)
+            proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
         self.pid_file.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 tail = self.log_file.read_text(errors="replace")[-2000:]
                 self.pid_file.unlink(missing_ok=True)
-                raise ServiceError(f"{self.name} exited with status {proc.returncode} right after starting; "
-                                   f"see {self.log_file}:\n{tail}")
+                raise ServiceError(
+                    f"{self.name} exited with status {proc.returncode} right after starting; "
+                    f"see {self.log_file}:\n{tail}"
+                )
             if self.healthy(self):
                 return True
             time.sleep(0.1)
         self.stop()
-        raise ServiceError(f"{self.name} did not become healthy within {self.start_timeout_s:.0f} s; see {self.log_file}.")
+        raise ServiceError(
+            f"{self.name} did not become healthy within {self.start_timeout_s:.0f} s; see {self.log_file}."
+        )
 
     def stop(self) -> bool:
         """Stop the service (SIGTERM to its process group, then SIGKILL). True when one was stopped."""
@@ -132,8 +143,13 @@ class BackgroundService:
         return True
 
     def status(self) -> dict:
-        return {"name": self.name, "running": self.running(), "pid": self.pid(), "log": str(self.log_file),
-                "info": self.info()}
+        return {
+            "name": self.name,
+            "running": self.running(),
+            "pid": self.pid(),
+            "log": str(self.log_file),
+            "info": self.info(),
+        }
 
 
 def python_module_argv(module: str, *args: str) -> list[str]:

@@ -42,8 +42,11 @@ CURRENT = threading.local()
 #: Signing name (SigV4 credential scope) -> IAM action prefix, where they differ.
 ACTION_PREFIX = {"monitoring": "cloudwatch", "tagging": "tag", "email": "ses", "execute-api": "execute-api"}
 #: Operation names whose IAM action is named otherwise.
-ACTION_NAME = {("lambda", "Invoke"): "InvokeFunction", ("lambda", "InvokeAsync"): "InvokeAsync",
-               ("lambda", "GetFunctionConfiguration"): "GetFunctionConfiguration"}
+ACTION_NAME = {
+    ("lambda", "Invoke"): "InvokeFunction",
+    ("lambda", "InvokeAsync"): "InvokeAsync",
+    ("lambda", "GetFunctionConfiguration"): "GetFunctionConfiguration",
+}
 LAMBDA_FUNCTION_PATH = re.compile(r"^/[^/]+/functions/(?P<name>[^/]+)")
 ACCESS_DENIED = "because no identity-based policy allows the {action} action"
 
@@ -55,7 +58,8 @@ def enabled() -> bool:
     from kumolab.local.fidelity import _truthy
 
     return _truthy(os.environ.get("KUMOLAB_FIDELITY", "on")) and _truthy(
-        os.environ.get("KUMOLAB_FIDELITY_IAM_ROLE_AUTHORIZATION", "on"))
+        os.environ.get("KUMOLAB_FIDELITY_IAM_ROLE_AUTHORIZATION", "on")
+    )
 
 
 def issued_role_session(key_id: str | None):
@@ -151,8 +155,13 @@ def _dynamodb(response, region: str, account: str, operation: str) -> list[str] 
 
 
 def _lambda(response, region: str, account: str, operation: str) -> list[str] | None:
-    if operation in ("ListFunctions", "GetAccountSettings", "ListEventSourceMappings", "CreateEventSourceMapping",
-                     "ListLayers"):
+    if operation in (
+        "ListFunctions",
+        "GetAccountSettings",
+        "ListEventSourceMappings",
+        "CreateEventSourceMapping",
+        "ListLayers",
+    ):
         return ["*"]
     found = LAMBDA_FUNCTION_PATH.match(getattr(response, "path", "") or "")
     if not found:
@@ -211,8 +220,7 @@ def request_action(service: str, operation: str, method: str = "GET") -> str:
 
 def denial_message(session, action: str, resource: str | None) -> str:
     where = f" on resource: {resource}" if resource and resource != "*" else ""
-    return (f"User: {session.arn} is not authorized to perform: {action}{where} "
-            + ACCESS_DENIED.format(action=action))
+    return f"User: {session.arn} is not authorized to perform: {action}{where} " + ACCESS_DENIED.format(action=action)
 
 
 def denial(protocol: str, service: str, message: str) -> tuple[int, dict[str, str], str]:
@@ -225,12 +233,16 @@ def denial(protocol: str, service: str, message: str) -> tuple[int, dict[str, st
     from xml.sax.saxutils import escape
 
     if protocol == "ec2":
-        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>UnauthorizedOperation</Code>"
-                f"<Message>You are not authorized to perform this operation. {escape(message)}</Message></Error>"
-                f"</Errors><RequestID>kumolab</RequestID></Response>")
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>UnauthorizedOperation</Code>'
+            f"<Message>You are not authorized to perform this operation. {escape(message)}</Message></Error>"
+            f"</Errors><RequestID>kumolab</RequestID></Response>"
+        )
         return 403, {"Content-Type": "text/xml"}, body
-    body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{escape(message)}</Message>"
-            f"</Error><RequestId>kumolab</RequestId></ErrorResponse>")
+    body = (
+        f"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{escape(message)}</Message>"
+        f"</Error><RequestId>kumolab</RequestId></ErrorResponse>"
+    )
     return 403, {"Content-Type": "text/xml"}, body
 
 
@@ -252,8 +264,15 @@ def authorize(response, resource: str = "*") -> None:
     from moto.iam.access_control import IAMRequest
 
     path = response.raw_path + (f"?{response.uri.split('?', 1)[1]}" if "?" in response.uri else "")
-    request = IAMRequest(account_id=response.current_account, method=response.method, path=path, data=response.data,
-                         body=response.raw_body, headers=response.headers, action=response._get_action())
+    request = IAMRequest(
+        account_id=response.current_account,
+        method=response.method,
+        path=path,
+        data=response.data,
+        body=response.raw_body,
+        headers=response.headers,
+        action=response._get_action(),
+    )
     # The session token is checked (moto's AssumedRoleAccessKey: it must be the session's); the signature is not:
     # moto's recomputation disagrees with botocore's for REST-JSON requests (Lambda, API Gateway).
     service, region = request._service, request._region
@@ -282,12 +301,13 @@ def authorize(response, resource: str = "*") -> None:
 
 
 def check_invoke(session, function: str, region: str, qualifier: str | None = None) -> str | None:
-    """The denial message when the role may not ``lambda:InvokeFunction`` the function (the front door answers Invoke)."""
+    """The denial message when the role may not ``lambda:InvokeFunction`` the function (the front door answers Invoke)."""  # noqa: E501
     account = session.role_arn.split(":")[4]
     arn = function_arn(function, region, account)
     resources = [arn] if not qualifier else [arn, f"{arn}:{qualifier}"]
     if permitted(role_policies(session), "lambda:InvokeFunction", resources[:1]) or (
-            qualifier and permitted(role_policies(session), "lambda:InvokeFunction", resources[1:])):
+        qualifier and permitted(role_policies(session), "lambda:InvokeFunction", resources[1:])
+    ):
         return None
     return denial_message(session, "lambda:InvokeFunction", arn)
 

@@ -86,7 +86,9 @@ def profile_environment(profile: str | None = None) -> dict[str, str]:
     """What a child process needs in its environment to reach the emulator through the profile."""
     env = {"AWS_PROFILE": profile or profile_name(), "AWS_CONFIG_FILE": str(aws_config_file())}
     if os.environ.get("AWS_SHARED_CREDENTIALS_FILE"):
-        env["AWS_SHARED_CREDENTIALS_FILE"] = str(Path(os.environ["AWS_SHARED_CREDENTIALS_FILE"]).expanduser().absolute())
+        env["AWS_SHARED_CREDENTIALS_FILE"] = str(
+            Path(os.environ["AWS_SHARED_CREDENTIALS_FILE"]).expanduser().absolute()
+        )
     return env
 
 
@@ -119,8 +121,9 @@ def credentials(directory: Path | None = None) -> dict[str, str]:
     return created
 
 
-def write_profile(endpoint_url: str, region_name: str, keys: dict[str, str], name: str | None = None,
-                  config_file: Path | None = None) -> bool:
+def write_profile(
+    endpoint_url: str, region_name: str, keys: dict[str, str], name: str | None = None, config_file: Path | None = None
+) -> bool:
     """Write (idempotently) the local profile into the AWS config file, keeping every other profile.
 
     Returns True when the file changed.

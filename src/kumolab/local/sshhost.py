@@ -25,10 +25,10 @@ import json
 import os
 import pwd
 import re
-import stat
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -44,7 +44,9 @@ DEFAULT_PORT = settings.SSH_PORT
 #: Key names the lab host accepts (what the lab registry's prefixes give: kumolab, kumolab-gpu, kumolab-ec2, ...).
 KEY_NAME = re.compile(r"^kumolab(-[a-z0-9-]+)?$")
 #: One public key line: type, base64, optional comment (dropped).
-PUBLIC_KEY = re.compile(r"^(?P<type>ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256) (?P<blob>[A-Za-z0-9+/]+={0,3})( [^\r\n]*)?$")
+PUBLIC_KEY = re.compile(
+    r"^(?P<type>ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256) (?P<blob>[A-Za-z0-9+/]+={0,3})( [^\r\n]*)?$"
+)
 #: The JupyterLab port the GPU lab's tunnel (ssh -L) may reach; nothing else is forwarded.
 JUPYTER_PORT_VARIABLE = "KUMOLAB_JUPYTER_PORT"
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
@@ -109,7 +111,8 @@ def refuse_writable_code() -> None:
             raise SshHostError(
                 f"Refusing to start the lab host as root: {bad[0]} is writable by other users, and sshd runs this "
                 f"checkout's code ({place}) as root for every login attempt. Run `chmod go-w {bad[0]}`, or run the "
-                f"labs as a normal user.")
+                f"labs as a normal user."
+            )
 
 
 @dataclass
@@ -119,7 +122,7 @@ class SshHost:
     profile: str = field(default_factory=settings.profile_name)
 
     @classmethod
-    def from_environment(cls) -> "SshHost":
+    def from_environment(cls) -> SshHost:
         return cls(port=configured_port(), directory=state_dir() / "sshd")
 
     @property
@@ -247,7 +250,13 @@ class SshHost:
         return True
 
     def status(self) -> dict:
-        return {"running": self.running(), "host": HOST, "port": self.port, "pid": self.pid(), "log": str(self.log_file)}
+        return {
+            "running": self.running(),
+            "host": HOST,
+            "port": self.port,
+            "pid": self.pid(),
+            "log": str(self.log_file),
+        }
 
 
 def running_key_names(profile: str | None = None, region: str | None = None) -> set[str]:
@@ -283,8 +292,9 @@ def key_options(jupyter_port: int | None) -> str:
     return f'restrict,pty,port-forwarding,permitopen="localhost:{jupyter_port}",permitopen="127.0.0.1:{jupyter_port}"'
 
 
-def authorized_keys(profile: str | None = None, region: str | None = None, keys_dir: Path | None = None,
-                    jupyter_port: int | None = None) -> list[str]:
+def authorized_keys(
+    profile: str | None = None, region: str | None = None, keys_dir: Path | None = None, jupyter_port: int | None = None
+) -> list[str]:
     """``authorized_keys`` lines for the project's own keys of the key pairs running kumolab instances use."""
     directory = keys_dir or state_dir() / "keys"
     lines = []

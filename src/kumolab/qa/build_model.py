@@ -31,10 +31,11 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from kumolab.paths import REPO_ROOT
 
@@ -274,7 +275,9 @@ def featurize(tokenizer: Any, examples: list[Any], max_length: int) -> list[dict
 # -- training ------------------------------------------------------------------------------------------
 
 
-def _length_bucketed_batches(features: list[dict[str, Any]], batch_size: int, steps: int, rng: random.Random) -> list[list[int]]:
+def _length_bucketed_batches(
+    features: list[dict[str, Any]], batch_size: int, steps: int, rng: random.Random
+) -> list[list[int]]:
     """``steps`` batches of indices: shuffled epochs, sorted by length inside chunks of 8 batches so a
     batch pads little, then the batches themselves shuffled."""
     batches: list[list[int]] = []
@@ -289,7 +292,6 @@ def _length_bucketed_batches(features: list[dict[str, Any]], batch_size: int, st
         rng.shuffle(epoch)
         batches.extend(epoch)
     return batches[:steps]
-
 
 
 def train(config: BuildConfig, out_dir: Path, log=print) -> dict[str, Any]:
@@ -308,8 +310,10 @@ def train(config: BuildConfig, out_dir: Path, log=print) -> dict[str, Any]:
     base = base_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(str(base), use_fast=True)
     features = featurize(tokenizer, examples, config.max_length)
-    log(f"data: {len(paragraphs)} paragraphs -> {len(examples)} questions -> {len(features)} features "
-        f"({time.monotonic() - started:.1f} s)")
+    log(
+        f"data: {len(paragraphs)} paragraphs -> {len(examples)} questions -> {len(features)} features "
+        f"({time.monotonic() - started:.1f} s)"
+    )
     if len(features) < config.batch_size:
         raise BuildError(f"only {len(features)} training features: is debian-history's text complete?")
 
@@ -353,8 +357,10 @@ def train(config: BuildConfig, out_dir: Path, log=print) -> dict[str, Any]:
         running = loss.item() if step == 0 else 0.95 * running + 0.05 * loss.item()
         if (step + 1) % 25 == 0 or step + 1 == config.steps:
             elapsed = time.monotonic() - train_started
-            log(f"step {step + 1}/{config.steps} loss {running:.3f} ({elapsed:.0f} s, "
-                f"{(step + 1) / elapsed:.2f} steps/s)")
+            log(
+                f"step {step + 1}/{config.steps} loss {running:.3f} ({elapsed:.0f} s, "
+                f"{(step + 1) / elapsed:.2f} steps/s)"
+            )
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
@@ -380,9 +386,8 @@ def worker_import_path() -> None:
 
 def evaluate_dir(model_dir: Path, heldout: Path = HELDOUT) -> dict[str, Any]:
     worker_import_path()
-    from qa_worker.inference import QAModel
-
     from kumolab.qa.evaluate import evaluate, load_questions
+    from qa_worker.inference import QAModel
 
     qa = QAModel.load(str(model_dir))
     return evaluate(qa, load_questions(heldout))
@@ -422,7 +427,9 @@ def ensure_model(config: BuildConfig | None = None, force: bool = False, log=pri
         results = evaluate_dir(tmp)
         info["heldout"] = {k: results[k] for k in ("n", "exact_match", "f1")}
         (tmp / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
-        (tmp / "heldout_predictions.json").write_text(json.dumps(results["predictions"], indent=2, ensure_ascii=False) + "\n")
+        (tmp / "heldout_predictions.json").write_text(
+            json.dumps(results["predictions"], indent=2, ensure_ascii=False) + "\n"
+        )
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
         log(f"qa model: held-out EM {results['exact_match']:.3f} F1 {results['f1']:.3f} on {results['n']} questions")
@@ -435,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=BuildConfig.steps, help="training steps (changes the cache key)")
     parser.add_argument("--print-path", action="store_true", help="print only the model directory on stdout")
     args = parser.parse_args(argv)
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
         path = ensure_model(BuildConfig(steps=args.steps), force=args.force, log=log)
     except BuildError as exc:

@@ -27,11 +27,12 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 import kumolab.aws
@@ -62,14 +63,16 @@ class Target:
     endpoint_url: str | None
 
     @classmethod
-    def resolve(cls, args: argparse.Namespace) -> "Target":
+    def resolve(cls, args: argparse.Namespace) -> Target:
         recorded: dict[str, Any] = {}
         path = Path(args.outputs) if args.outputs else outputs_file()
         if path.exists():
             try:
                 recorded = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
-                raise CliError(f"{path} is not valid JSON ({exc}): re-run ansible-playbook playbooks/qa_bot.yml", EXIT_CONFIG)
+                raise CliError(  # noqa: B904
+                    f"{path} is not valid JSON ({exc}): re-run ansible-playbook playbooks/qa_bot.yml", EXIT_CONFIG
+                )
         elif args.outputs:
             raise CliError(f"{path} does not exist", EXIT_CONFIG)
         env = os.environ
@@ -115,7 +118,9 @@ def _aws_error(exc: Exception, target: Target) -> CliError:
         hint = "is the emulator running? kumolab-emulator start" if local else "check your network"
         return CliError(f"cannot reach {exc.kwargs.get('endpoint_url', 'AWS')}: {hint}", EXIT_AWS)
     if isinstance(exc, NoCredentialsError):
-        return CliError("no AWS credentials: configure a profile or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY", EXIT_AWS)
+        return CliError(
+            "no AWS credentials: configure a profile or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY", EXIT_AWS
+        )
     if isinstance(exc, NoRegionError):
         return CliError("no AWS region: pass --region or set AWS_REGION", EXIT_CONFIG)
     if isinstance(exc, ClientError):
@@ -129,7 +134,7 @@ def _aws_error(exc: Exception, target: Target) -> CliError:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _plain(value: Any) -> Any:
@@ -162,8 +167,10 @@ def _queue_depth(clients: Clients) -> str:
         )["Attributes"]
     except Exception:  # noqa: BLE001 - progress only
         return ""
-    return f" (queue: {attrs.get('ApproximateNumberOfMessages', '?')} waiting, " \
-           f"{attrs.get('ApproximateNumberOfMessagesNotVisible', '?')} in progress)"
+    return (
+        f" (queue: {attrs.get('ApproximateNumberOfMessages', '?')} waiting, "
+        f"{attrs.get('ApproximateNumberOfMessagesNotVisible', '?')} in progress)"
+    )
 
 
 def enqueue(clients: Clients, questions: Sequence[dict[str, str]]) -> list[str]:
@@ -171,7 +178,7 @@ def enqueue(clients: Clients, questions: Sequence[dict[str, str]]) -> list[str]:
     ids = [str(uuid.uuid4()) for _ in questions]
     for start in range(0, len(questions), 10):
         entries = []
-        for n, (item_id, q) in enumerate(zip(ids[start : start + 10], questions[start : start + 10])):
+        for n, (item_id, q) in enumerate(zip(ids[start : start + 10], questions[start : start + 10], strict=False)):
             body = {"item_id": item_id, "context": q["context"], "question": q["question"], "created_at": _utc_now()}
             entries.append({"Id": str(n), "MessageBody": json.dumps(body, ensure_ascii=False)})
         response = clients.sqs.send_message_batch(QueueUrl=clients.target.queue_url, Entries=entries)
@@ -210,9 +217,11 @@ def wait_for(clients: Clients, ids: Sequence[str], timeout: float, poll: float =
         delay = min(delay * 1.5, 1.0)
 
 
-TIMEOUT_HINT = ("is a worker running? On AWS check the ECS service's desired/running count and its log group; "
-                "locally check the local runtime's QA workers. Questions stay queued and will still be answered; "
-                "see them later with list_answers")
+TIMEOUT_HINT = (
+    "is a worker running? On AWS check the ECS service's desired/running count and its log group; "
+    "locally check the local runtime's QA workers. Questions stay queued and will still be answered; "
+    "see them later with list_answers"
+)
 
 
 def cmd_ask(args: argparse.Namespace, clients: Clients) -> int:
@@ -242,9 +251,11 @@ def _load_questions(path: Path) -> list[dict[str, str]]:
     except json.JSONDecodeError as exc:
         raise CliError(f"{path} is not JSON: {exc}", EXIT_INPUT) from None
     if not isinstance(data, list) or not data:
-        raise CliError(f"{path} must hold a non-empty JSON list of {{\"context\", \"question\"}} objects", EXIT_INPUT)
+        raise CliError(f'{path} must hold a non-empty JSON list of {{"context", "question"}} objects', EXIT_INPUT)
     for n, item in enumerate(data):
-        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) and item[k].strip() for k in ("context", "question")):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), str) and item[k].strip() for k in ("context", "question")
+        ):
             raise CliError(f"{path}: item {n} needs non-empty string fields 'context' and 'question'", EXIT_INPUT)
     return [{"context": d["context"], "question": d["question"]} for d in data]
 
@@ -256,13 +267,15 @@ def cmd_ask_many(args: argparse.Namespace, clients: Clients) -> int:
     print(f"asked {len(ids)} questions; waiting up to {args.timeout:.0f} s", file=sys.stderr)
     found = wait_for(clients, ids, args.timeout)
     elapsed = time.monotonic() - started
-    for item_id, q in zip(ids, questions):
+    for item_id, q in zip(ids, questions, strict=False):
         item = found.get(item_id)
         shown = f"{item['answer']!r} (score {item['score']:.3f})" if item else "(no answer yet)"
         print(f"- {q['question']} -> {shown}")
     print(f"{len(found)}/{len(ids)} answered in {elapsed:.1f} s ({len(found) / max(elapsed, 1e-9):.1f} questions/s)")
     if len(found) < len(ids):
-        raise CliError(f"{len(ids) - len(found)} question(s) unanswered after {args.timeout:.0f} s: {TIMEOUT_HINT}", EXIT_TIMEOUT)
+        raise CliError(
+            f"{len(ids) - len(found)} question(s) unanswered after {args.timeout:.0f} s: {TIMEOUT_HINT}", EXIT_TIMEOUT
+        )
     return 0
 
 
@@ -293,8 +306,10 @@ def cmd_list_answers(args: argparse.Namespace, clients: Clients) -> int:
             if args.json:
                 print(json.dumps(item, ensure_ascii=False))
             else:
-                print(f"{item.get('answered_at', '?')}  {item.get('question')!s} -> {item.get('answer')!r} "
-                      f"(score {float(item.get('score', 0)):.3f})")
+                print(
+                    f"{item.get('answered_at', '?')}  {item.get('question')!s} -> {item.get('answer')!r} "
+                    f"(score {float(item.get('score', 0)):.3f})"
+                )
         if args.limit is not None and shown >= args.limit:
             break
     print(f"{shown} answer(s) listed", file=sys.stderr)

@@ -11,8 +11,9 @@ import json
 import re
 import string
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 _PUNCT = set(string.punctuation) | {"–", "—", "“", "”", "‘", "’"}
 
@@ -61,7 +62,7 @@ def evaluate(qa_model: Any, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Run ``qa_model.answer_batch`` on every item and return EM/F1 (0..1) plus per-item predictions."""
     answers = qa_model.answer_batch([(item["question"], item["context"]) for item in items])
     rows = []
-    for item, answer in zip(items, answers):
+    for item, answer in zip(items, answers, strict=False):
         rows.append(
             {
                 "question": item["question"],

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
 
@@ -150,7 +150,11 @@ def questions_for_entity(sent, ent, rng: random.Random) -> Iterator[tuple[str, s
             noun = objs[0] if objs else None
         if noun is not None:
             phrase = " ".join(t.text for t in noun.subtree if t.i < noun.i + 1 and t.i not in range(ent.start, ent.end))
-            phrase = phrase if phrase.lower().startswith(("the ", "a ", "an ", "its ", "his ", "her ", "their ")) else f"the {phrase}"
+            phrase = (
+                phrase
+                if phrase.lower().startswith(("the ", "a ", "an ", "its ", "his ", "her ", "their "))
+                else f"the {phrase}"
+            )
             yield f"What is the name of {phrase.strip()}?", answer, answer_start
 
 
@@ -183,7 +187,9 @@ def examples_from_docs(docs: Iterable, seed: int = 0, max_context_sentences: int
                     first = sents[max(0, si - n_before)]
                     last = sents[min(len(sents) - 1, si + n_after)]
                     context = doc.text[first.start_char : last.end_char]
-                    example = Example(context, _style(question, rng), answer, answer_start - first.start_char, ent.label_)
+                    example = Example(
+                        context, _style(question, rng), answer, answer_start - first.start_char, ent.label_
+                    )
                     if example.check():
                         examples.append(example)
     return examples

@@ -21,10 +21,48 @@ from concurrent.futures import ThreadPoolExecutor
 
 from kumolab.serverless.outputs import aws_client, aws_resource, outputs
 
-FIRST_NAMES = ["Haruto", "Yui", "Sota", "Hina", "Yuto", "Mei", "Riku", "Aoi", "Kaito", "Sakura", "Emma", "Liam",
-               "Olivia", "Noah", "Ava", "Lucas", "Mia", "Leo", "Sofia", "Ren"]
-LAST_NAMES = ["Sato", "Suzuki", "Takahashi", "Tanaka", "Watanabe", "Ito", "Yamamoto", "Nakamura", "Kobayashi",
-              "Kato", "Smith", "Garcia", "Muller", "Rossi", "Kim", "Nguyen", "Silva", "Dubois"]
+FIRST_NAMES = [
+    "Haruto",
+    "Yui",
+    "Sota",
+    "Hina",
+    "Yuto",
+    "Mei",
+    "Riku",
+    "Aoi",
+    "Kaito",
+    "Sakura",
+    "Emma",
+    "Liam",
+    "Olivia",
+    "Noah",
+    "Ava",
+    "Lucas",
+    "Mia",
+    "Leo",
+    "Sofia",
+    "Ren",
+]
+LAST_NAMES = [
+    "Sato",
+    "Suzuki",
+    "Takahashi",
+    "Tanaka",
+    "Watanabe",
+    "Ito",
+    "Yamamoto",
+    "Nakamura",
+    "Kobayashi",
+    "Kato",
+    "Smith",
+    "Garcia",
+    "Muller",
+    "Rossi",
+    "Kim",
+    "Nguyen",
+    "Silva",
+    "Dubois",
+]
 
 
 def invoke_once(client, function: str) -> dict:
@@ -50,14 +88,23 @@ def invoke_many(client, function: str, n: int, concurrency: int) -> dict:
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         results = list(pool.map(lambda _: invoke_once(client, function), range(n)))
     intervals = [(r["started_at"], r["finished_at"]) for r in results]
-    return {"invocations": n, "concurrency_requested": concurrency, "max_concurrently_running": max_overlap(intervals),
-            "wall_seconds": round(time.time() - started, 2), "sum_of_durations_seconds": round(sum(e - s for s, e in intervals), 2),
-            "sushi": sorted({r["sushi"] for r in results})}
+    return {
+        "invocations": n,
+        "concurrency_requested": concurrency,
+        "max_concurrently_running": max_overlap(intervals),
+        "wall_seconds": round(time.time() - started, 2),
+        "sum_of_durations_seconds": round(sum(e - s for s, e in intervals), 2),
+        "sushi": sorted({r["sushi"] for r in results}),
+    }
 
 
 def random_person() -> dict:
-    return {"item_id": str(uuid.uuid4()), "first_name": random.choice(FIRST_NAMES),
-            "last_name": random.choice(LAST_NAMES), "age": random.randint(1, 50)}
+    return {
+        "item_id": str(uuid.uuid4()),
+        "first_name": random.choice(FIRST_NAMES),
+        "last_name": random.choice(LAST_NAMES),
+        "age": random.randint(1, 50),
+    }
 
 
 def write_people(table, n: int) -> int:

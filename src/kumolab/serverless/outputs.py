@@ -14,8 +14,10 @@ def outputs(lab: str) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        sys.exit(f"{path} does not exist: deploy the lab first (ansible-playbook playbooks/{lab}.yml), or pass the "
-                 f"resource names as options.")
+        sys.exit(
+            f"{path} does not exist: deploy the lab first (ansible-playbook playbooks/{lab}.yml), or pass the "
+            f"resource names as options."
+        )
 
 
 def _config():

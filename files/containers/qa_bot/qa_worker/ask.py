@@ -56,14 +56,26 @@ def main(argv: list[str] | None = None) -> int:
 
     from qa_worker.inference import QAModel
 
-    model = QAModel.load(model_dir or model_id, model_id=model_id, max_length=int(env.get("MAX_LENGTH") or 384),
-                         stride=int(env.get("STRIDE") or 128), min_score=float(env.get("MIN_SCORE") or 0.0))
+    model = QAModel.load(
+        model_dir or model_id,
+        model_id=model_id,
+        max_length=int(env.get("MAX_LENGTH") or 384),
+        stride=int(env.get("STRIDE") or 128),
+        min_score=float(env.get("MIN_SCORE") or 0.0),
+    )
     answer = model.answer_batch([(question, context)])[0]
     item = {
-        "item_id": item_id, "context": context, "question": question, "answer": answer.answer,
-        "score": Decimal(repr(round(float(answer.score), 6))), "answer_start": answer.start, "answer_end": answer.end,
-        "model_id": model_id or getattr(model, "model_id", None) or model_dir, "created_at": created_at,
-        "answered_at": utc_now(), "worker": socket.gethostname(),
+        "item_id": item_id,
+        "context": context,
+        "question": question,
+        "answer": answer.answer,
+        "score": Decimal(repr(round(float(answer.score), 6))),
+        "answer_start": answer.start,
+        "answer_end": answer.end,
+        "model_id": model_id or getattr(model, "model_id", None) or model_dir,
+        "created_at": created_at,
+        "answered_at": utc_now(),
+        "worker": socket.gethostname(),
     }
     try:
         boto3.resource("dynamodb").Table(table_name).put_item(Item=item)

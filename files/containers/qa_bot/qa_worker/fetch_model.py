@@ -24,8 +24,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--revision", required=True, help="the model's commit sha on the hub (40 hex digits)")
     args = parser.parse_args(argv)
     if not COMMIT.fullmatch(args.revision):
-        parser.error(f"--revision {args.revision!r} is not a commit sha (40 hex digits); a branch or tag can move. "
-                     f"Find the commit on the model's 'Files and versions' page of the hub.")
+        parser.error(
+            f"--revision {args.revision!r} is not a commit sha (40 hex digits); a branch or tag can move. "
+            f"Find the commit on the model's 'Files and versions' page of the hub."
+        )
     return args
 
 

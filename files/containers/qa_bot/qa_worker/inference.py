@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,7 @@ class QAModel:
         self.max_question_tokens = max_length // 3
 
     @classmethod
-    def load(cls, source: str, **kwargs: Any) -> "QAModel":
+    def load(cls, source: str, **kwargs: Any) -> QAModel:
         """Load from a Hugging Face id (needs the hub or its cache) or from a local directory."""
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 

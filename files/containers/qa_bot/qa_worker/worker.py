@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ class Config:
     heartbeat_file: str | None = None
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Config":
+    def from_env(cls, env: dict[str, str] | None = None) -> Config:
         env = dict(os.environ if env is None else env)
         missing = [name for name in ("QUEUE_URL", "TABLE_NAME") if not env.get(name)]
         if not (env.get("MODEL_DIR") or env.get("MODEL_ID")):
@@ -120,14 +120,14 @@ class Config:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _iso_from_epoch_ms(raw: str | None) -> str | None:
     if not raw:
         return None
     try:
-        stamp = datetime.fromtimestamp(int(raw) / 1000, tz=timezone.utc)
+        stamp = datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
     except (ValueError, OverflowError, OSError):
         return None
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -185,8 +185,11 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        log.info("received %s: %s", signal.Signals(signum).name,
-                 "stopping the poll" if self._polling else "finishing the current batch")
+        log.info(
+            "received %s: %s",
+            signal.Signals(signum).name,
+            "stopping the poll" if self._polling else "finishing the current batch",
+        )
         self.stopping = True
 
     # -- SQS ----------------------------------------------------------------------------------------
@@ -270,8 +273,12 @@ class Worker:
             except ValueError as exc:
                 self.stats["malformed"] += 1
                 receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
-                log.error("malformed message %s (receive %s): %s; left for the dead-letter queue",
-                          message.get("MessageId"), receives, exc)
+                log.error(
+                    "malformed message %s (receive %s): %s; left for the dead-letter queue",
+                    message.get("MessageId"),
+                    receives,
+                    exc,
+                )
                 self._release(message, 0)
         if not valid:
             return 0
@@ -279,7 +286,7 @@ class Worker:
         answers = self.qa.answer_batch([(q.question, q.context) for q in valid])
         elapsed = time.monotonic() - started
         done: list[dict[str, Any]] = []
-        for q, answer in zip(valid, answers):
+        for q, answer in zip(valid, answers, strict=False):
             item = {
                 "item_id": q.item_id,
                 "context": q.context,
@@ -305,8 +312,14 @@ class Worker:
         if done:
             self._delete(done)
         self.stats["answered"] += len(done)
-        log.info("batch of %d: %d answered in %.2f s (%.1f questions/s), %d kept for retry",
-                 len(valid), len(done), elapsed, len(valid) / max(elapsed, 1e-9), len(valid) - len(done))
+        log.info(
+            "batch of %d: %d answered in %.2f s (%.1f questions/s), %d kept for retry",
+            len(valid),
+            len(done),
+            elapsed,
+            len(valid) / max(elapsed, 1e-9),
+            len(valid) - len(done),
+        )
         return len(done)
 
     # -- loop ---------------------------------------------------------------------------------------
@@ -314,8 +327,13 @@ class Worker:
     def run(self, max_batches: int | None = None, stop_when_idle: bool = False) -> dict[str, int]:
         """Poll until SIGTERM/SIGINT; or after ``max_batches`` non-empty receives; or, with
         ``stop_when_idle``, at the first poll that brings nothing (tests and benchmarks)."""
-        log.info("polling %s, writing to %s, model %s, batch size %d",
-                 self.config.queue_url, self.config.table_name, self.model_id, self.config.batch_size)
+        log.info(
+            "polling %s, writing to %s, model %s, batch size %d",
+            self.config.queue_url,
+            self.config.table_name,
+            self.model_id,
+            self.config.batch_size,
+        )
         while not self.stopping:
             try:
                 messages = self.receive_batch()

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote
 
 from kumolab.local.runtime.aws import AwsConfig
@@ -101,8 +101,9 @@ class TokenBucket:
 
 
 class ApiGatewayStage:
-    def __init__(self, aws: AwsConfig, lambdas: LambdaRuntime, rest_api: str, stage: str = "prod",
-                 refresh_s: float = 2.0):
+    def __init__(
+        self, aws: AwsConfig, lambdas: LambdaRuntime, rest_api: str, stage: str = "prod", refresh_s: float = 2.0
+    ):
         self.aws, self.lambdas, self.stage_name, self.refresh_s = aws, lambdas, stage, refresh_s
         self.client = aws.client("apigateway")
         self.api = self._find_api(rest_api)
@@ -156,8 +157,13 @@ class ApiGatewayStage:
 
     def _deployed_routes(self) -> list[Route] | None:
         try:
-            export = self.client.get_export(restApiId=self.api_id, stageName=self.stage_name, exportType="oas30",
-                                            parameters={"extensions": "integrations"}, accepts="application/json")
+            export = self.client.get_export(
+                restApiId=self.api_id,
+                stageName=self.stage_name,
+                exportType="oas30",
+                parameters={"extensions": "integrations"},
+                accepts="application/json",
+            )
             doc = json.loads(export["body"].read())
         except Exception:  # noqa: BLE001 - no export: read the current API
             return None
@@ -179,8 +185,12 @@ class ApiGatewayStage:
                     if selection != "default":
                         response["selectionPattern"] = selection
                     responses[str(response.get("statusCode", "200"))] = response
-                methods[verb] = {"type": str(integration.get("type", "")).upper(), "uri": integration.get("uri"),
-                                 "httpMethod": integration.get("httpMethod"), "integrationResponses": responses}
+                methods[verb] = {
+                    "type": str(integration.get("type", "")).upper(),
+                    "uri": integration.get("uri"),
+                    "httpMethod": integration.get("httpMethod"),
+                    "integrationResponses": responses,
+                }
             parts = [p for p in path.split("/") if p]
             routes.append(Route(path, str(item.get("x-kumolab-resource-id", "")), parts, methods))
         return routes if integrated else None
@@ -190,10 +200,11 @@ class ApiGatewayStage:
         for page in self.client.get_paginator("get_resources").paginate(restApiId=self.api_id):
             for res in page.get("items", []):
                 methods = {}
-                for method in (res.get("resourceMethods") or {}):
+                for method in res.get("resourceMethods") or {}:
                     try:
                         methods[method] = self.client.get_integration(
-                            restApiId=self.api_id, resourceId=res["id"], httpMethod=method)
+                            restApiId=self.api_id, resourceId=res["id"], httpMethod=method
+                        )
                     except self.client.exceptions.NotFoundException:
                         methods[method] = {}
                 parts = [p for p in res["path"].split("/") if p]
@@ -229,7 +240,9 @@ class ApiGatewayStage:
             return self._proxy(request, route, params, integration)
         if kind == "MOCK":
             return self._mock(integration)
-        return _json(500, f"Integration type {kind or 'none'} is not served by the local runtime", "InternalServerErrorException")
+        return _json(
+            500, f"Integration type {kind or 'none'} is not served by the local runtime", "InternalServerErrorException"
+        )
 
     def _mock(self, integration: dict) -> Response:
         responses = integration.get("integrationResponses") or {}
@@ -239,7 +252,7 @@ class ApiGatewayStage:
         headers = []
         for key, value in (chosen.get("responseParameters") or {}).items():
             if key.startswith("method.response.header.") and value.startswith("'") and value.endswith("'"):
-                headers.append((key[len("method.response.header."):], value[1:-1]))
+                headers.append((key[len("method.response.header.") :], value[1:-1]))
         body = ((chosen.get("responseTemplates") or {}).get("application/json") or "").encode()
         return Response(int(chosen.get("statusCode", 200)), body, headers)
 
@@ -266,7 +279,7 @@ class ApiGatewayStage:
                     body = request.body.decode("utf-8")
                 except UnicodeDecodeError:
                     body, is_b64 = base64.b64encode(request.body).decode(), True
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         path = "/" + "/".join(request.path.split("/")[2:])
         request_id = str(uuid.uuid4())
         return {

@@ -37,16 +37,18 @@ import math
 import operator
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 RESOURCE_DIMENSION = "ecs:service:DesiredCount"
 DEFAULT_TIME_FACTOR = 0.05
 TT_SCALE_OUT_DATAPOINTS, TT_SCALE_IN_DATAPOINTS, TT_SCALE_IN_FRACTION = 3, 15, 0.9
 TT_PERIOD_S, TT_DEFAULT_COOLDOWN_S = 60, 300
-SQS_ATTRIBUTES = {"ApproximateNumberOfMessagesVisible": "ApproximateNumberOfMessages",
-                  "ApproximateNumberOfMessagesNotVisible": "ApproximateNumberOfMessagesNotVisible",
-                  "ApproximateNumberOfMessagesDelayed": "ApproximateNumberOfMessagesDelayed"}
+SQS_ATTRIBUTES = {
+    "ApproximateNumberOfMessagesVisible": "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible": "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed": "ApproximateNumberOfMessagesDelayed",
+}
 
 
 def time_factor_from_environment() -> float:
@@ -58,13 +60,18 @@ def time_factor_from_environment() -> float:
 
 # -- the rules as pure functions -----------------------------------------------------------------------
 
+
 def clamp(capacity: int, low: int, high: int) -> int:
     return max(low, min(high, capacity))
 
 
 def breaches(value: float, comparison: str, threshold: float) -> bool:
-    return {"GreaterThanOrEqualToThreshold": value >= threshold, "GreaterThanThreshold": value > threshold,
-            "LessThanThreshold": value < threshold, "LessThanOrEqualToThreshold": value <= threshold}[comparison]
+    return {
+        "GreaterThanOrEqualToThreshold": value >= threshold,
+        "GreaterThanThreshold": value > threshold,
+        "LessThanThreshold": value < threshold,
+        "LessThanOrEqualToThreshold": value <= threshold,
+    }[comparison]
 
 
 def step_for(adjustments: list[dict], breach: float, above: bool) -> dict | None:
@@ -110,6 +117,7 @@ _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, as
 
 def evaluate_expression(expression: str, values: dict[str, float | None]) -> float | None:
     """A metric math expression of ids, numbers, + - * / and parentheses (None if an input is missing)."""
+
     def walk(node):
         if isinstance(node, ast.Expression):
             return walk(node.body)
@@ -128,19 +136,23 @@ def evaluate_expression(expression: str, values: dict[str, float | None]) -> flo
         if isinstance(node, ast.Name):
             return values.get(node.id)
         raise ValueError(f"metric math the local autoscaler does not evaluate: {expression!r}")
+
     return walk(ast.parse(expression, mode="eval"))
 
 
 def aggregate(samples: list[float], statistic: str) -> float:
-    return {"Maximum": max, "Minimum": min, "Sum": sum, "SampleCount": len}.get(
-        statistic, lambda s: sum(s) / len(s))(samples)
+    return {"Maximum": max, "Minimum": min, "Sum": sum, "SampleCount": len}.get(statistic, lambda s: sum(s) / len(s))(
+        samples
+    )
 
 
 # -- alarms over time ----------------------------------------------------------------------------------
 
+
 @dataclass
 class AlarmHistory:
     """Samples of one alarm's metric, bucketed by (scaled) period."""
+
     period_s: float
     statistic: str = "Average"
     buckets: dict[int, list[float]] = field(default_factory=dict)
@@ -188,8 +200,9 @@ class ServiceScaler:
     """Evaluates one ECS service's scaling policies; :meth:`tick` with the described resources (pure), or
     :meth:`evaluate` which describes them through boto3 clients and applies the result."""
 
-    def __init__(self, cluster: str, service: str, clock: Callable[[], float] = time.monotonic,
-                 time_factor: float | None = None):
+    def __init__(
+        self, cluster: str, service: str, clock: Callable[[], float] = time.monotonic, time_factor: float | None = None
+    ):
         self.cluster, self.service = cluster, service
         self.resource_id = f"service/{cluster}/{service}"
         self.clock = clock
@@ -224,13 +237,19 @@ class ServiceScaler:
                     period, stat = stat_spec.get("Period", period), stat_spec.get("Stat", stat)
             for query in alarm["Metrics"]:
                 if query.get("ReturnData", True):
-                    result = (evaluate_expression(query["Expression"], values) if "Expression" in query
-                              else values.get(query["Id"]))
+                    result = (
+                        evaluate_expression(query["Expression"], values)
+                        if "Expression" in query
+                        else values.get(query["Id"])
+                    )
                     break
             return result, float(alarm.get("Period") or period), stat
         dims = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
-        return (read(alarm["Namespace"], alarm["MetricName"], dims), float(alarm.get("Period") or 60),
-                alarm.get("Statistic") or "Average")
+        return (
+            read(alarm["Namespace"], alarm["MetricName"], dims),
+            float(alarm.get("Period") or 60),
+            alarm.get("Statistic") or "Average",
+        )
 
     def _apply_cooldown(self, policy_cooldown: float, current: int, new: int) -> int:
         now = self.clock()
@@ -245,21 +264,26 @@ class ServiceScaler:
             return now < self.cooldown_until["out"] or now < self.cooldown_until["in"]
         return False  # a scale-out during its cooldown only when it asks for more: new > current already
 
-    def tick(self, target: dict | None, policies: list[dict], alarms: list[dict], current: int,
-             read: MetricReader) -> int:
+    def tick(
+        self, target: dict | None, policies: list[dict], alarms: list[dict], current: int, read: MetricReader
+    ) -> int:
         """The desired count after one evaluation (``current`` when nothing scales)."""
         if target is None:
             return current
         now = self.clock()
         low, high = int(target["MinCapacity"]), int(target["MaxCapacity"])
-        if target.get("SuspendedState", {}).get("DynamicScalingOutSuspended") and \
-                target.get("SuspendedState", {}).get("DynamicScalingInSuspended"):
+        if target.get("SuspendedState", {}).get("DynamicScalingOutSuspended") and target.get("SuspendedState", {}).get(
+            "DynamicScalingInSuspended"
+        ):
             return current
         desired = clamp(current, low, high)
         by_arn = {p["PolicyARN"]: p for p in policies}
         for alarm in alarms:
-            linked = [by_arn[a] for a in alarm.get("AlarmActions", []) if a in by_arn
-                      and by_arn[a].get("PolicyType") == "StepScaling"]
+            linked = [
+                by_arn[a]
+                for a in alarm.get("AlarmActions", [])
+                if a in by_arn and by_arn[a].get("PolicyType") == "StepScaling"
+            ]
             if not linked or not alarm.get("ActionsEnabled", True):
                 continue
             value, period, stat = self.alarm_value(alarm, read)
@@ -298,15 +322,18 @@ class ServiceScaler:
             desired = self._target_tracking(policy, desired, low, high, now, read)
         return desired
 
-    def _target_tracking(self, policy: dict, current: int, low: int, high: int, now: float,
-                         read: MetricReader) -> int:
+    def _target_tracking(self, policy: dict, current: int, low: int, high: int, now: float, read: MetricReader) -> int:
         config = policy["TargetTrackingScalingPolicyConfiguration"]
         spec = config.get("CustomizedMetricSpecification")
         if not spec:
             return current  # predefined metrics (CPU, memory) have no local source
-        alarm = {"Namespace": spec["Namespace"], "MetricName": spec["MetricName"],
-                 "Dimensions": spec.get("Dimensions", []), "Statistic": spec.get("Statistic", "Average"),
-                 "Period": TT_PERIOD_S}
+        alarm = {
+            "Namespace": spec["Namespace"],
+            "MetricName": spec["MetricName"],
+            "Dimensions": spec.get("Dimensions", []),
+            "Statistic": spec.get("Statistic", "Average"),
+            "Period": TT_PERIOD_S,
+        }
         value, period, stat = self.alarm_value(alarm, read)
         history = self._history(f"tt:{policy['PolicyName']}", period, stat)
         history.add(now, value)
@@ -320,14 +347,19 @@ class ServiceScaler:
             new = clamp(target_tracking_capacity(current, high_points[-1], target), low, high)
             if new > current:
                 self.last_action[key] = now
-                self.log.append(f"{policy['PolicyName']} (metric {high_points[-1]:g} > target {target:g}): {current} -> {new}")
+                self.log.append(
+                    f"{policy['PolicyName']} (metric {high_points[-1]:g} > target {target:g}): {current} -> {new}"
+                )
                 return self._apply_cooldown(float(config.get("ScaleOutCooldown", TT_DEFAULT_COOLDOWN_S)), current, new)
-        elif (not config.get("DisableScaleIn")
-              and all(p is not None and p < target * TT_SCALE_IN_FRACTION for p in low_points)):
+        elif not config.get("DisableScaleIn") and all(
+            p is not None and p < target * TT_SCALE_IN_FRACTION for p in low_points
+        ):
             new = clamp(target_tracking_capacity(current, low_points[-1], target), low, high)
             if new < current and not self._blocked(current, new, now):
                 self.last_action[key] = now
-                self.log.append(f"{policy['PolicyName']} (metric {low_points[-1]:g} < target {target:g}): {current} -> {new}")
+                self.log.append(
+                    f"{policy['PolicyName']} (metric {low_points[-1]:g} < target {target:g}): {current} -> {new}"
+                )
                 return self._apply_cooldown(float(config.get("ScaleInCooldown", TT_DEFAULT_COOLDOWN_S)), current, new)
         return current
 
@@ -335,12 +367,14 @@ class ServiceScaler:
     def evaluate(self, aas, cloudwatch, ecs, sqs, current: int) -> int | None:
         """Describe, evaluate, and set the service's desiredCount when it changes. Returns the new count,
         or None when the service has no scalable target."""
-        found = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[self.resource_id],
-                                              ScalableDimension=RESOURCE_DIMENSION).get("ScalableTargets", [])
+        found = aas.describe_scalable_targets(
+            ServiceNamespace="ecs", ResourceIds=[self.resource_id], ScalableDimension=RESOURCE_DIMENSION
+        ).get("ScalableTargets", [])
         if not found:
             return None
-        policies = aas.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=self.resource_id,
-                                                 ScalableDimension=RESOURCE_DIMENSION).get("ScalingPolicies", [])
+        policies = aas.describe_scaling_policies(
+            ServiceNamespace="ecs", ResourceId=self.resource_id, ScalableDimension=RESOURCE_DIMENSION
+        ).get("ScalingPolicies", [])
         arns = {p["PolicyARN"] for p in policies}
         alarms = []
         if any(p.get("PolicyType") == "StepScaling" for p in policies):
@@ -365,8 +399,11 @@ class ServiceScaler:
         for name, state in self.states.items():
             if before.get(name) != state:
                 try:
-                    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state,
-                                               StateReason="kumolab local autoscaling: evaluated from the queue")
+                    cloudwatch.set_alarm_state(
+                        AlarmName=name,
+                        StateValue=state,
+                        StateReason="kumolab local autoscaling: evaluated from the queue",
+                    )
                 except Exception:
                     pass
         if desired != current:

@@ -17,10 +17,12 @@ class AwsConfig:
     region: str
 
     @classmethod
-    def from_environment(cls, profile: str | None = None, region: str | None = None) -> "AwsConfig":
+    def from_environment(cls, profile: str | None = None, region: str | None = None) -> AwsConfig:
         """``profile``, else ``$AWS_PROFILE``, else the local profile that ``kumolab-emulator start`` writes."""
-        return cls(profile=profile or os.environ.get("AWS_PROFILE") or settings.profile_name(),
-                   region=region or settings.region())
+        return cls(
+            profile=profile or os.environ.get("AWS_PROFILE") or settings.profile_name(),
+            region=region or settings.region(),
+        )
 
     @functools.cached_property
     def endpoint_url(self) -> str | None:

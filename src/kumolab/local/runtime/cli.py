@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -50,12 +49,21 @@ def _healthy(service: BackgroundService) -> bool:
 
 def service_for(lab: str, server_args: list[str] | None = None) -> BackgroundService:
     directory = state_dir() / "runtime" / lab
-    argv = python_module_argv("kumolab.local.runtime.server", "--info", str(directory / "info.json"), *(server_args or []))
+    argv = python_module_argv(
+        "kumolab.local.runtime.server", "--info", str(directory / "info.json"), *(server_args or [])
+    )
     return BackgroundService(name=lab, argv=argv, healthy=_healthy, directory=directory)
 
 
-def start(lab: str, rest_api: str | None, stage: str, bucket: str | None, ports: dict,
-          profile: str | None = None, region: str | None = None) -> dict:
+def start(
+    lab: str,
+    rest_api: str | None,
+    stage: str,
+    bucket: str | None,
+    ports: dict,
+    profile: str | None = None,
+    region: str | None = None,
+) -> dict:
     aws = AwsConfig.from_environment(profile, region)
     server_args = ["--profile", aws.profile or "", "--region", aws.region, "--lambda-port", str(ports["lambda"])]
     if rest_api:
@@ -76,7 +84,9 @@ def start(lab: str, rest_api: str | None, stage: str, bucket: str | None, ports:
         service.start()
         args_file.write_text(json.dumps(server_args))
         changed = True
-    return dict(service.info() or {}, changed=changed, lab=lab, info_file=str(service.info_file), log=str(service.log_file))
+    return dict(
+        service.info() or {}, changed=changed, lab=lab, info_file=str(service.info_file), log=str(service.log_file)
+    )
 
 
 def stop(lab: str) -> bool:
@@ -104,8 +114,11 @@ def invoke(function: str, payload: str, invocation_type: str, lab: str | None) -
         if not info:
             continue
         request = urllib.request.Request(
-            f"{info['lambda_endpoint']}/2015-03-31/functions/{function}/invocations", data=payload.encode(),
-            headers={"X-Amz-Invocation-Type": invocation_type}, method="POST")
+            f"{info['lambda_endpoint']}/2015-03-31/functions/{function}/invocations",
+            data=payload.encode(),
+            headers={"X-Amz-Invocation-Type": invocation_type},
+            method="POST",
+        )
         try:
             with urllib.request.urlopen(request, timeout=960) as resp:
                 body, status, error = resp.read(), resp.status, resp.headers.get("X-Amz-Function-Error")
@@ -122,8 +135,11 @@ def invoke(function: str, payload: str, invocation_type: str, lab: str | None) -
             runtime._run_event(spec.name, json.loads(payload or "{}"), "local-event")
             return 202, {"StatusCode": 202, "FunctionError": None, "Payload": ""}
         result = runtime.invoke(function, payload, invocation_type)
-        return result.status_code, {"StatusCode": result.status_code, "FunctionError": result.function_error,
-                                    "Payload": result.payload.decode(errors="replace")}
+        return result.status_code, {
+            "StatusCode": result.status_code,
+            "FunctionError": result.function_error,
+            "Payload": result.payload.decode(errors="replace"),
+        }
     finally:
         runtime.shutdown()
 
@@ -159,19 +175,26 @@ def main(argv: list[str] | None = None) -> int:
     p_invoke = sub.add_parser("invoke", help="invoke a deployed function locally")
     p_invoke.add_argument("function")
     p_invoke.add_argument("--payload", default="{}")
-    p_invoke.add_argument("--invocation-type", default="RequestResponse", choices=["RequestResponse", "Event", "DryRun"])
+    p_invoke.add_argument(
+        "--invocation-type", default="RequestResponse", choices=["RequestResponse", "Event", "DryRun"]
+    )
     p_invoke.add_argument("--lab", help="use this lab's running runtime")
     args = parser.parse_args(argv)
 
     try:
         if args.command == "start":
             defaults = default_ports(args.lab)
-            ports = {k: getattr(args, f"{k}_port") if getattr(args, f"{k}_port") is not None else defaults[k] for k in defaults}
+            ports = {
+                k: getattr(args, f"{k}_port") if getattr(args, f"{k}_port") is not None else defaults[k]
+                for k in defaults
+            }
             result = start(args.lab, args.rest_api, args.stage, args.bucket, ports, args.profile, args.region)
             if args.json:
                 print(json.dumps(result))
             else:
-                print(f"runtime for {args.lab} {'started' if result['changed'] else 'already running'} (pid {result.get('pid')})")
+                print(
+                    f"runtime for {args.lab} {'started' if result['changed'] else 'already running'} (pid {result.get('pid')})"  # noqa: E501
+                )
                 for key in ("lambda_endpoint", "api_url", "website_url"):
                     if key in result:
                         print(f"  {key}: {result[key]}")
@@ -179,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "stop":
             changed = stop(args.lab)
-            print(json.dumps({"changed": changed, "lab": args.lab}) if args.json else
-                  f"runtime for {args.lab} {'stopped' if changed else 'was not running'}")
+            print(
+                json.dumps({"changed": changed, "lab": args.lab})
+                if args.json
+                else f"runtime for {args.lab} {'stopped' if changed else 'was not running'}"
+            )
             return 0
         if args.command == "status":
             labs = [args.lab] if args.lab else running_labs()

@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 from kumolab.local.process import BackgroundService, ServiceError, pid_alive, python_module_argv, stop_pid
-from kumolab.local.runtime.autoscaling import ServiceScaler
 from kumolab.local.runtime import sandbox
+from kumolab.local.runtime.autoscaling import ServiceScaler
 from kumolab.local.runtime.aws import AwsConfig
 from kumolab.paths import REPO_ROOT, state_dir
 
@@ -44,17 +44,22 @@ SOURCE_LABEL = "kumolab.runtime.source"
 
 # -- a container definition as a local process (also used for run-task by kumolab.local.ecs_tasks) -----
 
+
 def container_argv(container: dict) -> list[str]:
     """``entryPoint`` + ``command``; a leading ``python``/``python3`` becomes this interpreter."""
     argv = list(container.get("entryPoint") or []) + list(container.get("command") or [])
     if not argv:
-        raise ServiceError(f"container {container['name']} has neither entryPoint nor command; the local "
-                           f"runner cannot guess the image's default command")
+        raise ServiceError(
+            f"container {container['name']} has neither entryPoint nor command; the local "
+            f"runner cannot guess the image's default command"
+        )
     if Path(argv[0]).name in ("python", "python3") or Path(argv[0]).name.startswith("python3."):
         argv[0] = sys.executable
     else:  # the lab's own container programs only (review C2): not sh -c, not any binary the emulator names
-        raise ServiceError(f"container {container['name']}: the local target runs only Python container programs "
-                           f"(argv[0] python or python3), not {argv[0]!r}; nothing was run")
+        raise ServiceError(
+            f"container {container['name']}: the local target runs only Python container programs "
+            f"(argv[0] python or python3), not {argv[0]!r}; nothing was run"
+        )
     return argv
 
 
@@ -62,8 +67,10 @@ def container_source(container: dict, repo_root: Path = REPO_ROOT) -> Path:
     """The repo directory named by the container's ``dockerLabels[kumolab.runtime.source]``."""
     rel = (container.get("dockerLabels") or {}).get(SOURCE_LABEL)
     if not rel:
-        raise ServiceError(f"container {container['name']} has no dockerLabels[{SOURCE_LABEL!r}] naming the "
-                           f"repo directory of its program")
+        raise ServiceError(
+            f"container {container['name']} has no dockerLabels[{SOURCE_LABEL!r}] naming the "
+            f"repo directory of its program"
+        )
     path = (repo_root / rel).resolve()
     try:
         sandbox.check_container_program(container["name"], ["python"], path, repo_root)
@@ -74,8 +81,9 @@ def container_source(container: dict, repo_root: Path = REPO_ROOT) -> Path:
     return path
 
 
-def container_environment(aws: AwsConfig, container: dict, source: Path, task_role_arn: str | None = None,
-                          **ecs: str) -> dict:
+def container_environment(
+    aws: AwsConfig, container: dict, source: Path, task_role_arn: str | None = None, **ecs: str
+) -> dict:
     """A minimal base, the target's region and the task role's keys (:meth:`AwsConfig.role_environment`; no task
     role: the target's profile), ``ecs`` (ECS_CLUSTER, ...), then the container's own."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "KUMOLAB_STATE_DIR")}
@@ -118,9 +126,16 @@ class EcsService:
         return container_source(container, self.repo_root)
 
     def _env(self, taskdef: dict, container: dict, index: int, source: Path) -> dict:
-        return container_environment(self.aws, container, source, taskdef.get("taskRoleArn"),
-                                     ECS_CLUSTER=self.cluster, ECS_SERVICE=self.service,
-                                     ECS_TASK_INDEX=str(index), ECS_TASK_DEFINITION=taskdef["taskDefinitionArn"])
+        return container_environment(
+            self.aws,
+            container,
+            source,
+            taskdef.get("taskRoleArn"),
+            ECS_CLUSTER=self.cluster,
+            ECS_SERVICE=self.service,
+            ECS_TASK_INDEX=str(index),
+            ECS_TASK_DEFINITION=taskdef["taskDefinitionArn"],
+        )
 
     # -- what runs ---------------------------------------------------------------------------------
     def tasks(self) -> list[dict]:
@@ -141,8 +156,15 @@ class EcsService:
         for container in taskdef.get("containerDefinitions", []):
             source = self._source(container)
             log = open(self.directory / f"task-{index}-{container['name']}.log", "ab")
-            proc = subprocess.Popen(self._argv(container), cwd=source, env=self._env(taskdef, container, index, source),
-                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                self._argv(container),
+                cwd=source,
+                env=self._env(taskdef, container, index, source),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             log.close()
             pids.append(proc.pid)
             threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it exits
@@ -161,8 +183,13 @@ class EcsService:
         and return the desired count they leave (set through ECS's UpdateService when it changed)."""
         if self.scaler is None:
             self.scaler = ServiceScaler(self.cluster, self.service)
-        new = self.scaler.evaluate(self.aws.client("application-autoscaling"), self.aws.client("cloudwatch"),
-                                   self.client, self.aws.client("sqs"), count)
+        new = self.scaler.evaluate(
+            self.aws.client("application-autoscaling"),
+            self.aws.client("cloudwatch"),
+            self.client,
+            self.aws.client("sqs"),
+            count,
+        )
         for line in self.scaler.log:
             print(json.dumps({"autoscaling": line}), flush=True)
         self.scaler.log.clear()
@@ -186,8 +213,13 @@ class EcsService:
             if index not in running:
                 self._start_task(taskdef, index)
                 started += 1
-        return {"desired": count, "running": len(self.tasks()), "started": started, "stopped": stopped,
-                "task_definition": taskdef["taskDefinitionArn"] if taskdef else None}
+        return {
+            "desired": count,
+            "running": len(self.tasks()),
+            "started": started,
+            "stopped": stopped,
+            "task_definition": taskdef["taskDefinitionArn"] if taskdef else None,
+        }
 
     def stop_all(self) -> int:
         tasks = self.tasks()
@@ -213,8 +245,18 @@ class EcsService:
 
 def background(cluster: str, service: str, interval: float = 3.0, aws: AwsConfig | None = None) -> BackgroundService:
     directory = state_dir() / "runtime" / "ecs" / cluster / service / "runner"
-    argv = python_module_argv("kumolab.local.runtime.ecs", "run", "--cluster", cluster, "--service", service,
-                              "--interval", str(interval), "--info", str(directory / "info.json"))
+    argv = python_module_argv(
+        "kumolab.local.runtime.ecs",
+        "run",
+        "--cluster",
+        cluster,
+        "--service",
+        service,
+        "--interval",
+        str(interval),
+        "--info",
+        str(directory / "info.json"),
+    )
     if aws is not None:
         argv += ["--region", aws.region] + (["--profile", aws.profile] if aws.profile else [])
     return BackgroundService(name=f"ecs-{cluster}-{service}", argv=argv, directory=directory)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from kumolab.local import guard
 
@@ -68,8 +68,12 @@ def serve(app: Callable[[Request], Response], port: int, host: str = "127.0.0.1"
 
         def _handle(self) -> None:
             try:
-                length = guard.check_request(self.headers.get("Host"), self.server.server_address[1],
-                                             self.headers.get("Content-Length"), MAX_BODY)
+                length = guard.check_request(
+                    self.headers.get("Host"),
+                    self.server.server_address[1],
+                    self.headers.get("Content-Length"),
+                    MAX_BODY,
+                )
             except guard.Refused as refused:
                 message = "Request Too Long" if refused.status == 413 else refused.message
                 self._send(Response(refused.status, json_message(message), [("Content-Type", "application/json")]))
@@ -84,14 +88,20 @@ def serve(app: Callable[[Request], Response], port: int, host: str = "127.0.0.1"
                 import traceback
 
                 traceback.print_exc()
-                response = Response(500, f'{{"message":"local runtime error: {type(exc).__name__}"}}'.encode(),
-                                    [("Content-Type", "application/json")])
+                response = Response(
+                    500,
+                    f'{{"message":"local runtime error: {type(exc).__name__}"}}'.encode(),
+                    [("Content-Type", "application/json")],
+                )
             self._send(response, head=self.command == "HEAD")
 
         def _send(self, response: Response, head: bool = False) -> None:
             if not guard.headers_safe(response.headers):
-                response = Response(502, json_message("the response had a header with CR or LF; refused"),
-                                    [("Content-Type", "application/json")])
+                response = Response(
+                    502,
+                    json_message("the response had a header with CR or LF; refused"),
+                    [("Content-Type", "application/json")],
+                )
             self.send_response(response.status)
             names = {k.lower() for k, _ in response.headers}
             for key, value in response.headers:

@@ -58,14 +58,22 @@ def split_function(name: str, qualifier: str | None) -> tuple[str, str | None]:
     return name, qualifier
 
 
-def invoke_response(runtime: LambdaRuntime, function: str, request: Request, qualifier: str | None = None,
-                    invocation_type: str | None = None) -> Response:
+def invoke_response(
+    runtime: LambdaRuntime,
+    function: str,
+    request: Request,
+    qualifier: str | None = None,
+    invocation_type: str | None = None,
+) -> Response:
     """Run one ``Invoke`` request through ``runtime`` and answer it as the Lambda service would."""
     kind = invocation_type or request.header("X-Amz-Invocation-Type") or "RequestResponse"
     if kind not in INVOCATION_TYPES:
-        return _error(400, "InvalidParameterValueException",
-                      f"1 validation error detected: Value '{kind}' at 'invocationType' failed to satisfy constraint: "
-                      f"Member must satisfy enum value set: [{', '.join(INVOCATION_TYPES)}]")
+        return _error(
+            400,
+            "InvalidParameterValueException",
+            f"1 validation error detected: Value '{kind}' at 'invocationType' failed to satisfy constraint: "
+            f"Member must satisfy enum value set: [{', '.join(INVOCATION_TYPES)}]",
+        )
     function, qualifier = split_function(function, qualifier)
     try:
         result = runtime.invoke(function, request.body or b"{}", kind, qualifier=qualifier)
@@ -78,10 +86,16 @@ def invoke_response(runtime: LambdaRuntime, function: str, request: Request, qua
     except ValueError as exc:
         return _error(400, "InvalidParameterValueException", str(exc))
     if result.status_code == 400:
-        return Response(400, result.payload, [("Content-Type", "application/json"),
-                                              ("x-amzn-ErrorType", "InvalidRequestContentException")])
-    headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", result.executed_version),
-               ("x-amzn-RequestId", result.request_id)]
+        return Response(
+            400,
+            result.payload,
+            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InvalidRequestContentException")],
+        )
+    headers = [
+        ("Content-Type", "application/json"),
+        ("X-Amz-Executed-Version", result.executed_version),
+        ("x-amzn-RequestId", result.request_id),
+    ]
     if result.function_error:
         headers.append(("X-Amz-Function-Error", result.function_error))
     if kind == "RequestResponse" and (request.header("X-Amz-Log-Type") or "None") == "Tail":

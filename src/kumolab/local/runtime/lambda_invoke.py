@@ -33,7 +33,7 @@ Semantics copied from AWS:
 - Not emulated: memory limits (reported in the context only), reserved concurrency, layers, non-Python
   runtimes (an error says so), and the Python version (workers use this interpreter, whatever the
   function's ``Runtime`` says; the runtime string is checked to be ``python3.*``).
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ class FunctionSpec:
     role: str = ""
 
     @classmethod
-    def from_configuration(cls, conf: dict) -> "FunctionSpec":
+    def from_configuration(cls, conf: dict) -> FunctionSpec:
         return cls(
             name=conf["FunctionName"],
             arn=conf["FunctionArn"],
@@ -106,9 +106,26 @@ class FunctionSpec:
             code_sha256=conf.get("CodeSha256", ""),
             # Anything that changes the execution environment (moto keeps RevisionId/LastModified on
             # configuration updates, so hash what matters ourselves).
-            revision=hashlib.sha256(json.dumps([conf.get(k) for k in (
-                "RevisionId", "LastModified", "CodeSha256", "Handler", "Runtime", "Environment", "Timeout",
-                "MemorySize", "Role")], sort_keys=True, default=str).encode()).hexdigest(),
+            revision=hashlib.sha256(
+                json.dumps(
+                    [
+                        conf.get(k)
+                        for k in (
+                            "RevisionId",
+                            "LastModified",
+                            "CodeSha256",
+                            "Handler",
+                            "Runtime",
+                            "Environment",
+                            "Timeout",
+                            "MemorySize",
+                            "Role",
+                        )
+                    ],
+                    sort_keys=True,
+                    default=str,
+                ).encode()
+            ).hexdigest(),
             dlq_arn=(conf.get("DeadLetterConfig") or {}).get("TargetArn") or None,
             version=str(conf.get("Version") or "$LATEST"),
             role=conf.get("Role") or "",
@@ -202,7 +219,11 @@ class Worker:
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-I", str(WORKER_SCRIPT), str(code_dir), spec.handler],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(code_dir),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=str(code_dir),
             start_new_session=True,
         )
         self.ready = False
@@ -377,7 +398,7 @@ class LambdaRuntime:
             conf = self._client.get_function_configuration(FunctionName=function, **kwargs)
         except self._client.exceptions.ResourceNotFoundException:
             shown = f"{function}:{qualifier}" if qualifier else function
-            raise FunctionNotFound(f"Function not found: {shown}")
+            raise FunctionNotFound(f"Function not found: {shown}")  # noqa: B904
         spec = FunctionSpec.from_configuration(conf)
         self._specs[key] = (now, spec)
         return spec
@@ -391,8 +412,10 @@ class LambdaRuntime:
             if pool is not None:
                 pool.retire()
             if not spec.runtime.startswith("python3"):
-                raise RuntimeNotSupported(f"{spec.name}: runtime {spec.runtime!r} is not supported by the local target "
-                                          f"(it runs Python handlers only); nothing was run")
+                raise RuntimeNotSupported(
+                    f"{spec.name}: runtime {spec.runtime!r} is not supported by the local target "
+                    f"(it runs Python handlers only); nothing was run"
+                )
             code_dir = self.code.code_dir(spec)
             env, expires_at = self._environment(spec, code_dir)
             log_path = state_dir() / "runtime" / "logs" / f"{spec.name}.log"
@@ -429,8 +452,13 @@ class LambdaRuntime:
         return env, expires_at
 
     # -- invocation ----------------------------------------------------------------------------
-    def invoke(self, function: str, payload: bytes | str | dict | None = None,
-               invocation_type: str = "RequestResponse", qualifier: str | None = None) -> InvokeResult:
+    def invoke(
+        self,
+        function: str,
+        payload: bytes | str | dict | None = None,
+        invocation_type: str = "RequestResponse",
+        qualifier: str | None = None,
+    ) -> InvokeResult:
         spec = self.spec(function, qualifier)
         if isinstance(payload, dict) or payload is None:
             payload = json.dumps(payload or {})
@@ -439,8 +467,11 @@ class LambdaRuntime:
         try:
             event = json.loads(payload or b"{}")
         except ValueError:
-            return InvokeResult(400, json.dumps({"Type": "User", "message": "Could not parse request body into json"}).encode(),
-                                function_error=None)
+            return InvokeResult(
+                400,
+                json.dumps({"Type": "User", "message": "Could not parse request body into json"}).encode(),
+                function_error=None,
+            )
         request_id = str(uuid.uuid4())
         if invocation_type == "DryRun":
             return InvokeResult(204, request_id=request_id, executed_version=spec.version)
@@ -455,31 +486,49 @@ class LambdaRuntime:
         pool = self._pool(spec)
         worker = pool.acquire()
         deadline = time.time() + spec.timeout
-        request = {"event": event, "context": {
-            "function_name": spec.name, "invoked_function_arn": spec.arn, "memory_limit_in_mb": spec.memory,
-            "aws_request_id": request_id, "log_group_name": f"/aws/lambda/{spec.name}",
-            "log_stream_name": "local", "deadline_ms": deadline * 1000, "function_version": spec.version,
-        }}
+        request = {
+            "event": event,
+            "context": {
+                "function_name": spec.name,
+                "invoked_function_arn": spec.arn,
+                "memory_limit_in_mb": spec.memory,
+                "aws_request_id": request_id,
+                "log_group_name": f"/aws/lambda/{spec.name}",
+                "log_stream_name": "local",
+                "deadline_ms": deadline * 1000,
+                "function_version": spec.version,
+            },
+        }
         healthy = False
         started = time.monotonic()
         try:
             answer = worker.call(request, timeout=spec.timeout)
             healthy = answer is not None
         except (EOFError, OSError, ValueError) as exc:
-            answer = {"error": {"errorType": "Runtime.ExitError", "requestId": request_id,
-                                "errorMessage": f"RequestId: {request_id} Error: Runtime exited without providing a reason ({exc})"}}
+            answer = {
+                "error": {
+                    "errorType": "Runtime.ExitError",
+                    "requestId": request_id,
+                    "errorMessage": f"RequestId: {request_id} Error: Runtime exited without providing a reason ({exc})",
+                }
+            }
         finally:
             logs = worker.take_logs(wait=healthy)
             pool.release(worker, healthy)
         done = functools.partial(InvokeResult, 200, request_id=request_id, executed_version=spec.version)
         if answer is None:
-            error = {"errorType": "Sandbox.Timedout", "requestId": request_id,
-                     "errorMessage": f"RequestId: {request_id} Error: Task timed out after {spec.timeout:.2f} seconds"}
+            error = {
+                "errorType": "Sandbox.Timedout",
+                "requestId": request_id,
+                "errorMessage": f"RequestId: {request_id} Error: Task timed out after {spec.timeout:.2f} seconds",
+            }
             took = (time.monotonic() - started) * 1000
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-            logs += (f"{stamp}Z {request_id} Task timed out after {spec.timeout:.2f} seconds\n"
-                     f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {took:.2f} ms\t"
-                     f"Memory Size: {spec.memory} MB\tStatus: timeout\n").encode()
+            logs += (
+                f"{stamp}Z {request_id} Task timed out after {spec.timeout:.2f} seconds\n"
+                f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {took:.2f} ms\t"
+                f"Memory Size: {spec.memory} MB\tStatus: timeout\n"
+            ).encode()
             return done(json.dumps(error).encode(), "Unhandled", logs=logs)
         if "error" in answer:
             return done(json.dumps(answer["error"]).encode(), "Unhandled", logs=logs)
@@ -500,7 +549,9 @@ class LambdaRuntime:
             try:
                 result = self._run(self.spec(function, qualifier), event, request_id)
             except Exception as exc:  # code missing, function deleted meanwhile, ...
-                result = InvokeResult(200, json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode(), "Unhandled")
+                result = InvokeResult(
+                    200, json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode(), "Unhandled"
+                )
             if result.function_error is None:
                 return
             if attempt < attempts - 1:
@@ -524,11 +575,18 @@ class LambdaRuntime:
         self._sqs = sqs
         account, name = target.split(":")[4], target.split(":")[5]
         url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event), MessageAttributes={
-            "RequestID": {"DataType": "String", "StringValue": request_id},
-            "ErrorCode": {"DataType": "Number", "StringValue": "200"},
-            "ErrorMessage": {"DataType": "String", "StringValue": str(error.get("errorMessage", ""))[:1024] or "error"},
-        })
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=json.dumps(event),
+            MessageAttributes={
+                "RequestID": {"DataType": "String", "StringValue": request_id},
+                "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+                "ErrorMessage": {
+                    "DataType": "String",
+                    "StringValue": str(error.get("errorMessage", ""))[:1024] or "error",
+                },
+            },
+        )
         self.dead_lettered += 1
 
     def stats(self) -> dict:

@@ -53,8 +53,13 @@ def package(source: Path, include: list[str], out: Path) -> dict:
         tmp = out.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(out)
-    return {"changed": changed, "path": str(out), "files": sorted(files),
-            "code_sha256": base64.b64encode(hashlib.sha256(data).digest()).decode(), "size": len(data)}
+    return {
+        "changed": changed,
+        "path": str(out),
+        "files": sorted(files),
+        "code_sha256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+        "size": len(data),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

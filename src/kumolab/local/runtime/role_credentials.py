@@ -38,8 +38,11 @@ class RoleKeys:
 
     def environment(self) -> dict[str, str]:
         """What AWS puts in the environment of the role's code."""
-        return {"AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
-                "AWS_SESSION_TOKEN": self.session_token}
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_SESSION_TOKEN": self.session_token,
+        }
 
 
 class RoleCredentials:
@@ -58,8 +61,9 @@ class RoleCredentials:
         deadline = time.monotonic() + ASSUME_RETRY_S
         while True:
             try:
-                answer = self.sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64],
-                                              DurationSeconds=self.duration_s)
+                answer = self.sts.assume_role(
+                    RoleArn=role_arn, RoleSessionName=session_name[:64], DurationSeconds=self.duration_s
+                )
                 break
             except Exception:  # a role still propagating: AWS's "cannot be assumed" for a few seconds
                 if time.monotonic() >= deadline:

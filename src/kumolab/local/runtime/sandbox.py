@@ -20,13 +20,46 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-DENIED_PREFIXES = ("LD_", "DYLD_", "PYTHON", "PERL5", "PERLLIB", "RUBY", "NODE_", "BASH_FUNC_", "JAVA_TOOL_OPTIONS",
-                   "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "MALLOC_", "GLIBC_")
-DENIED_NAMES = frozenset({
-    "PATH", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "IFS", "CDPATH", "GCONV_PATH", "LOCPATH", "NLSPATH",
-    "HOSTALIASES", "RESOLV_HOST_CONF", "OPENSSL_CONF", "OPENSSL_ENGINES", "GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND",
-    "GIT_CONFIG_GLOBAL", "SSL_CERT_FILE", "TMPDIR",
-})
+DENIED_PREFIXES = (
+    "LD_",
+    "DYLD_",
+    "PYTHON",
+    "PERL5",
+    "PERLLIB",
+    "RUBY",
+    "NODE_",
+    "BASH_FUNC_",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "MALLOC_",
+    "GLIBC_",
+)
+DENIED_NAMES = frozenset(
+    {
+        "PATH",
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "IFS",
+        "CDPATH",
+        "GCONV_PATH",
+        "LOCPATH",
+        "NLSPATH",
+        "HOSTALIASES",
+        "RESOLV_HOST_CONF",
+        "OPENSSL_CONF",
+        "OPENSSL_ENGINES",
+        "GIT_EXEC_PATH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_CONFIG_GLOBAL",
+        "SSL_CERT_FILE",
+        "TMPDIR",
+    }
+)
 PYTHON_NAMES = ("python", "python3")
 
 
@@ -43,17 +76,20 @@ def check_environment(what: str, env: dict) -> None:
     """Raise :class:`Refused` when ``env`` (a function's or container's own variables) sets a denied variable."""
     denied = denied_variables(env)
     if denied:
-        raise Refused(f"{what}: environment variable(s) {', '.join(denied)} are not allowed on the local target "
-                      f"(they change which program or library runs, not what the program reads); nothing was run. "
-                      f"Remove them from the configuration.")
+        raise Refused(
+            f"{what}: environment variable(s) {', '.join(denied)} are not allowed on the local target "
+            f"(they change which program or library runs, not what the program reads); nothing was run. "
+            f"Remove them from the configuration."
+        )
 
 
 def check_container_program(name: str, argv: list[str], source: Path, repo_root: Path) -> None:
     """argv[0] is python, and the program directory is inside the repository; else :class:`Refused`."""
     first = Path(argv[0]).name if argv else ""
     if first not in PYTHON_NAMES and not first.startswith("python3."):
-        raise Refused(f"container {name}: the local target runs only Python container programs (argv[0] python), "
-                      f"not {argv[0]!r}")
+        raise Refused(
+            f"container {name}: the local target runs only Python container programs (argv[0] python), not {argv[0]!r}"
+        )
     root = repo_root.resolve()
     if not source.resolve().is_relative_to(root) or source.resolve() == root:
         raise Refused(f"container {name}: its program directory {source} is not inside the repository {root}")

@@ -31,11 +31,14 @@ def lambda_api(runtime: LambdaRuntime):
 
     def app(request: Request) -> Response:
         if request.path == "/health":
-            return Response(200, json.dumps({"ok": True, "pools": runtime.stats()}).encode(),
-                            [("Content-Type", "application/json")])
+            return Response(
+                200, json.dumps({"ok": True, "pools": runtime.stats()}).encode(), [("Content-Type", "application/json")]
+            )
         answer = invoke_api.route(runtime, request)
         if answer is None:
-            return Response(404, b'{"Type":"User","message":"Unknown operation"}', [("Content-Type", "application/json")])
+            return Response(
+                404, b'{"Type":"User","message":"Unknown operation"}', [("Content-Type", "application/json")]
+            )
         return answer
 
     return app
@@ -57,16 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     aws = AwsConfig.from_environment(args.profile or None, args.region)
-    runtime = LambdaRuntime(aws, max_workers=args.max_workers,
-                            retry_delays=tuple(float(x) for x in args.retry_delays.split(",")))
+    runtime = LambdaRuntime(
+        aws, max_workers=args.max_workers, retry_delays=tuple(float(x) for x in args.retry_delays.split(","))
+    )
     servers = [serve(lambda_api(runtime), args.lambda_port)]
-    info = {"pid": os.getpid(), "profile": aws.profile, "endpoint_url": aws.endpoint_url, "region": aws.region,
-            "lambda_endpoint": f"http://127.0.0.1:{servers[0].server_address[1]}"}
+    info = {
+        "pid": os.getpid(),
+        "profile": aws.profile,
+        "endpoint_url": aws.endpoint_url,
+        "region": aws.region,
+        "lambda_endpoint": f"http://127.0.0.1:{servers[0].server_address[1]}",
+    }
     if args.rest_api:
         stage = ApiGatewayStage(aws, runtime, args.rest_api, args.stage)
         servers.append(serve(stage, args.api_port))
-        info.update(rest_api_id=stage.api_id, stage=args.stage,
-                    api_url=f"http://127.0.0.1:{servers[-1].server_address[1]}/{args.stage}")
+        info.update(
+            rest_api_id=stage.api_id,
+            stage=args.stage,
+            api_url=f"http://127.0.0.1:{servers[-1].server_address[1]}/{args.stage}",
+        )
     if args.bucket:
         servers.append(serve(S3Website(aws, args.bucket), args.web_port))
         info.update(bucket=args.bucket, website_url=f"http://127.0.0.1:{servers[-1].server_address[1]}/")

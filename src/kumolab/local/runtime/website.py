@@ -24,8 +24,10 @@ from kumolab.local.runtime.httpserve import Request, Response
 
 
 def _html(status: int, code: str, message: str) -> Response:
-    body = (f"<html><head><title>{status} {code}</title></head><body><h1>{status} {code}</h1>"
-            f"<ul><li>Code: {code}</li><li>Message: {message}</li></ul></body></html>").encode()
+    body = (
+        f"<html><head><title>{status} {code}</title></head><body><h1>{status} {code}</h1>"
+        f"<ul><li>Code: {code}</li><li>Message: {message}</li></ul></body></html>"
+    ).encode()
     return Response(status, body, [("Content-Type", "text/html; charset=utf-8")])
 
 
@@ -80,17 +82,23 @@ class S3Website:
         ctype = obj.get("ContentType") or ""
         if not ctype or ctype == "binary/octet-stream":
             ctype = mimetypes.guess_type(obj.get("_key", ""))[0] or "application/octet-stream"
-        headers = [("Content-Type", ctype), ("ETag", obj.get("ETag", "")), ("Cache-Control", obj.get("CacheControl") or "no-cache")]
+        headers = [
+            ("Content-Type", ctype),
+            ("ETag", obj.get("ETag", "")),
+            ("Cache-Control", obj.get("CacheControl") or "no-cache"),
+        ]
         if head:
             headers.append(("Content-Length", str(obj.get("ContentLength", 0))))
         return Response(status, body, headers)
 
     def __call__(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
-            return _html(405, "MethodNotAllowed", f"The specified method is not allowed against this resource.")
+            return _html(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
         config = self._config()
         if config is None:
-            return _html(404, "NoSuchWebsiteConfiguration", "The specified bucket does not have a website configuration")
+            return _html(
+                404, "NoSuchWebsiteConfiguration", "The specified bucket does not have a website configuration"
+            )
         suffix = (config.get("IndexDocument") or {}).get("Suffix", "index.html")
         error_key = (config.get("ErrorDocument") or {}).get("Key")
         key = unquote(request.path).lstrip("/")

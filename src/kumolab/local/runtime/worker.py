@@ -61,47 +61,55 @@ def module_inside_code(modname, code_dir):
         try:
             found = importlib.util.find_spec(name)
         except (ImportError, ValueError) as exc:
-            raise Fault("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}")
+            raise Fault("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}")  # noqa: B904
         if found is None:
             raise Fault("Runtime.ImportModuleError", f"Unable to import module '{modname}': No module named '{name}'")
         origin = found.origin
         locations = list(found.submodule_search_locations or [])
         paths = [origin] if origin and origin not in ("built-in", "frozen") else locations
         if not paths or not all(
-                os.path.realpath(p) == root or os.path.realpath(p).startswith(root + os.sep) for p in paths):
-            raise Fault("Runtime.ImportModuleError",
-                        f"Unable to import module '{modname}': {name} is not part of the function's code "
-                        f"(the local runtime runs only handlers inside the deployed package)")
+            os.path.realpath(p) == root or os.path.realpath(p).startswith(root + os.sep) for p in paths
+        ):
+            raise Fault(
+                "Runtime.ImportModuleError",
+                f"Unable to import module '{modname}': {name} is not part of the function's code "
+                f"(the local runtime runs only handlers inside the deployed package)",
+            )
 
 
 def load_handler(spec, code_dir="."):
     try:
         modname, fname = spec.rsplit(".", 1)
     except ValueError as exc:
-        raise Fault("Runtime.MalformedHandlerName", f"Bad handler '{spec}': {exc}")
+        raise Fault("Runtime.MalformedHandlerName", f"Bad handler '{spec}': {exc}")  # noqa: B904
     try:
         if modname.split(".")[0] in sys.builtin_module_names:
-            raise Fault("Runtime.BuiltInModuleConflict",
-                        f"Cannot use built-in module {modname.split('.')[0]} as a handler module")
+            raise Fault(
+                "Runtime.BuiltInModuleConflict",
+                f"Cannot use built-in module {modname.split('.')[0]} as a handler module",
+            )
         modname = modname.replace("/", ".")
         module_inside_code(modname, code_dir)
         module = importlib.import_module(modname)
     except ImportError as exc:
-        raise Fault("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}")
+        raise Fault("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}")  # noqa: B904
     except SyntaxError as exc:
         trace = [f'  File "{exc.filename}" Line {exc.lineno}\n    {exc.text}']
-        raise Fault("Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {exc}", trace)
+        raise Fault("Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {exc}", trace)  # noqa: B904
     try:
         return getattr(module, fname)
     except AttributeError:
-        raise Fault("Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'")
+        raise Fault("Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'")  # noqa: B904
 
 
 def user_error(exc):
     # The handler's frames only, as AWS reports them (not this bootstrap's own).
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
-    return {"errorMessage": str(exc), "errorType": type(exc).__name__,
-            "stackTrace": [line for line in traceback.format_list(frames)]}
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "stackTrace": [line for line in traceback.format_list(frames)],
+    }
 
 
 def main():
@@ -132,18 +140,31 @@ def main():
                 try:
                     result = {"ok": json.dumps(payload)}
                 except (TypeError, ValueError) as exc:
-                    result = {"error": {"errorType": "Runtime.MarshalError", "requestId": ctx.aws_request_id,
-                                        "errorMessage": f"Unable to marshal response: {exc}"}}
+                    result = {
+                        "error": {
+                            "errorType": "Runtime.MarshalError",
+                            "requestId": ctx.aws_request_id,
+                            "errorMessage": f"Unable to marshal response: {exc}",
+                        }
+                    }
             except Exception as exc:
                 result = {"error": dict(user_error(exc), requestId=ctx.aws_request_id)}
                 print(f"[ERROR] {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             except SystemExit as exc:
-                result = {"error": {"errorType": "Runtime.ExitError", "requestId": ctx.aws_request_id,
-                                    "errorMessage": f"RequestId: {ctx.aws_request_id} Error: Runtime exited with error: exit status {exc.code}"}}
+                result = {
+                    "error": {
+                        "errorType": "Runtime.ExitError",
+                        "requestId": ctx.aws_request_id,
+                        "errorMessage": f"RequestId: {ctx.aws_request_id} Error: Runtime exited with error: exit status {exc.code}",  # noqa: E501
+                    }
+                }
         took = (time.time() - started) * 1000
         print(f"END RequestId: {ctx.aws_request_id}", file=sys.stderr)
-        print(f"REPORT RequestId: {ctx.aws_request_id}\tDuration: {took:.2f} ms\tMemory Size: {ctx.memory_limit_in_mb} MB",
-              file=sys.stderr, flush=True)
+        print(
+            f"REPORT RequestId: {ctx.aws_request_id}\tDuration: {took:.2f} ms\tMemory Size: {ctx.memory_limit_in_mb} MB",  # noqa: E501
+            file=sys.stderr,
+            flush=True,
+        )
         proto.write(json.dumps(result) + "\n")
         if init_error is not None or "Runtime.ExitError" in json.dumps(result.get("error", {})):
             return
