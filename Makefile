@@ -25,7 +25,7 @@ stop:
 
 # The acceptance run on real AWS (your account, $AWS_PROFILE/$AWS_REGION): deploy LAB with a 2 h expiry and a cost
 # cap, use it as a student would, tear it down, count leftovers independently, write results/aws-check/<lab>-<time>.*
-# (docs/cost_safety.md). E.g. make aws-check LAB=ec2; AWS_CHECK_ARGS='-e aws_check_max_usd_per_hour=1' for the GPU lab.
+# (docs/cost_safety.md). E.g. make aws-check LAB=<lab>; AWS_CHECK_ARGS='-e aws_check_max_usd_per_hour=1' for the GPU lab.
 aws-check:
-	@test -n "$(LAB)" || { echo "usage: make aws-check LAB=<ec2|gpu|qa_bot|serverless|bashoutter>"; exit 2; }
+	@test -n "$(LAB)" || { echo "usage: make aws-check LAB=<a lab of inventories/shared/labs.yml>"; exit 2; }
 	.venv/bin/ansible-playbook -i inventories/aws playbooks/aws_check.yml -e lab=$(LAB) $(AWS_CHECK_ARGS)

@@ -73,11 +73,11 @@ extends_documentation_fragment:
 EXAMPLES = r"""
 - name: Import the API and deploy it to prod when the spec changed
   kumolab_apigateway_import:
-    name: kumolab-bashoutter
-    spec: "{{ lookup('ansible.builtin.template', 'bashoutter.openapi.yaml') }}"
+    name: kumolab-mylab
+    spec: "{{ lookup('ansible.builtin.template', 'mylab.openapi.yaml') }}"
     stage: prod
-    lookup_tags: {Lab: bashoutter}
-    tags: {Project: kumolab, Lab: bashoutter}
+    lookup_tags: {Lab: mylab}
+    tags: {Project: kumolab, Lab: mylab}
   register: api
 """
 

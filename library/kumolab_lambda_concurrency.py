@@ -48,7 +48,7 @@ extends_documentation_fragment:
 EXAMPLES = r"""
 - name: At most 2 concurrent executions of the haiku reader
   kumolab_lambda_concurrency:
-    function_name: kumolab-bashoutter-get_haiku
+    function_name: kumolab-mylab-list_items
     reserved_concurrent_executions: 2
 """
 

@@ -48,10 +48,10 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Check the caller's permissions for the serverless lab
+- name: Check the caller's permissions for a lab
   kumolab_permissions:
-    policy_file: "{{ kumolab_repo_dir }}/files/iam/operator/serverless.json"
-    lab: serverless
+    policy_file: "{{ kumolab_repo_dir }}/files/iam/operator/mylab.json"
+    lab: mylab
     caller_arn: "{{ caller.arn }}"
 """
 
@@ -70,7 +70,7 @@ denied:
   returned: always
   type: list
   elements: dict
-  sample: [{"action": "iam:CreateRole", "resource": "arn:aws:iam::123456789012:role/kumolab-serverless-*", "decision": "implicitDeny"}]
+  sample: [{"action": "iam:CreateRole", "resource": "arn:aws:iam::123456789012:role/kumolab-mylab-*", "decision": "implicitDeny"}]
 checked:
   description: How many actions were simulated.
   returned: always

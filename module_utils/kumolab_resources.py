@@ -358,7 +358,7 @@ def delete_ecs_service(aws, res):
 
 def _untagged_by_name(name: str, tags: dict, wanted: dict, prefixes: dict | None = None) -> dict | None:
     """Tags to claim a resource the lab's tags do not (yet) mark, by its name: only the exact name the lab
-    creates (its prefix, ``kumolab-qa-bot``; a look-alike such as ``kumolab-qa-bot-prod`` is never claimed), and
+    creates (its prefix, ``<project>-<slug>``; a look-alike such as ``<project>-<slug>-prod`` is never claimed), and
     only when its own tags name no other project or lab (review M2). ECS clusters, task definitions and ECR
     repositories are created untagged and tagged by the next task (their community.aws modules take no tags),
     so a deploy killed in between leaves one that only its name ties to the lab. Like idle-stop alarms, only

@@ -41,7 +41,7 @@ from kumolab.local.settings import HOST
 from kumolab.paths import state_dir
 
 DEFAULT_PORT = settings.SSH_PORT
-#: Key names the lab host accepts (what the lab registry's prefixes give: kumolab, kumolab-gpu, kumolab-ec2, ...).
+#: Key names the lab host accepts: the project name, or the project name and a lab's slug (the registry's prefixes).
 KEY_NAME = re.compile(r"^kumolab(-[a-z0-9-]+)?$")
 #: One public key line: type, base64, optional comment (dropped).
 PUBLIC_KEY = re.compile(
