@@ -83,6 +83,9 @@ def lab_env(tmp_path_factory):
         "KUMOLAB_SSH_PORT": str(free_port()),
         "KUMOLAB_JUPYTER_PORT": str(free_port()),
         "KUMOLAB_AWS_REGION": REGION,
+        # Every fidelity rule is on; the lab tests keep SQS's name-reuse window short so that their deploy ->
+        # teardown -> deploy cycles wait seconds, not a minute each (tests/unit/test_fidelity.py checks AWS's 60 s).
+        "KUMOLAB_FIDELITY_SQS_DELETED_NAME_S": "15",
         "KUMOLAB_AWS_PROFILE": settings.PROFILE,
         "AWS_CONFIG_FILE": str(state / "aws" / "config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(state / "aws" / "credentials"),
@@ -222,3 +225,35 @@ def ecs_arn_is_inactive(ecs, arn: str) -> bool:
     if kind == "task-definition":
         return ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["status"] == "INACTIVE"
     return False
+
+
+def live_queue_urls(sqs, name_part: str) -> list[str]:
+    """Queue URLs containing ``name_part`` that still exist. ListQueues keeps returning a deleted queue for a while
+    (as on AWS; the emulator's sqs-deleted-queue-name rule), so each listed queue is asked for its attributes."""
+    live = []
+    for url in sqs.list_queues().get("QueueUrls", []):
+        if name_part not in url:
+            continue
+        try:
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        except sqs.exceptions.QueueDoesNotExist:
+            continue
+        except Exception as exc:  # botocore ClientError with the query protocol's code
+            if "NonExistentQueue" in str(exc) or "QueueDoesNotExist" in str(exc):
+                continue
+            raise
+        live.append(url)
+    return live
+
+
+def live_tagged_arns(aws, tags: dict) -> list[str]:
+    """ARNs the Resource Groups Tagging API lists with ``tags`` whose resources still exist by their own API: the
+    tagging API lists deleted resources for a while (as on AWS; the emulator's tagging-lag rule)."""
+    sys.path.insert(0, str(REPO / "module_utils"))
+    import kumolab_resources
+
+    filters = [{"Key": key, "Values": [value]} for key, value in tags.items()]
+    listed = aws("resourcegroupstaggingapi").get_resources(TagFilters=filters)["ResourceTagMappingList"]
+    arns = [m["ResourceARN"] for m in listed]
+    ecs = aws("ecs")
+    return [arn for arn in arns if not ecs_arn_is_inactive(ecs, arn) and kumolab_resources.arn_exists(aws, arn)]

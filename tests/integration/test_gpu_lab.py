@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import LAB_HOST_VENV_GROUP
+from conftest import LAB_HOST_VENV_GROUP, live_tagged_arns
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group(LAB_HOST_VENV_GROUP)]
 
@@ -99,8 +99,7 @@ def test_security_audit_passes(deployed, audit):
 def test_teardown_leaves_nothing(deployed, run_playbook, aws):
     run = run_playbook("teardown.yml", "-e", "lab=gpu")
     assert run.rc == 0, run.output[-3000:]
-    tagging = aws("resourcegroupstaggingapi").get_resources(TagFilters=[{"Key": "Lab", "Values": ["gpu"]}])
-    live = [m["ResourceARN"] for m in tagging["ResourceTagMappingList"] if ":instance/" not in m["ResourceARN"]]
+    live = [arn for arn in live_tagged_arns(aws, {"Lab": "gpu"}) if ":instance/" not in arn]
     assert live == []
     running = aws("ec2").describe_instances(
         Filters=[

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, REPO, VENV_BIN, ecs_arn_is_inactive
+from conftest import ARTIFACTS, REPO, VENV_BIN, ecs_arn_is_inactive, live_queue_urls, live_tagged_arns
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ def snapshot(aws) -> set[tuple[str, str]]:
     # What the serverless and container labs create.
     found.update(("function", f["FunctionName"]) for f in aws("lambda").list_functions()["Functions"])
     found.update(("table", t) for t in aws("dynamodb").list_tables()["TableNames"])
-    found.update(("queue", q) for q in aws("sqs").list_queues().get("QueueUrls", []))
+    found.update(("queue", q) for q in live_queue_urls(aws("sqs"), ""))
     found.update(("bucket", b["Name"]) for b in aws("s3").list_buckets()["Buckets"])
     found.update(("log-group", g["logGroupName"]) for g in aws("logs").describe_log_groups()["logGroups"])
     found.update(("repository", r["repositoryName"]) for r in aws("ecr").describe_repositories()["repositories"])
@@ -160,29 +160,15 @@ def snapshot(aws) -> set[tuple[str, str]]:
             if c["status"] == "ACTIVE"
         )
         for cluster in clusters:
-            found.update(("service", arn) for arn in ecs.list_services(cluster=cluster)["serviceArns"])
+            services = ecs.list_services(cluster=cluster)["serviceArns"]
+            found.update(("service", arn) for arn in services if not ecs_arn_is_inactive(ecs, arn))
     found.update(("task-definition", arn) for arn in ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"])
     return found
 
 
 def tagged_for(aws, lab: str) -> list[str]:
-    """ARNs the tagging API lists for the lab, less what it still lists after deletion: terminated instances
-    (it lags) and INACTIVE ECS resources (an earlier deploy of the lab that was torn down)."""
-    filters = [{"Key": "Project", "Values": ["kumolab"]}, {"Key": "Lab", "Values": [lab]}]
-    arns = [
-        m["ResourceARN"]
-        for m in aws("resourcegroupstaggingapi").get_resources(TagFilters=filters)["ResourceTagMappingList"]
-    ]
-    ecs = aws("ecs")
-    arns = [arn for arn in arns if not ecs_arn_is_inactive(ecs, arn)]
-    instance_ids = [arn.rsplit("/", 1)[-1] for arn in arns if ":instance/" in arn]
-    if instance_ids:
-        reservations = aws("ec2").describe_instances(InstanceIds=instance_ids)["Reservations"]
-        terminated = {
-            i["InstanceId"] for r in reservations for i in r["Instances"] if i["State"]["Name"] == "terminated"
-        }
-        arns = [arn for arn in arns if arn.rsplit("/", 1)[-1] not in terminated]
-    return arns
+    """ARNs the tagging API lists for the lab whose resources still exist (it lists deleted ones for a while)."""
+    return live_tagged_arns(aws, {"Project": "kumolab", "Lab": lab})
 
 
 def deploy_and_kill(lab: str, n: int, log: Path) -> list[str]:

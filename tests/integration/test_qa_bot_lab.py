@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ecs_arn_is_inactive
+from conftest import live_queue_urls, live_tagged_arns
 
 from kumolab.local.process import pid_alive
 
@@ -232,7 +232,7 @@ def test_teardown_leaves_nothing_and_stops_the_workers(deployed, run_playbook, a
     result = run_playbook("teardown.yml", "-e", "lab=qa_bot")
     assert result.rc == 0, result.output[-4000:]
     out = deployed["outputs"]
-    assert not [u for u in aws("sqs").list_queues().get("QueueUrls", []) if NAME in u]
+    assert not live_queue_urls(aws("sqs"), NAME)
     assert out["table_name"] not in aws("dynamodb").list_tables()["TableNames"]
     assert not aws("logs").describe_log_groups(logGroupNamePrefix=out["log_group"])["logGroups"]
     assert not [r for r in aws("ecr").describe_repositories()["repositories"] if r["repositoryName"] == NAME]
@@ -242,10 +242,7 @@ def test_teardown_leaves_nothing_and_stops_the_workers(deployed, run_playbook, a
     assert not ecs.list_task_definitions(familyPrefix=NAME, status="ACTIVE")["taskDefinitionArns"]
     assert not aws("application-autoscaling").describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
     assert not aws("ec2").describe_vpcs(Filters=[{"Name": "tag:Lab", "Values": ["qa_bot"]}])["Vpcs"]
-    tagged = aws("resourcegroupstaggingapi").get_resources(
-        TagFilters=[{"Key": "Project", "Values": ["kumolab"]}, {"Key": "Lab", "Values": ["qa_bot"]}]
-    )["ResourceTagMappingList"]
-    assert [m["ResourceARN"] for m in tagged if not ecs_arn_is_inactive(ecs, m["ResourceARN"])] == []
+    assert live_tagged_arns(aws, {"Project": "kumolab", "Lab": "qa_bot"}) == []
     status = runtime_status()
     assert status["tasks"] == [] and not status["runner"]["running"]
     deadline = time.monotonic() + 15

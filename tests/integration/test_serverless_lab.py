@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import live_queue_urls
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +121,7 @@ def test_teardown_leaves_nothing(deployed, run_playbook, aws):
     out = deployed["outputs"]
     assert out["function_name"] not in [f["FunctionName"] for f in aws("lambda").list_functions()["Functions"]]
     assert out["table_name"] not in aws("dynamodb").list_tables()["TableNames"]
-    assert not [u for u in aws("sqs").list_queues().get("QueueUrls", []) if "kumolab-serverless" in u]
+    assert not live_queue_urls(aws("sqs"), "kumolab-serverless")
     assert not [r for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith("kumolab-serverless")]
     assert not aws("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/kumolab-serverless")["logGroups"]
     status = subprocess.run(

@@ -250,7 +250,13 @@ def test_stage_serves_proxy_events_mock_preflight_and_403s(aws_config, runtime, 
                     "x-amazon-apigateway-integration": {"type": "aws_proxy", "httpMethod": "POST", "uri": uri},
                 },
                 "options": {
-                    "responses": {"200": {"description": "ok"}},
+                    # Declared, or API Gateway's importer refuses the mapping below (review B1).
+                    "responses": {
+                        "200": {
+                            "description": "ok",
+                            "headers": {"Access-Control-Allow-Origin": {"schema": {"type": "string"}}},
+                        }
+                    },
                     "x-amazon-apigateway-integration": {
                         "type": "mock",
                         "httpMethod": "OPTIONS",

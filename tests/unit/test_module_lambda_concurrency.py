@@ -36,8 +36,16 @@ def function(emulator):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("handler.py", "def handler(event, context):\n    return event\n")
-    aws("lambda").create_function(
-        FunctionName=NAME, Runtime="python3.13", Role=role, Handler="handler.handler", Code={"ZipFile": buf.getvalue()}
+    from support.runtime_fixtures import until_assumable
+
+    until_assumable(  # a role younger than a few seconds cannot be assumed yet (the iam-propagation rule)
+        lambda: aws("lambda").create_function(
+            FunctionName=NAME,
+            Runtime="python3.13",
+            Role=role,
+            Handler="handler.handler",
+            Code={"ZipFile": buf.getvalue()},
+        )
     )
     return aws("lambda")
 

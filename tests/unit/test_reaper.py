@@ -97,7 +97,8 @@ def build_lab(aws, lab, expires, project="kumolab", cidr="10.20.0.0/23"):
         BillingMode="PAY_PER_REQUEST",
         Tags=tags,
     )
-    ids["s3_bucket"] = bucket = f"{lab}-bucket-kumolab-test"
+    # The reaper may empty and delete only buckets named like the project's (review M3): kumolab-...
+    ids["s3_bucket"] = bucket = f"kumolab-{lab}-bucket-test"
     s3 = aws("s3")
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags})
