@@ -15,9 +15,10 @@ The emulator adds :class:`EmulatorGuard`: a WSGI layer in front of :mod:`kumolab
 only requests signed with the access key id the project generated (``<state>/emulator/credentials.json``, mode
 0600, the local profile's key) or with role credentials this emulator's STS issued (:func:`issued_role_key`,
 the hook for per-role credentials), and moto's ``/moto-api/*`` (state dump, reset, config) only with that key
-or the ``X-Kumolab-Emulator-Key`` header holding the profile's secret key. Two things stay open, as on AWS: the
-moto dashboard page ``GET /moto-api/`` (static HTML, used as the health check) and ``execute-api`` URLs (a
-deployed REST API is public by design; it runs only deployed handlers).
+or the ``X-Kumolab-Emulator-Key`` header holding the profile's secret key. Three things stay open, as on AWS: the
+moto dashboard page ``GET /moto-api/`` (static HTML, used as the health check), ``execute-api`` URLs (a
+deployed REST API is public by design; it runs only deployed handlers) and an unsigned GET of one object that its
+bucket's policy lets everyone read (:func:`public_object_read`).
 """
 
 from __future__ import annotations
