@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
 import io
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from packaging.requirements import Requirement
 
 LOCK = REPO / "requirements" / "lock.txt"
 
@@ -37,7 +39,9 @@ def _executable(path: Path, text: str) -> None:
 def test_m5_lock_pins_every_requirement_by_version_and_hash():
     text = LOCK.read_text()
     entries = re.findall(
-        r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", text, re.M
+        r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[a-z0-9,_-]+\])?==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)",
+        text,
+        re.M,
     )
     locked = {_name(name): version for name, version, _ in entries}
     requirement_lines = [l for l in text.splitlines() if l and not l.startswith((" ", "#", "-"))]  # noqa: E741
@@ -52,6 +56,30 @@ def test_m5_lock_pins_every_requirement_by_version_and_hash():
     assert wanted - locked.keys() == set(), "regenerate the lock (its header says how)"
     assert locked["torch"] == "2.14.1" and locked["setuptools"], locked.get("torch")
     assert "pip-compile --generate-hashes" in text, "the header says how to regenerate it"
+    assert "--strip-extras" not in text, "pip --require-hashes needs the extras others ask for (see the next test)"
+
+
+def test_m5_lock_keeps_the_extras_that_locked_packages_ask_for():
+    """`weasel` needs `smart-open[http]`: with --require-hashes pip refuses the lock unless that line says
+    `smart-open[http]==...` (a fresh clone's setup failed on exactly this)."""
+    locked_extras: dict[str, set[str]] = {}
+    for line in LOCK.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[([a-z0-9,_-]+)\])?==", line)
+        if match:
+            locked_extras[_name(match[1])] = set(filter(None, (match[2] or "").split(",")))
+    missing = []
+    for dist in importlib.metadata.distributions():
+        if _name(dist.metadata["Name"]) not in locked_extras:
+            continue
+        for spec in dist.requires or []:
+            requirement = Requirement(spec)
+            if not requirement.extras or _name(requirement.name) not in locked_extras:
+                continue
+            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            if not requirement.extras <= locked_extras[_name(requirement.name)]:
+                missing.append(f"{dist.metadata['Name']} needs {requirement.name}[{','.join(requirement.extras)}]")
+    assert not missing, f"regenerate the lock without --strip-extras: {missing}"
 
 
 @pytest.fixture
