@@ -9,6 +9,7 @@ CPU minutes the first time on this machine, seconds afterwards).
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 import time
@@ -169,6 +170,9 @@ def test_task_definition_service_and_autoscaling(deployed, aws):
     taskdef = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
     assert (taskdef["cpu"], taskdef["memory"], taskdef["networkMode"]) == ("1024", "4096", "awsvpc")
     assert "FARGATE" in taskdef["requiresCompatibilities"]
+    # Review B4: the platform is the image's (here a kumolab.local/ image: this machine's architecture)
+    machine = {"x86_64": "X86_64", "aarch64": "ARM64", "arm64": "ARM64"}[platform.machine().lower()]
+    assert taskdef["runtimePlatform"] == {"cpuArchitecture": machine, "operatingSystemFamily": "LINUX"}
     (container,) = taskdef["containerDefinitions"]
     assert container["cpu"] == 1024 and container["memory"] == 4096
     assert container["logConfiguration"]["logDriver"] == "awslogs"

@@ -240,8 +240,27 @@ PUBLIC_POLICY = {
 }
 
 
-def test_s3_block_public_policy(aws, emulator):
-    from cost_safety_support import session
+# Lab 5's website role alone, on the local inventory (its profile names the private emulator here).
+WEBSITE_PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  module_defaults:
+    group/aws: "{{{{ kumolab_aws }}}}"
+    kumolab_s3_public_access_info: "{{{{ kumolab_aws }}}}"
+  roles:
+    - role: website_bucket
+      website_bucket_name: {bucket}
+      website_bucket_source_dir: {files}
+      website_bucket_files: [index.html]
+"""
+
+
+def test_s3_block_public_policy(aws, emulator, tmp_path):
+    """The rule (M9), the account-level preflight module that reads it, and the website role stopping on it."""
+    from cost_safety_support import profile_env, session
+
+    env = profile_env(emulator, tmp_path)
 
     s3 = aws("s3")
     s3control = session(emulator.endpoint).client("s3control", endpoint_url=emulator.endpoint, region_name=REGION)
@@ -282,10 +301,36 @@ def test_s3_block_public_policy(aws, emulator):
             ],
         }
         s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(private))  # not public: allowed
+        blocked = run_module("kumolab_s3_public_access_info", {"profile": "kumolab-local"}, check=True, extra_env=env)
+        assert blocked.get("account_id") == account, blocked.get("msg")
+        assert blocked["configured"] and not blocked["changed"]
+        assert not blocked["allows_public_policy"] and blocked["blocked_by"] == [
+            "BlockPublicPolicy",
+            "RestrictPublicBuckets",
+        ]
+        site = unique("kumolab-bpa-site")
+        play = tmp_path / "website.yml"
+        play.write_text(
+            WEBSITE_PLAY.format(bucket=site, files=REPO / "roles/website_bucket/molecule/default/files"), "utf-8"
+        )
+        run = subprocess.run(
+            [str(VENV_BIN / "ansible-playbook"), "-i", str(REPO / "inventories/local"), str(play)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode != 0, run.stdout
+        assert "BlockPublicPolicy and RestrictPublicBuckets" in run.stdout and "Nothing was created" in run.stdout
+        assert "put-public-access-block" in run.stdout, "it says what to do"
+        assert site not in {b["Name"] for b in s3.list_buckets()["Buckets"]}, "the preflight stops before the bucket"
     finally:
         s3control.delete_public_access_block(AccountId=account)
         s3.delete_bucket_policy(Bucket=bucket)
         s3.delete_bucket(Bucket=bucket)
+    allowed = run_module("kumolab_s3_public_access_info", {"profile": "kumolab-local"}, extra_env=env)
+    assert allowed["allows_public_policy"] and not allowed["configured"] and allowed["blocked_by"] == []
 
 
 # -- ECS: runtimePlatform vs the image's architecture ------------------------------------------------
