@@ -29,7 +29,7 @@ SETTINGS = {
     # An "Apple-silicon laptop": local images are arm64 whatever this machine is (review B4's situation).
     "KUMOLAB_FIDELITY_LOCAL_IMAGE_ARCHITECTURE": "arm64",
 }
-QA_SOURCE = "files/containers/qa_bot"
+PROBE_SOURCE = "tests/support/ecs_probe"
 MY_RULES = {
     "ecs-cluster-draining",
     "sqs-deleted-queue-name",
@@ -345,7 +345,7 @@ def run_and_wait(aws, cluster: str, taskdef: str, timeout: float = 30) -> dict:
         taskDefinition=taskdef,
         launchType="FARGATE",
         networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet]}},
-        overrides={"containerOverrides": [{"name": "main", "command": ["python", "-c", "print(1)"]}]},
+        overrides={"containerOverrides": [{"name": "main", "command": ["python", "-m", "probe", "exit", "0"]}]},
     )
     arn = started["tasks"][0]["taskArn"]
     deadline = time.monotonic() + timeout
@@ -373,7 +373,7 @@ def register(aws, family: str, image: str, architecture: str | None) -> str:
                 "essential": True,
                 "cpu": 256,
                 "memory": 512,
-                "dockerLabels": {"kumolab.runtime.source": QA_SOURCE},
+                "dockerLabels": {"kumolab.runtime.source": PROBE_SOURCE},
             }
         ],
         **extra,

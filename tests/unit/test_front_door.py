@@ -22,7 +22,7 @@ from kumolab.local.runtime.aws import AwsConfig
 
 REGION = "ap-northeast-1"
 CANNED = "Simple Lambda happy path OK"
-QA_SOURCE = "files/containers/qa_bot"
+PROBE_SOURCE = "tests/support/ecs_probe"  # python -m probe ask|sleep|exit (the runner refuses python -c)
 
 
 @pytest.fixture(scope="module")
@@ -198,9 +198,9 @@ def ecs_task(aws_config):
                 "cpu": 256,
                 "memory": 512,
                 "essential": True,
-                "command": ["python", "-m", "qa_worker.ask"],
+                "command": ["python", "-m", "probe", "exit", "0"],
                 "environment": [{"name": "FROM_TASKDEF", "value": "yes"}],
-                "dockerLabels": {"kumolab.runtime.source": QA_SOURCE},
+                "dockerLabels": {"kumolab.runtime.source": PROBE_SOURCE},
                 "stopTimeout": 2,
                 "logConfiguration": {
                     "logDriver": "awslogs",
@@ -249,8 +249,7 @@ def wait_stopped(aws_config, cluster: str, arn: str, timeout: float = 30) -> tup
 
 
 def test_run_task_runs_the_container_with_overrides_to_its_exit_code(aws_config, ecs_task):
-    program = "import os, sys; print('asked:', os.environ['QUESTION'], os.environ['FROM_TASKDEF']); sys.exit(3)"
-    started = run_task(aws_config, ecs_task, ["python", "-c", program], {"QUESTION": "who?"})
+    started = run_task(aws_config, ecs_task, ["python", "-m", "probe", "ask"], {"QUESTION": "who?"})
     assert (started["lastStatus"], started["desiredStatus"]) == ("PROVISIONING", "RUNNING")
     task, seen = wait_stopped(aws_config, ecs_task["cluster"], started["taskArn"])
     assert seen[-1] == "STOPPED" and "RUNNING" not in seen[-1:]
@@ -266,7 +265,7 @@ def test_run_task_runs_the_container_with_overrides_to_its_exit_code(aws_config,
 
 
 def test_a_running_task_reports_running_and_stop_task_stops_it(aws_config, ecs_task):
-    started = run_task(aws_config, ecs_task, ["python", "-c", "import time; print('up', flush=True); time.sleep(60)"])
+    started = run_task(aws_config, ecs_task, ["python", "-m", "probe", "sleep", "60"])
     ecs = aws_config.client("ecs")
     deadline = time.monotonic() + 20
     while (

@@ -293,10 +293,24 @@ def test_the_ecs_runner_runs_only_the_labs_python_programs(tmp_path):
     for escape in ("/tmp", "../..", "files/../../"):
         with pytest.raises(ServiceError, match="not inside the repository"):
             container_source({"name": "x", "dockerLabels": {"kumolab.runtime.source": escape}})
+    source = REPO_ROOT / "files/containers/qa_bot"
     for argv in (["sh", "-c", "id"], ["/bin/bash"], ["env", "python"]):
         with pytest.raises(ServiceError, match="only Python container programs"):
-            container_argv({"name": "x", "command": argv})
-    assert container_argv({"name": "ok", "command": ["python", "-m", "qa_worker"]})[1:] == ["-m", "qa_worker"]
+            container_argv({"name": "x", "command": argv}, source)
+    assert container_argv({"name": "ok", "command": ["python", "-m", "qa_worker"]}, source)[1:] == ["-m", "qa_worker"]
+    assert container_argv({"name": "ok", "command": ["python", "-u", "-m", "qa_worker.ask", "c", "q"]}, source)
+    # The residual of the security review: inline code and modules from elsewhere ran with the project's key.
+    for argv in (
+        ["python", "-c", "import os; os.system('id')"],
+        ["python3", "-"],
+        ["python", "-m", "http.server"],
+        ["python", "-m", "pip", "install", "x"],
+        ["python", "../../../tmp/x.py"],
+        ["python", "-X", "importtime", "-m", "qa_worker"],
+        ["python"],
+    ):
+        with pytest.raises(ServiceError, match="nothing was run"):
+            container_argv({"name": "x", "command": argv}, source)
 
     class Target:
         def function_environment(self):
@@ -310,7 +324,8 @@ def test_the_ecs_runner_runs_only_the_labs_python_programs(tmp_path):
         )
 
 
-def test_an_ecs_task_with_sh_c_does_not_run(aws_config, tmp_path):
+@pytest.mark.parametrize("command", [["sh", "-c", "touch {marker}"], ["python", "-c", "open('{marker}', 'w')"]])
+def test_an_ecs_task_with_sh_c_does_not_run(aws_config, tmp_path, command):
     ecs = aws_config.client("ecs")
     cluster = f"sec-{uuid.uuid4().hex[:6]}"
     ecs.create_cluster(clusterName=cluster)
@@ -323,7 +338,7 @@ def test_an_ecs_task_with_sh_c_does_not_run(aws_config, tmp_path):
                 "image": "x",
                 "cpu": 256,
                 "memory": 512,
-                "command": ["sh", "-c", f"touch {marker}"],
+                "command": [part.format(marker=marker) for part in command],
                 "dockerLabels": {"kumolab.runtime.source": "files/containers/qa_bot"},
             }
         ],
@@ -335,7 +350,7 @@ def test_an_ecs_task_with_sh_c_does_not_run(aws_config, tmp_path):
     while (task := ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0])["lastStatus"] != "STOPPED":
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    assert task["stopCode"] == "TaskFailedToStart" and "only Python container programs" in task["stoppedReason"]
+    assert task["stopCode"] == "TaskFailedToStart" and "nothing was run" in task["stoppedReason"]
     assert not marker.exists()
 
 

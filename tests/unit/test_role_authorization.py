@@ -211,15 +211,6 @@ def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws):
             }
         ],
     )
-    program = (
-        "import boto3, sys\n"
-        "sqs = boto3.client('sqs')\n"
-        f"sqs.send_message(QueueUrl={queue!r}, MessageBody='allowed')\n"
-        "try:\n"
-        f"    sqs.receive_message(QueueUrl={queue!r})\n"
-        "except Exception as exc:\n"
-        "    print(exc.response['Error']['Code']); sys.exit(7)\n"
-    )
     ecs = aws("ecs")
     ecs.create_cluster(clusterName=name)
     ecs.register_task_definition(
@@ -234,8 +225,8 @@ def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws):
                 "image": "kumolab.local/authz:1",
                 "essential": True,
                 "memory": 256,
-                "command": ["python", "-c", program],
-                "dockerLabels": {"kumolab.runtime.source": "files/containers/qa_bot"},
+                "command": ["python", "-m", "probe", "sqs", queue],
+                "dockerLabels": {"kumolab.runtime.source": "tests/support/ecs_probe"},
             }
         ],
     )

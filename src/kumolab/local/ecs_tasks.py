@@ -129,7 +129,7 @@ class TaskRun:
                     ECS_TASK_ARN=task.task_arn,
                     ECS_TASK_DEFINITION=task.task_definition_arn,
                 )
-                plans.append((definition, container_argv(definition), source, env))
+                plans.append((definition, container_argv(definition, source), source, env))
         except Exception as exc:  # noqa: BLE001 - ServiceError, or a task role that cannot be assumed
             self._failed_to_start(
                 f"CannotStartContainerError: {exc} (the local target runs a container's program "

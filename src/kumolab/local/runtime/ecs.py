@@ -45,8 +45,9 @@ SOURCE_LABEL = "kumolab.runtime.source"
 # -- a container definition as a local process (also used for run-task by kumolab.local.ecs_tasks) -----
 
 
-def container_argv(container: dict) -> list[str]:
-    """``entryPoint`` + ``command``; a leading ``python``/``python3`` becomes this interpreter."""
+def container_argv(container: dict, source: Path) -> list[str]:
+    """``entryPoint`` + ``command``; a leading ``python``/``python3`` becomes this interpreter, and what it runs
+    must be a module or script of ``source`` (:func:`sandbox.check_python_program`)."""
     argv = list(container.get("entryPoint") or []) + list(container.get("command") or [])
     if not argv:
         raise ServiceError(
@@ -60,6 +61,10 @@ def container_argv(container: dict) -> list[str]:
             f"container {container['name']}: the local target runs only Python container programs "
             f"(argv[0] python or python3), not {argv[0]!r}; nothing was run"
         )
+    try:
+        sandbox.check_python_program(container["name"], argv[1:], source)
+    except sandbox.Refused as exc:
+        raise ServiceError(f"{exc}; nothing was run") from None
     return argv
 
 
@@ -119,8 +124,8 @@ class EcsService:
         taskdef = self.client.describe_task_definition(taskDefinition=svc["taskDefinition"])["taskDefinition"]
         return taskdef, int(svc.get("desiredCount", 0))
 
-    def _argv(self, container: dict) -> list[str]:
-        return container_argv(container)
+    def _argv(self, container: dict, source: Path) -> list[str]:
+        return container_argv(container, source)
 
     def _source(self, container: dict) -> Path:
         return container_source(container, self.repo_root)
@@ -155,9 +160,10 @@ class EcsService:
         pids = []
         for container in taskdef.get("containerDefinitions", []):
             source = self._source(container)
+            argv = self._argv(container, source)
             log = open(self.directory / f"task-{index}-{container['name']}.log", "ab")
             proc = subprocess.Popen(
-                self._argv(container),
+                argv,
                 cwd=source,
                 env=self._env(taskdef, container, index, source),
                 stdout=log,

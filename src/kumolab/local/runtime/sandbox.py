@@ -12,7 +12,9 @@ about to execute instead of trusting it:
 - **Handlers** are checked by the worker itself (:mod:`.worker`: the handler's module file must be inside the
   function's unpacked code; no standard library module such as ``pty``).
 - **Container programs** (:func:`check_container_program`): argv[0] is ``python``/``python3`` (this interpreter)
-  and the program directory (``dockerLabels[kumolab.runtime.source]``) is inside the repository.
+  and the program directory (``dockerLabels[kumolab.runtime.source]``) is inside the repository;
+  (:func:`check_python_program`) what Python runs is a module (``-m``) or a script of that directory, never
+  inline code (``-c``), standard input or a module from elsewhere (``-m http.server``).
 """
 
 from __future__ import annotations
@@ -93,3 +95,33 @@ def check_container_program(name: str, argv: list[str], source: Path, repo_root:
     root = repo_root.resolve()
     if not source.resolve().is_relative_to(root) or source.resolve() == root:
         raise Refused(f"container {name}: its program directory {source} is not inside the repository {root}")
+
+
+#: Interpreter options a container program may put before its module or script (none of them runs code).
+PYTHON_OPTIONS = frozenset({"-u", "-B", "-O", "-OO"})
+
+
+def check_python_program(name: str, args: list[str], source: Path) -> None:
+    """``args`` (after ``python``) run a module or script of ``source``: ``[options] -m <module> ...`` whose
+    top-level package is in ``source``, or ``[options] <script> ...`` inside it; else :class:`Refused`."""
+    rest = list(args)
+    while rest and rest[0] in PYTHON_OPTIONS:
+        rest.pop(0)
+    root = source.resolve()
+    if len(rest) >= 2 and rest[0] == "-m":
+        top = rest[1].split(".", 1)[0]
+        if top.isidentifier() and ((root / top).is_dir() or (root / f"{top}.py").is_file()):
+            return
+        raise Refused(
+            f"container {name}: python -m {rest[1]} is not a module of its program directory {root}; "
+            f"the local target runs only the lab's own container programs"
+        )
+    if rest and not rest[0].startswith("-"):
+        script = (root / rest[0]).resolve()
+        if script.is_file() and script.is_relative_to(root):
+            return
+        raise Refused(f"container {name}: python {rest[0]} is not a script inside its program directory {root}")
+    raise Refused(
+        f"container {name}: python {' '.join(rest[:1]) or '(no program)'}: the local target runs a module (-m) or "
+        f"script of the container's program directory, not inline code (-c), standard input or other options"
+    )
