@@ -377,7 +377,8 @@ def test_boto3_can_invoke_through_the_runtime_endpoint(aws_config, runtime, tmp_
 
     name = fn(aws_config, tmp_path, "def handler(e, c): return {'got': e}")
     bad = fn(aws_config, tmp_path, "def handler(e, c): raise KeyError('X')")
-    server = serve(lambda_api(runtime), 0)
+    keys = aws_config.session.get_credentials().get_frozen_credentials()
+    server = serve(lambda_api(runtime, keys.access_key, keys.secret_key), 0)
     try:
         # The profile's keys; the Lambda endpoint is the runtime's (the rest would go to the emulator).
         client = aws_config.client("lambda", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}")
@@ -388,6 +389,40 @@ def test_boto3_can_invoke_through_the_runtime_endpoint(aws_config, runtime, tmp_
         assert client.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
         with pytest.raises(client.exceptions.ResourceNotFoundException):
             client.invoke(FunctionName="does-not-exist", Payload=b"{}")
+    finally:
+        server.shutdown()
+
+
+def test_the_runtime_invoke_api_runs_nothing_for_another_key_or_an_unsigned_request(aws_config, runtime, tmp_path):
+    """Security review C2: another account on the machine reaches loopback too; the port needs the profile's key."""
+    import urllib.error
+    import urllib.request
+
+    import boto3
+
+    from kumolab.local.runtime.cli import signed_request
+    from kumolab.local.runtime.server import lambda_api
+
+    marker = tmp_path / "ran"
+    name = fn(aws_config, tmp_path, f"def handler(e, c):\n    open({str(marker)!r}, 'a').write('x')\n    return 1")
+    keys = aws_config.session.get_credentials().get_frozen_credentials()
+    server = serve(lambda_api(runtime, keys.access_key, keys.secret_key), 0)
+    url = f"http://127.0.0.1:{server.server_address[1]}/2015-03-31/functions/{name}/invocations"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as unsigned:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"{}", method="POST"), timeout=30)
+        assert unsigned.value.code == 403
+        assert unsigned.value.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+        stranger = boto3.session.Session(
+            aws_access_key_id="AKIASTRANGER00000000", aws_secret_access_key="x" * 40, region_name=aws_config.region
+        ).client("lambda", endpoint_url=url.split("/2015")[0])
+        with pytest.raises(stranger.exceptions.ClientError) as wrong:
+            stranger.invoke(FunctionName=name, Payload=b"{}")
+        assert wrong.value.response["Error"]["Code"] == "UnrecognizedClientException"
+        assert not marker.exists(), "nothing ran"
+        with urllib.request.urlopen(signed_request(url, b"{}", {}, aws_config), timeout=30) as ok:
+            assert ok.status == 200 and ok.read() == b"1"
+        assert marker.read_text() == "x", "the signed request (what kumolab-runtime invoke sends) ran it once"
     finally:
         server.shutdown()
 

@@ -36,6 +36,10 @@ class AwsConfig:
     def client(self, service: str, **kwargs):
         return kumolab.aws.client(service, self.profile, self.region, **kwargs)
 
+    @functools.cached_property
+    def session(self):
+        return kumolab.aws.session(self.profile, self.region)
+
     def function_environment(self) -> dict[str, str]:
         """What a local Lambda or ECS process needs to reach the same target: the region and the profile."""
         env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}

@@ -105,6 +105,16 @@ def running_labs() -> list[str]:
     return labs
 
 
+def signed_request(url: str, body: bytes, headers: dict, aws: AwsConfig) -> urllib.request.Request:
+    """A POST signed (SigV4, service lambda) with the profile's key: the runtime's Invoke API wants it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    signed = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    SigV4Auth(aws.session.get_credentials(), "lambda", aws.region).add_auth(signed)
+    return urllib.request.Request(url, data=body, headers=dict(signed.headers.items()), method="POST")
+
+
 def invoke(function: str, payload: str, invocation_type: str, lab: str | None) -> tuple[int, dict]:
     """Invoke through a running runtime (so Event invocations finish in the background), else in-process."""
     labs = [lab] if lab else running_labs()
@@ -113,11 +123,11 @@ def invoke(function: str, payload: str, invocation_type: str, lab: str | None) -
         info = service.info() if service.running() else None
         if not info:
             continue
-        request = urllib.request.Request(
+        request = signed_request(
             f"{info['lambda_endpoint']}/2015-03-31/functions/{function}/invocations",
-            data=payload.encode(),
-            headers={"X-Amz-Invocation-Type": invocation_type},
-            method="POST",
+            payload.encode(),
+            {"X-Amz-Invocation-Type": invocation_type},
+            AwsConfig.from_environment(info.get("profile"), info.get("region")),
         )
         try:
             with urllib.request.urlopen(request, timeout=960) as resp:

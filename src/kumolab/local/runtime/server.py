@@ -2,7 +2,10 @@
 
 One process per lab serves, on loopback:
 - the Lambda Invoke API (``POST /2015-03-31/functions/<name>/invocations``, the path boto3 uses), so a
-  client points its Lambda endpoint here and everything else at the emulator; ``GET /health``;
+  client points its Lambda endpoint here and everything else at the emulator; ``GET /health``. Invoke
+  needs a request signed with the runtime's own profile key (or the ``X-Kumolab-Emulator-Key`` header
+  with its secret), as the emulator does (:mod:`kumolab.local.guard`): another account on the machine
+  cannot run the lab's functions through this port;
 - optionally an API Gateway stage (``--rest-api``/``--stage``) on its own port;
 - optionally an S3 website (``--bucket``) on its own port.
 When listening it writes ``--info`` (JSON with the URLs), which is also its health signal.
@@ -11,6 +14,7 @@ When listening it writes ``--info`` (JSON with the URLs), which is also its heal
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import os
 import signal
@@ -18,6 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
+from kumolab.local import guard
 from kumolab.local.runtime import invoke_api
 from kumolab.local.runtime.apigateway import ApiGatewayStage
 from kumolab.local.runtime.aws import AwsConfig
@@ -26,14 +31,38 @@ from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 from kumolab.local.runtime.website import S3Website
 
 
-def lambda_api(runtime: LambdaRuntime):
-    """The Invoke API (:func:`kumolab.local.runtime.invoke_api.route`, shared with the emulator's endpoint)."""
+def invoke_refusal(request: Request, key_id: str, secret: str) -> Response | None:
+    """403 in Lambda's shape unless ``request`` is signed with ``key_id`` or carries ``secret``; else None."""
+    given = request.header(guard.SECRET_HEADER)
+    if given and hmac.compare_digest(given.encode(), secret.encode()):
+        return None
+    key = guard.request_key_id({"authorization": request.header("authorization", "") or ""}, request.query)
+    if key is not None and hmac.compare_digest(key.encode(), key_id.encode()):
+        return None
+    error, message = (
+        ("MissingAuthenticationTokenException", "Request is not signed; sign it with the lab's AWS profile")
+        if key is None
+        else ("UnrecognizedClientException", "The security token included in the request is invalid.")
+    )
+    return Response(
+        403,
+        json.dumps({"Type": "User", "message": message}).encode(),
+        [("Content-Type", "application/json"), ("x-amzn-ErrorType", error)],
+    )
+
+
+def lambda_api(runtime: LambdaRuntime, key_id: str, secret: str):
+    """The Invoke API (:func:`kumolab.local.runtime.invoke_api.route`, shared with the emulator's endpoint), for
+    requests signed with the runtime's profile key."""
 
     def app(request: Request) -> Response:
         if request.path == "/health":
             return Response(
                 200, json.dumps({"ok": True, "pools": runtime.stats()}).encode(), [("Content-Type", "application/json")]
             )
+        refused = invoke_refusal(request, key_id, secret)
+        if refused is not None:
+            return refused
         answer = invoke_api.route(runtime, request)
         if answer is None:
             return Response(
@@ -63,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     runtime = LambdaRuntime(
         aws, max_workers=args.max_workers, retry_delays=tuple(float(x) for x in args.retry_delays.split(","))
     )
-    servers = [serve(lambda_api(runtime), args.lambda_port)]
+    credentials = aws.session.get_credentials().get_frozen_credentials()
+    servers = [serve(lambda_api(runtime, credentials.access_key, credentials.secret_key), args.lambda_port)]
     info = {
         "pid": os.getpid(),
         "profile": aws.profile,
