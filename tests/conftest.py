@@ -86,6 +86,9 @@ def lab_env(tmp_path_factory):
         # Every fidelity rule is on; the lab tests keep SQS's name-reuse window short so that their deploy ->
         # teardown -> deploy cycles wait seconds, not a minute each (tests/unit/test_fidelity.py checks AWS's 60 s).
         "KUMOLAB_FIDELITY_SQS_DELETED_NAME_S": "15",
+        # and the window in which GetQueueUrl still names a deleted queue short: sqs_queue retries the ghost's
+        # NonExistentQueue for minutes before the role's own retry (AWS's lag; the fidelity test checks 10 s).
+        "KUMOLAB_FIDELITY_SQS_LIST_LAG_S": "3",
         "KUMOLAB_AWS_PROFILE": settings.PROFILE,
         "AWS_CONFIG_FILE": str(state / "aws" / "config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(state / "aws" / "credentials"),

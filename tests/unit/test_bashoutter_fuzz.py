@@ -84,6 +84,11 @@ def handlers(emulator, monkeypatch_module):
         sys.modules.pop(name, None)  # a fresh copy: another test module may have imported them with its own table
     mods = {name: importlib.import_module(name) for name in ("haiku_common", *OPERATIONS)}
     mods["haiku_common"]._TABLES.clear()
+    # boto3's default session reads the AWS config file once; another test in this worker may have made it
+    # while AWS_CONFIG_FILE named a private file without the emulator's profile.
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
     yield mods
     for name in mods:
         sys.modules.pop(name, None)
