@@ -796,6 +796,7 @@ def _exists_probe(aws: ClientFactory, arn: str):
         "iam:policy": lambda: aws("iam").get_policy(PolicyArn=arn),
         "apigateway:restapis": lambda: aws("apigateway").get_rest_api(restApiId=arn.rsplit("/", 1)[-1]),
         "events:rule": lambda: aws("events").describe_rule(Name=name),
+        "cloudwatch:alarm": lambda: _alarm_gone_as_error(aws, arn.split(":alarm:", 1)[-1]),
         "s3:": lambda: aws("s3").head_bucket(Bucket=arn.rsplit(":", 1)[-1]),
         "sns:": lambda: aws("sns").get_topic_attributes(TopicArn=arn),
     }
@@ -810,6 +811,12 @@ def _exists_probe(aws: ClientFactory, arn: str):
 
 class _Gone(Exception):
     response = {"Error": {"Code": "ResourceNotFoundException"}}
+
+
+def _alarm_gone_as_error(aws, name):
+    # DescribeAlarms answers a missing name with an empty list, not an error.
+    if not aws("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"]:
+        raise _Gone()
 
 
 def _instance_gone_as_error(aws, instance_id):

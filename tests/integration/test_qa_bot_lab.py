@@ -1,6 +1,7 @@
 """Lab 3 end to end on the emulator: deploy the QA bot, use it as a student would with ``qa-bot``, re-run
-and check-run change nothing, the security properties hold, the local workers follow the service's
-desired count, and teardown leaves nothing.
+and check-run change nothing, the security properties hold, the service starts at 0 tasks and its step
+scaling (evaluated by the local ECS runtime, kumolab.local.runtime.autoscaling) starts a worker for a
+question and stops it once the queue is empty (review B2), and teardown leaves nothing.
 
 The workers load the offline model (``qa-bot build-model``, cached under .cache/qa-model/; about five
 CPU minutes the first time on this machine, seconds afterwards).
@@ -85,6 +86,43 @@ def test_deploy_writes_the_outputs_the_cli_reads(deployed, aws):
     assert "Try: qa-bot ask" in deployed["first"].output
 
 
+def desired_count(aws) -> int:
+    return aws("ecs").describe_services(cluster=NAME, services=[NAME])["services"][0]["desiredCount"]
+
+
+def wait_for_tasks(count: int, timeout: float = 90) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks = runtime_status()["tasks"]
+        if len(tasks) == count and all(pid_alive(p) for t in tasks for p in t["pids"]):
+            return tasks
+        time.sleep(1)
+    raise AssertionError(f"local workers did not reach {count}: {runtime_status()}")
+
+
+def test_b2_ask_on_a_service_at_zero_tasks_scales_out_answers_and_scales_back_in(deployed, aws):
+    """Review B2: the service starts at 0 tasks (as on AWS); one question must start a worker (step scaling:
+    visible messages >= 1 -> 1 task), get its answer, and the service goes back to 0 once the queue has been
+    empty for the scale-in alarm's periods (10 min on AWS, 30 s at the local time factor 0.05)."""
+    assert desired_count(aws) == 0 and runtime_status()["tasks"] == []
+    started = time.monotonic()
+    proc = qa_bot("ask", MOMOTARO, "What is the name of the baby?", "--json", "--timeout", "240")
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["answer"] == "Momotaro"
+    print(f"qa_bot first answer from 0 tasks: {seconds:.1f} s from ask to answer")
+    assert desired_count(aws) == 1
+    alarms = {a["AlarmName"]: a for a in aws("cloudwatch").describe_alarms(AlarmNamePrefix=NAME)["MetricAlarms"]}
+    assert alarms[f"{NAME}-scale-out"]["StateValue"] in ("ALARM", "OK")  # evaluated locally (OK once taken)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and desired_count(aws) != 0:
+        time.sleep(2)
+    assert desired_count(aws) == 0, f"did not scale back in after the queue was empty: {runtime_status()}"
+    assert wait_for_tasks(0) == []
+    scale_in = aws("cloudwatch").describe_alarms(AlarmNames=[f"{NAME}-scale-in"])["MetricAlarms"][0]
+    assert scale_in["StateValue"] == "ALARM"
+
+
 def test_ask_answers_the_textbook_questions(deployed):
     proc = qa_bot("ask", EINSTEIN, "In what year did Einstein win the Nobel prize ?", "--json", "--timeout", "300")
     assert proc.returncode == 0, proc.stderr
@@ -104,7 +142,7 @@ def test_ask_many_answers_the_shipped_sample(deployed):
 
 def test_list_answers_pages_through_the_table(deployed, aws):
     total = aws("dynamodb").scan(TableName=deployed["outputs"]["table_name"], Select="COUNT")["Count"]
-    assert total == 12  # two asks and the ten sample questions
+    assert total == 13  # three asks and the ten sample questions
     everything = qa_bot("list_answers", "--page-size", "5", "--json")  # three Scan pages
     assert everything.returncode == 0, everything.stderr
     ids = [json.loads(line)["item_id"] for line in everything.stdout.splitlines()]
@@ -118,7 +156,7 @@ def test_list_answers_pages_through_the_table(deployed, aws):
 
 def test_clear_deletes_every_answer(deployed, aws):
     proc = qa_bot("clear")
-    assert proc.returncode == 0 and "deleted 12 answer(s)" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "deleted 13 answer(s)" in proc.stdout, proc.stdout + proc.stderr
     assert aws("dynamodb").scan(TableName=deployed["outputs"]["table_name"], Select="COUNT")["Count"] == 0
 
 
@@ -186,31 +224,24 @@ def test_task_definition_service_and_autoscaling(deployed, aws):
     resource_id = f"service/{NAME}/{NAME}"
     (target,) = scaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource_id])["ScalableTargets"]
     assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 4)
-    (policy,) = scaling.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=resource_id)["ScalingPolicies"]
-    assert policy["PolicyType"] == "TargetTrackingScaling"
-    metric = policy["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"]
-    assert metric["MetricName"] == "ApproximateNumberOfMessagesVisible" and metric["Namespace"] == "AWS/SQS"
-
-
-def test_local_workers_follow_the_desired_count(deployed, aws):
-    ecs = aws("ecs")
-
-    def wait_for(count: int) -> list[dict]:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            tasks = runtime_status()["tasks"]
-            if len(tasks) == count and all(pid_alive(p) for t in tasks for p in t["pids"]):
-                return tasks
-            time.sleep(1)
-        raise AssertionError(f"local workers did not reach {count}: {runtime_status()}")
-
-    assert len(wait_for(1)) == 1
-    ecs.update_service(cluster=NAME, service=NAME, desiredCount=2)  # what autoscaling does on AWS
-    try:
-        assert len(wait_for(2)) == 2
-    finally:
-        ecs.update_service(cluster=NAME, service=NAME, desiredCount=1)
-    assert len(wait_for(1)) == 1
+    policies = {
+        p["PolicyName"]: p
+        for p in scaling.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=resource_id)["ScalingPolicies"]
+    }
+    assert set(policies) == {f"{NAME}-scale-out", f"{NAME}-scale-in"}  # step scaling (B2), no target tracking
+    out = policies[f"{NAME}-scale-out"]["StepScalingPolicyConfiguration"]
+    assert out["AdjustmentType"] == "ExactCapacity"
+    steps = [(s.get("MetricIntervalLowerBound"), s["ScalingAdjustment"]) for s in out["StepAdjustments"]]
+    assert steps == [(0, 1), (49, 2), (199, 4)]
+    cloudwatch = aws("cloudwatch")
+    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix=NAME)["MetricAlarms"]}
+    assert alarms[f"{NAME}-scale-out"]["AlarmActions"] == [policies[f"{NAME}-scale-out"]["PolicyARN"]]
+    assert alarms[f"{NAME}-scale-out"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarms[f"{NAME}-scale-out"]["Dimensions"] == [{"Name": "QueueName", "Value": f"{NAME}-questions"}]
+    assert alarms[f"{NAME}-scale-in"]["AlarmActions"] == [policies[f"{NAME}-scale-in"]["PolicyARN"]]
+    for alarm in alarms.values():
+        tags = {t["Key"]: t["Value"] for t in cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]}
+        assert tags["Lab"] == "qa_bot" and tags["Project"] == "kumolab"
 
 
 def test_second_run_changes_nothing(deployed, run_playbook):
@@ -232,7 +263,7 @@ def test_security_audit_passes(deployed, audit):
 
 def test_teardown_leaves_nothing_and_stops_the_workers(deployed, run_playbook, aws):
     pids = [p for t in runtime_status()["tasks"] for p in t["pids"]]
-    assert pids
+    assert runtime_status()["runner"]["running"]
     result = run_playbook("teardown.yml", "-e", "lab=qa_bot")
     assert result.rc == 0, result.output[-4000:]
     out = deployed["outputs"]
@@ -245,6 +276,7 @@ def test_teardown_leaves_nothing_and_stops_the_workers(deployed, run_playbook, a
     assert not [c for c in ecs.describe_clusters(clusters=[NAME])["clusters"] if c["status"] == "ACTIVE"]
     assert not ecs.list_task_definitions(familyPrefix=NAME, status="ACTIVE")["taskDefinitionArns"]
     assert not aws("application-autoscaling").describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
+    assert not aws("cloudwatch").describe_alarms(AlarmNamePrefix=NAME)["MetricAlarms"]
     assert not aws("ec2").describe_vpcs(Filters=[{"Name": "tag:Lab", "Values": ["qa_bot"]}])["Vpcs"]
     assert live_tagged_arns(aws, {"Project": "kumolab", "Lab": "qa_bot"}) == []
     status = runtime_status()

@@ -260,6 +260,9 @@ def _worker_env(lab, endpoint, model_dir, **extra) -> dict[str, str]:
 
 
 def test_worker_process_answers_then_exits_cleanly_on_sigterm_during_a_long_poll(lab, endpoint, tiny_model_dir):
+    """SIGTERM during the 20 s long poll: the worker waits for the poll (SQS would deliver a question that
+    arrives meanwhile to the open request and hide it for the 300 s visibility timeout), hands back what it
+    brought, and exits; the question is waiting again at once, unanswered."""
     _send(lab, QUESTIONS[:2])
     proc = subprocess.Popen(
         [sys.executable, "-m", "qa_worker"],
@@ -276,13 +279,18 @@ def test_worker_process_answers_then_exits_cleanly_on_sigterm_during_a_long_poll
         time.sleep(1.0)  # now idle in a 20 s long poll
         stopped = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=15)
+        time.sleep(0.5)
+        _send(lab, QUESTIONS[2:3])  # arrives while the stopping worker's poll is still open
+        output, _ = proc.communicate(timeout=40)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, output
-    assert time.monotonic() - stopped < 10  # did not sit out the 20 s poll
+    assert time.monotonic() - stopped < 30  # at most the poll's 20 s, within ECS's stopTimeout of 120 s
     assert "received SIGTERM" in output and "stopped:" in output
+    assert "handed 1 message(s) received during the last poll back" in output
+    assert _counts(lab.sqs, lab.queue_url) == (1, 0), "the question waits again, not hidden for 300 s"
+    assert len(_all_items(lab.table)) == 2
 
 
 def test_worker_process_refuses_to_start_without_its_configuration(tiny_model_dir):

@@ -194,6 +194,16 @@ def test_iam_role_authorization_lambda_invoke_needs_lambda_invoke_function(aws, 
     assert sqs.value.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException")
 
 
+def test_iam_role_authorization_names_batch_calls_by_their_iam_action():
+    from kumolab.local.role_authorization import request_action
+
+    assert request_action("sqs", "DeleteMessageBatch") == "sqs:DeleteMessage"
+    assert request_action("sqs", "SendMessageBatch") == "sqs:SendMessage"
+    assert request_action("sqs", "ChangeMessageVisibilityBatch") == "sqs:ChangeMessageVisibility"
+    assert request_action("dynamodb", "BatchWriteItem") == "dynamodb:BatchWriteItem"  # a real IAM action
+    assert request_action("monitoring", "PutMetricData") == "cloudwatch:PutMetricData"
+
+
 def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws):
     name = unique("authz-task")
     queue = aws("sqs").create_queue(QueueName=name)["QueueUrl"]
@@ -247,7 +257,7 @@ def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws):
                 "Attributes"
             ]["ApproximateNumberOfMessages"]
         )
-        == 1
+        == 2  # SendMessage and a SendMessageBatch, both under sqs:SendMessage
     )
 
 

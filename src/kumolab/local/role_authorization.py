@@ -46,6 +46,11 @@ ACTION_NAME = {
     ("lambda", "Invoke"): "InvokeFunction",
     ("lambda", "InvokeAsync"): "InvokeAsync",
     ("lambda", "GetFunctionConfiguration"): "GetFunctionConfiguration",
+    # SQS authorizes a batch call as its single action ("permissions for DeleteMessageBatch ... are the
+    # same as for DeleteMessage"; there is no sqs:*Batch action in IAM).
+    ("sqs", "DeleteMessageBatch"): "DeleteMessage",
+    ("sqs", "SendMessageBatch"): "SendMessage",
+    ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
 }
 LAMBDA_FUNCTION_PATH = re.compile(r"^/[^/]+/functions/(?P<name>[^/]+)")
 ACCESS_DENIED = "because no identity-based policy allows the {action} action"

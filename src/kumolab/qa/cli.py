@@ -218,9 +218,12 @@ def wait_for(clients: Clients, ids: Sequence[str], timeout: float, poll: float =
 
 
 TIMEOUT_HINT = (
-    "is a worker running? On AWS check the ECS service's desired/running count and its log group; "
-    "locally check the local runtime's QA workers. Questions stay queued and will still be answered; "
-    "see them later with list_answers"
+    "is a worker running? The service scales from 0 tasks when a question waits: on AWS the first "
+    "answer takes 2-4 min (SQS metrics reach the scaling alarm about once a minute, then Fargate pulls "
+    "the image), locally well under a minute. On AWS check the scaling alarms, the ECS service's "
+    "desired/running count and its log group; locally check the local runtime's QA workers "
+    "(kumolab-runtime ecs status). Questions stay queued and will still be answered; see them later "
+    "with list_answers"
 )
 
 
@@ -341,7 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask = sub.add_parser("ask", parents=[where], help="ask one question and wait for the answer")
     ask.add_argument("context")
     ask.add_argument("question")
-    ask.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
+    ask.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait (default 300; from 0 tasks the first answer takes 2-4 min on AWS)",
+    )
     ask.add_argument("--json", action="store_true", help="print the stored answer item as JSON")
     ask.set_defaults(func=cmd_ask)
 

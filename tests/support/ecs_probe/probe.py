@@ -1,8 +1,8 @@
 """A container program for the local ECS runner's tests (``dockerLabels[kumolab.runtime.source]`` names this
 directory): ``python -m probe ask`` prints two variables and exits 3, ``python -m probe sleep S`` prints
-``up`` and sleeps, ``python -m probe exit N`` exits N, ``python -m probe sqs URL`` sends a message to the
-queue and tries to receive one (exit 7 with the error code when that is denied). The runner runs only
-modules of a program directory, never ``python -c`` (tests/unit/test_local_security.py)."""
+``up`` and sleeps, ``python -m probe exit N`` exits N, ``python -m probe sqs URL`` sends a message (and a
+batch of one) to the queue and tries to receive one (exit 7 with the error code when that is denied). The
+runner runs only modules of a program directory, never ``python -c`` (tests/unit/test_local_security.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def main(argv: list[str]) -> int:
 
         sqs = boto3.client("sqs")
         sqs.send_message(QueueUrl=args[0], MessageBody="allowed")
+        # IAM authorizes a batch as its single action: sqs:SendMessage allows SendMessageBatch.
+        sqs.send_message_batch(QueueUrl=args[0], Entries=[{"Id": "1", "MessageBody": "allowed as a batch"}])
         try:
             sqs.receive_message(QueueUrl=args[0])
         except Exception as exc:  # noqa: BLE001 - the probe reports any refusal by its code

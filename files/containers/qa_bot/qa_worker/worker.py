@@ -59,7 +59,8 @@ class ConfigError(RuntimeError):
 
 
 class _StopPolling(Exception):
-    """Raised when a stop signal arrives during a long poll: the poll is abandoned."""
+    """Raised when a stop signal arrived during a long poll, once the poll has returned and what it received
+    has been handed back to the queue."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ class Worker:
         log.info(
             "received %s: %s",
             signal.Signals(signum).name,
-            "stopping the poll" if self._polling else "finishing the current batch",
+            "stopping after the current poll" if self._polling else "finishing the current batch",
         )
         self.stopping = True
 
@@ -204,7 +205,10 @@ class Worker:
         return response.get("Messages", [])
 
     def _long_poll(self) -> list[dict[str, Any]]:
-        """The long poll runs in a daemon thread so that a signal can abandon it at once."""
+        """The long poll runs in a thread; on a stop signal the worker still waits for it to return (at most
+        the poll's wait time, well within ECS's stopTimeout): SQS delivers a message that arrives meanwhile to
+        this open request even after the process has gone, hiding it for the whole visibility timeout. What it
+        brings is handed back at once (visibility 0) for another worker."""
         result: dict[str, Any] = {}
         done = threading.Event()
 
@@ -218,11 +222,26 @@ class Worker:
 
         threading.Thread(target=poll, name="sqs-long-poll", daemon=True).start()
         while not done.wait(0.2):
-            if self.stopping:
-                raise _StopPolling()
+            pass
         if "error" in result:
             raise result["error"]
+        if self.stopping:
+            self._hand_back(result["messages"])
+            raise _StopPolling()
         return result["messages"]
+
+    def _hand_back(self, messages: list[dict[str, Any]]) -> None:
+        for i in range(0, len(messages), 10):
+            chunk = messages[i : i + 10]
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.config.queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for n, m in enumerate(chunk)
+                ],
+            )
+        if messages:
+            log.info("stopping: handed %d message(s) received during the last poll back to the queue", len(messages))
 
     def receive_batch(self) -> list[dict[str, Any]]:
         """Long-poll for the first messages, then top the batch up with short polls."""

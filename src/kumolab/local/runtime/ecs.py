@@ -17,8 +17,7 @@ and can be called from any process: tasks are tracked by pid files in
 ``<state dir>/runtime/ecs/<cluster>/<service>/``. ``run_forever`` does that every few seconds; it is
 what ``kumolab-runtime ecs start`` runs in the background (see :mod:`kumolab.local.process`). Before each
 sync it evaluates the service's Application Auto Scaling policies and their alarms from the queue
-(:mod:`kumolab.local.runtime.autoscaling`), which may change ``desiredCount`` first, as AWS would. Off by default
-(``KUMOLAB_LOCAL_AUTOSCALING=on`` turns it on) until Lab 3's step scaling lands (review B2).
+(:mod:`kumolab.local.runtime.autoscaling`), which may change ``desiredCount`` first, as AWS would.
 """
 
 from __future__ import annotations
@@ -174,14 +173,23 @@ class EcsService:
             log.close()
             pids.append(proc.pid)
             threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it exits
-        task = {"index": index, "pids": pids, "task_definition": taskdef["taskDefinitionArn"], "started": time.time()}
+        task = {
+            "index": index,
+            "pids": pids,
+            "task_definition": taskdef["taskDefinitionArn"],
+            "started": time.time(),
+            # Fargate's grace between SIGTERM and SIGKILL: the containers' stopTimeout (default 30 s, at most 120).
+            "stop_timeout": min(
+                max(int(c.get("stopTimeout") or 30) for c in taskdef.get("containerDefinitions") or [{}]), 120
+            ),
+        }
         (self.directory / f"task-{index}.json").write_text(json.dumps(task))
         return task
 
     def _stop_task(self, task: dict) -> None:
         for pid in task["pids"]:
             if pid_alive(pid):
-                stop_pid(pid, grace_s=10)
+                stop_pid(pid, grace_s=float(task.get("stop_timeout", 30)))
         Path(task["meta"]).unlink(missing_ok=True)
 
     def autoscale(self, count: int) -> int:
@@ -239,7 +247,7 @@ class EcsService:
         signal.signal(signal.SIGINT, lambda *_: done.set())
         while not done.is_set():
             try:
-                state = self.sync(autoscale=os.environ.get("KUMOLAB_LOCAL_AUTOSCALING") == "on")
+                state = self.sync(autoscale=True)
             except Exception as exc:  # the emulator restarting, a bad task definition: report and go on
                 state = {"error": f"{type(exc).__name__}: {exc}"}
                 print(json.dumps(state), flush=True)
