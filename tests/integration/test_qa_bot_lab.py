@@ -208,9 +208,6 @@ def test_task_definition_service_and_autoscaling(deployed, aws):
     taskdef = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
     assert (taskdef["cpu"], taskdef["memory"], taskdef["networkMode"]) == ("1024", "4096", "awsvpc")
     assert "FARGATE" in taskdef["requiresCompatibilities"]
-    # Review B4: the platform is the image's (here a kumolab.local/ image: this machine's architecture)
-    machine = {"x86_64": "X86_64", "aarch64": "ARM64", "arm64": "ARM64"}[platform.machine().lower()]
-    assert taskdef["runtimePlatform"] == {"cpuArchitecture": machine, "operatingSystemFamily": "LINUX"}
     (container,) = taskdef["containerDefinitions"]
     assert container["cpu"] == 1024 and container["memory"] == 4096
     assert container["logConfiguration"]["logDriver"] == "awslogs"
@@ -242,6 +239,16 @@ def test_task_definition_service_and_autoscaling(deployed, aws):
     for alarm in alarms.values():
         tags = {t["Key"]: t["Value"] for t in cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]}
         assert tags["Lab"] == "qa_bot" and tags["Project"] == "kumolab"
+
+
+def test_b4_the_task_definition_names_the_image_architecture(deployed, aws):
+    """Review B4: an image built on an Apple Silicon Mac is arm64; a task definition without runtimePlatform is
+    X86_64 and Fargate cannot pull it. The platform is the image's: here a kumolab.local/ image, this machine's."""
+    ecs = aws("ecs")
+    service = ecs.describe_services(cluster=NAME, services=[NAME])["services"][0]
+    taskdef = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+    machine = {"x86_64": "X86_64", "aarch64": "ARM64", "arm64": "ARM64"}[platform.machine().lower()]
+    assert taskdef["runtimePlatform"] == {"cpuArchitecture": machine, "operatingSystemFamily": "LINUX"}
 
 
 def test_second_run_changes_nothing(deployed, run_playbook):

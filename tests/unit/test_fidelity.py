@@ -256,11 +256,8 @@ WEBSITE_PLAY = """
 """
 
 
-def test_s3_block_public_policy(aws, emulator, tmp_path):
-    """The rule (M9), the account-level preflight module that reads it, and the website role stopping on it."""
-    from cost_safety_support import profile_env, session
-
-    env = profile_env(emulator, tmp_path)
+def test_s3_block_public_policy(aws, emulator):
+    from cost_safety_support import session
 
     s3 = aws("s3")
     s3control = session(emulator.endpoint).client("s3control", endpoint_url=emulator.endpoint, region_name=REGION)
@@ -301,6 +298,34 @@ def test_s3_block_public_policy(aws, emulator, tmp_path):
             ],
         }
         s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(private))  # not public: allowed
+    finally:
+        s3control.delete_public_access_block(AccountId=account)
+        s3.delete_bucket_policy(Bucket=bucket)
+        s3.delete_bucket(Bucket=bucket)
+
+
+def test_m9_the_website_role_stops_before_anything_under_account_block_public_access(aws, emulator, tmp_path):
+    """Review M9: with account-level Block Public Access the website bucket's public policy fails with a bare
+    AccessDenied (or the site is unreadable). The preflight module reads the account's setting and the website
+    role stops before creating the bucket, saying what to do; without the setting the module allows it."""
+    from cost_safety_support import profile_env, session
+
+    env = profile_env(emulator, tmp_path)
+    s3 = aws("s3")
+    s3control = session(emulator.endpoint).client("s3control", endpoint_url=emulator.endpoint, region_name=REGION)
+    account = aws("sts").get_caller_identity()["Account"]
+    s3control.meta.events.register(
+        "before-sign.s3-control.*",
+        lambda request, **_: setattr(request, "url", request.url.replace(f"//{account}.", "//", 1)),
+    )
+    block = {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    s3control.put_public_access_block(AccountId=account, PublicAccessBlockConfiguration=block)
+    try:
         blocked = run_module("kumolab_s3_public_access_info", {"profile": "kumolab-local"}, check=True, extra_env=env)
         assert blocked.get("account_id") == account, blocked.get("msg")
         assert blocked["configured"] and not blocked["changed"]
@@ -327,8 +352,6 @@ def test_s3_block_public_policy(aws, emulator, tmp_path):
         assert site not in {b["Name"] for b in s3.list_buckets()["Buckets"]}, "the preflight stops before the bucket"
     finally:
         s3control.delete_public_access_block(AccountId=account)
-        s3.delete_bucket_policy(Bucket=bucket)
-        s3.delete_bucket(Bucket=bucket)
     allowed = run_module("kumolab_s3_public_access_info", {"profile": "kumolab-local"}, extra_env=env)
     assert allowed["allows_public_policy"] and not allowed["configured"] and allowed["blocked_by"] == []
 
