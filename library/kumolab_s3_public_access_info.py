@@ -27,6 +27,8 @@ description:
     whether it lets a bucket policy make objects public.
   - An account without a configuration has every setting off.
   - Reads only; changes nothing, so it runs in check mode too.
+  - A caller who may not read it (no C(s3:GetAccountPublicAccessBlock)) gets a warning, RV(allows_public_policy)
+    true and RV(configured) null, since the setting is unknown; the bucket policy itself will then say.
 options:
   account_id:
     description: The account to read. Default the caller's (C(sts:GetCallerIdentity)).
@@ -62,7 +64,7 @@ configuration:
   type: dict
   sample: {"BlockPublicAcls": true, "IgnorePublicAcls": true, "BlockPublicPolicy": false, "RestrictPublicBuckets": false}
 configured:
-  description: Whether the account has a configuration at all.
+  description: Whether the account has a configuration at all (null when the caller may not read it).
   returned: always
   type: bool
 allows_public_policy:
@@ -120,9 +122,18 @@ def main():
             if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
                 raise
             configuration, configured = {}, False
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) not in ("AccessDenied", "AccessDeniedException"):
+            fail(module, exc, f"read the S3 Block Public Access settings of account {account_id or '(caller)'}")
+        module.warn(
+            f"Could not read account {account_id}'s S3 Block Public Access (s3:GetAccountPublicAccessBlock is "
+            "not allowed): if the account blocks public policies, the website bucket's policy will fail with "
+            "AccessDenied. See docs/aws-permissions.md."
+        )
+        configuration, configured = None, None
+    except botocore.exceptions.BotoCoreError as exc:
         fail(module, exc, f"read the S3 Block Public Access settings of account {account_id or '(caller)'}")
-    settings = {name: bool(configuration.get(name, False)) for name in SETTINGS}
+    settings = {name: bool((configuration or {}).get(name, False)) for name in SETTINGS}
     blocked_by = [name for name in BLOCKING if settings[name]]
     module.exit_json(
         changed=False,

@@ -304,6 +304,31 @@ def test_s3_block_public_policy(aws, emulator):
         s3.delete_bucket(Bucket=bucket)
 
 
+def role_keys(aws, name: str, actions: list[str]) -> dict:
+    """Module arguments with the keys of a new role allowed only ``actions`` (assumable after IAM propagation)."""
+    account = aws("sts").get_caller_identity()["Account"]
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    if actions:
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+        aws("iam").put_role_policy(RoleName=name, PolicyName="only", PolicyDocument=json.dumps(policy))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            creds = aws("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/{name}", RoleSessionName="bpa")
+            break
+        except botocore.exceptions.ClientError:
+            assert time.monotonic() < deadline, "the role never became assumable"
+            time.sleep(1)
+    c = creds["Credentials"]
+    return {"access_key": c["AccessKeyId"], "secret_key": c["SecretAccessKey"], "session_token": c["SessionToken"]}
+
+
 def test_m9_the_website_role_stops_before_anything_under_account_block_public_access(aws, emulator, tmp_path):
     """Review M9: with account-level Block Public Access the website bucket's public policy fails with a bare
     AccessDenied (or the site is unreadable). The preflight module reads the account's setting and the website
@@ -350,6 +375,17 @@ def test_m9_the_website_role_stops_before_anything_under_account_block_public_ac
         assert "BlockPublicPolicy and RestrictPublicBuckets" in run.stdout and "Nothing was created" in run.stdout
         assert "put-public-access-block" in run.stdout, "it says what to do"
         assert site not in {b["Name"] for b in s3.list_buckets()["Buckets"]}, "the preflight stops before the bucket"
+        # Under a role's own policy: the IAM action is s3:GetAccountPublicAccessBlock (not moto's
+        # s3:GetPublicAccessBlock); a caller without it is warned and not stopped.
+        for allowed_actions, readable in ((["s3:GetAccountPublicAccessBlock"], True), ([], False)):
+            keys = role_keys(aws, unique("bpa-reader"), allowed_actions)
+            found = run_module("kumolab_s3_public_access_info", {**aws_args(emulator.endpoint), **keys})
+            assert not found.get("failed"), found.get("msg")
+            if readable:
+                assert found["configured"] and not found["allows_public_policy"]
+            else:
+                assert found["configured"] is None and found["allows_public_policy"]
+                assert "s3:GetAccountPublicAccessBlock is not allowed" in " ".join(found.get("warnings", []))
     finally:
         s3control.delete_public_access_block(AccountId=account)
     allowed = run_module("kumolab_s3_public_access_info", {"profile": "kumolab-local"}, extra_env=env)

@@ -52,6 +52,12 @@ ACTION_NAME = {
     ("sqs", "SendMessageBatch"): "SendMessage",
     ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
 }
+#: S3 Control operations (signed as ``s3``) whose IAM action is named otherwise (the account-level block).
+S3CONTROL_ACTION_NAME = {
+    "GetPublicAccessBlock": "GetAccountPublicAccessBlock",
+    "PutPublicAccessBlock": "PutAccountPublicAccessBlock",
+    "DeletePublicAccessBlock": "PutAccountPublicAccessBlock",
+}
 LAMBDA_FUNCTION_PATH = re.compile(r"^/[^/]+/functions/(?P<name>[^/]+)")
 ACCESS_DENIED = "because no identity-based policy allows the {action} action"
 
@@ -283,6 +289,8 @@ def authorize(response, resource: str = "*") -> None:
     service, region = request._service, request._region
     operation = response._get_action()
     action = request_action(service, operation, response.method)
+    if getattr(response, "boto3_service_name", "") == "s3control":
+        action = f"s3:{S3CONTROL_ACTION_NAME.get(operation, operation)}"
     if action == "sts:GetCallerIdentity":
         return  # always allowed, even under an explicit Deny (AWS, and moto)
     account = session.role_arn.split(":")[4]
