@@ -213,12 +213,23 @@ def ecs_task(aws_config):
             }
         ],
     )["taskDefinition"]["taskDefinitionArn"]
-    return {
+    yield {
         "cluster": name,
         "taskdef": taskdef,
         "log_group": f"/ecs/{name}",
         "network": {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": []}},
     }
+    # The session's emulator is shared: the lab tests count every non-default VPC as a leftover.
+    for arn in ecs.list_tasks(cluster=name)["taskArns"]:
+        ecs.stop_task(cluster=name, task=arn, reason="test module done")
+    ecs.deregister_task_definition(taskDefinition=taskdef)
+    logs.delete_log_group(logGroupName=f"/ecs/{name}")
+    for eni in ec2.describe_network_interfaces(Filters=[{"Name": "subnet-id", "Values": [subnet]}])[
+        "NetworkInterfaces"
+    ]:
+        ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
+    ec2.delete_subnet(SubnetId=subnet)
+    ec2.delete_vpc(VpcId=vpc)
 
 
 def run_task(aws_config, ecs_task, command: list[str], env: dict | None = None) -> dict:

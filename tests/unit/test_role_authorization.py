@@ -75,11 +75,19 @@ def until_assumable(call, timeout: float = 20.0):
             time.sleep(0.5)
 
 
-def network(aws) -> dict:
+@pytest.fixture
+def network(aws):
+    """A subnet for a task, removed afterwards: the lab tests on this emulator count every VPC left over."""
     ec2 = aws("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.1.0/24")["Subnet"]["SubnetId"]
-    return {"awsvpcConfiguration": {"subnets": [subnet], "assignPublicIp": "DISABLED"}}
+    yield {"awsvpcConfiguration": {"subnets": [subnet], "assignPublicIp": "DISABLED"}}
+    for eni in ec2.describe_network_interfaces(Filters=[{"Name": "subnet-id", "Values": [subnet]}])[
+        "NetworkInterfaces"
+    ]:
+        ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
+    ec2.delete_subnet(SubnetId=subnet)
+    ec2.delete_vpc(VpcId=vpc)
 
 
 def role(aws, name: str, trust: dict, statements: list[dict]) -> str:
@@ -204,7 +212,7 @@ def test_iam_role_authorization_names_batch_calls_by_their_iam_action():
     assert request_action("monitoring", "PutMetricData") == "cloudwatch:PutMetricData"
 
 
-def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws):
+def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws, network):
     name = unique("authz-task")
     queue = aws("sqs").create_queue(QueueName=name)["QueueUrl"]
     role_arn = role(
@@ -241,7 +249,7 @@ def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws):
         ],
     )
     arn = until_assumable(
-        lambda: ecs.run_task(cluster=name, taskDefinition=name, launchType="FARGATE", networkConfiguration=network(aws))
+        lambda: ecs.run_task(cluster=name, taskDefinition=name, launchType="FARGATE", networkConfiguration=network)
     )["tasks"][0]["taskArn"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
