@@ -40,6 +40,7 @@ options:
       - C(lambda) takes C(requests_per_month) and either C(gb_seconds_per_month) or C(memory_mb) with C(duration_ms).
       - C(dynamodb) takes C(write_units_per_month), C(read_units_per_month), C(gb).
       - C(s3) takes C(gb), C(put_requests_per_month), C(get_requests_per_month).
+      - C(efs) takes C(gb) (EFS Standard storage; elastic throughput and IA not priced).
       - C(apigateway) takes C(requests_per_month) (REST API).
       - C(nat_gateway) takes C(count) (use 0 to print that there is none) and C(gb_per_month).
       - C(public_ipv4) takes C(count). C(cloudwatch_alarm) takes C(count).
@@ -171,6 +172,7 @@ KINDS = {
     "lambda": ({"requests_per_month", "gb_seconds_per_month", "memory_mb", "duration_ms"}, set()),
     "dynamodb": ({"write_units_per_month", "read_units_per_month", "gb"}, set()),
     "s3": ({"gb", "put_requests_per_month", "get_requests_per_month"}, set()),
+    "efs": ({"gb"}, {"gb"}),
     "apigateway": ({"requests_per_month"}, set()),
     "nat_gateway": ({"count", "gb_per_month"}, set()),
     "public_ipv4": ({"count"}, set()),
@@ -324,6 +326,10 @@ def item_hourly(prices, region, item):
             + gets / 1e3 * _price(table, region, "s3", "get_requests_thousand")
         )
         return monthly / hours_per_month, f"{gb:g} GB + {puts:g} PUT + {gets:g} GET per month"
+    if kind == "efs":
+        gb = _number(item, "gb")
+        monthly = gb * _price(table, region, "efs", "standard_gb_month")
+        return monthly / hours_per_month, f"{gb:g} GB-month EFS Standard"
     if kind == "apigateway":
         requests = _number(item, "requests_per_month")
         return requests / 1e6 * _price(

@@ -65,6 +65,8 @@ IN_USE_CODES = {
     "ClusterContainsServicesException",
     "ClusterContainsTasksException",
     "UpdateInProgressException",
+    # EFS: DeleteFileSystem while its mount targets are still being deleted.
+    "FileSystemInUse",
 }
 # Just created and not yet visible everywhere (a new VPC or gateway, an IAM role that Lambda cannot assume
 # yet). Retried when creating; when deleting, "not found" means already gone (GONE_CODES).
@@ -95,6 +97,10 @@ GONE_CODES = {
     "InvalidInstanceID.NotFound",
     "InvalidNatGatewayID.NotFound",
     "InvalidVolume.NotFound",
+    "InvalidVpcEndpointId.NotFound",
+    "FileSystemNotFound",
+    "AccessPointNotFound",
+    "MountTargetNotFound",
 }
 
 # A per-item read that IAM refuses (a reader allowed only on kumolab's own resources meets a foreign one).
@@ -257,7 +263,13 @@ def delete_security_group(aws, res):
     group = res.extra["group"]
     # Rules that reference other groups keep those groups alive; drop them first.
     if group.get("IpPermissions"):
-        call(ec2.revoke_security_group_ingress, GroupId=res.id, IpPermissions=group["IpPermissions"])
+        try:
+            call(ec2.revoke_security_group_ingress, GroupId=res.id, IpPermissions=group["IpPermissions"])
+        except Exception as exc:
+            # A rule naming a group deleted a moment ago (Lab 7's NFS group admits its clients' group) cannot be
+            # revoked by that name any more; the group itself may still be deleted.
+            if error_code(exc) not in GONE_CODES:
+                raise
     call(ec2.delete_security_group, GroupId=res.id)
 
 
@@ -639,6 +651,36 @@ def delete_policy(aws, res):
     call(iam.delete_policy, PolicyArn=res.id)
 
 
+def list_vpc_endpoints(aws, wanted):
+    for endpoint in _paginate(aws("ec2"), "describe_vpc_endpoints", "VpcEndpoints", Filters=_ec2_filters(wanted)):
+        if endpoint.get("State", "").lower() not in ("deleted", "deleting"):
+            tags = _from_list(endpoint.get("Tags"))
+            yield Resource("ec2_vpc_endpoint", endpoint["VpcEndpointId"], tags.get("Name", ""), tags=tags)
+
+
+def list_access_points(aws, wanted):
+    for point in _paginate(aws("efs"), "describe_access_points", "AccessPoints"):
+        tags = _from_list(point.get("Tags"))
+        if _tags_match(tags, wanted):
+            yield Resource("efs_access_point", point["AccessPointId"], point.get("Name") or "", tags=tags)
+
+
+def list_file_systems(aws, wanted):
+    for fs in _paginate(aws("efs"), "describe_file_systems", "FileSystems"):
+        tags = _from_list(fs.get("Tags"))
+        if _tags_match(tags, wanted) and fs.get("LifeCycleState") not in ("deleting", "deleted"):
+            yield Resource("efs_file_system", fs["FileSystemId"], fs.get("Name") or "", tags=tags)
+
+
+def delete_file_system(aws, res):
+    """Its mount targets first (they hold network interfaces in the subnets), then the file system once they
+    are gone (DeleteFileSystem answers FileSystemInUse until then, which ``call`` retries)."""
+    efs = aws("efs")
+    for target in call(efs.describe_mount_targets, FileSystemId=res.id).get("MountTargets", []):
+        call(efs.delete_mount_target, MountTargetId=target["MountTargetId"])
+    call(efs.delete_file_system, FileSystemId=res.id)
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
@@ -676,6 +718,10 @@ KINDS: list[Kind] = [
     Kind("apigateway_rest_api", list_rest_apis, _simple("apigateway", "delete_rest_api", "restApiId")),
     Kind("events_rule", list_event_rules, delete_event_rule),
     Kind("lambda_function", list_functions, delete_function),
+    # After the functions that mount them; the file system's mount targets go with it, before its security
+    # group and subnets.
+    Kind("efs_access_point", list_access_points, _simple("efs", "delete_access_point", "AccessPointId")),
+    Kind("efs_file_system", list_file_systems, delete_file_system),
     # After the instances (a root volume goes with its instance; what is left is an orphan), before the
     # subnet a NAT gateway sits in and the internet gateway whose addresses it maps.
     Kind("ec2_nat_gateway", list_nat_gateways, delete_nat_gateway),
@@ -687,6 +733,7 @@ KINDS: list[Kind] = [
     Kind("ecr_repository", list_repositories, delete_repository, by_name=True),
     Kind("iam_role", list_roles, delete_role),
     Kind("iam_policy", list_policies, delete_policy),
+    Kind("ec2_vpc_endpoint", list_vpc_endpoints, lambda aws, res: call(aws("ec2").delete_vpc_endpoints, VpcEndpointIds=[res.id])),
     Kind("ec2_security_group", list_security_groups, delete_security_group),
     Kind("ec2_internet_gateway", list_internet_gateways, delete_internet_gateway),
     Kind("ec2_route_table", list_route_tables, delete_route_table),
@@ -709,6 +756,9 @@ COVERED_ARN_TYPES = {
     "ec2:natgateway",
     "ec2:launch-template",
     "ec2:volume",
+    "ec2:vpc-endpoint",
+    "elasticfilesystem:file-system",
+    "elasticfilesystem:access-point",
     "ecs:service",
     "ecs:cluster",
     "ecs:task-definition",
@@ -787,6 +837,9 @@ def _exists_probe(aws: ClientFactory, arn: str):
         "ec2:internet-gateway": lambda: aws("ec2").describe_internet_gateways(InternetGatewayIds=[name]),
         "ec2:route-table": lambda: aws("ec2").describe_route_tables(RouteTableIds=[name]),
         "ec2:volume": lambda: aws("ec2").describe_volumes(VolumeIds=[name]),
+        "ec2:vpc-endpoint": lambda: _endpoint_gone_as_error(aws, name),
+        "elasticfilesystem:file-system": lambda: aws("efs").describe_file_systems(FileSystemId=name),
+        "elasticfilesystem:access-point": lambda: aws("efs").describe_access_points(AccessPointId=name),
         "ecs:cluster": lambda: _ecs_gone_as_error(aws("ecs").describe_clusters(clusters=[arn]), "clusters"),
         "lambda:function": lambda: aws("lambda").get_function(FunctionName=arn),
         "dynamodb:table": lambda: aws("dynamodb").describe_table(TableName=name),
@@ -811,6 +864,12 @@ def _exists_probe(aws: ClientFactory, arn: str):
 
 class _Gone(Exception):
     response = {"Error": {"Code": "ResourceNotFoundException"}}
+
+
+def _endpoint_gone_as_error(aws, endpoint_id):
+    found = aws("ec2").describe_vpc_endpoints(VpcEndpointIds=[endpoint_id]).get("VpcEndpoints", [])
+    if not any(e.get("State", "").lower() not in ("deleted", "deleting") for e in found):
+        raise _Gone()
 
 
 def _alarm_gone_as_error(aws, name):

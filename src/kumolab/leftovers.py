@@ -41,6 +41,7 @@ EC2_DESCRIBE = {
     "key-pair": ("describe_key_pairs", "KeyPairIds", "KeyPairs"),
     "launch-template": ("describe_launch_templates", "LaunchTemplateIds", "LaunchTemplates"),
     "natgateway": ("describe_nat_gateways", "NatGatewayIds", "NatGateways"),
+    "vpc-endpoint": ("describe_vpc_endpoints", "VpcEndpointIds", "VpcEndpoints"),
 }
 GONE_STATES = {"terminated", "shutting-down", "deleted", "deleting", "INACTIVE", "DELETE_IN_PROGRESS"}
 
@@ -275,6 +276,17 @@ def by_name(aws: ClientFactory, prefix: str) -> list[Found]:
         for api in _pages(aws("apigateway"), "get_rest_apis", "items", token_in="position", token_out="position")
         if api["name"].startswith(prefix)
     ]
+    efs = aws("efs")
+    found += [
+        Found("elasticfilesystem:file-system", f["FileSystemId"], "by-name", name=f.get("Name") or "")
+        for f in _pages(efs, "describe_file_systems", "FileSystems", token_in="Marker", token_out="NextMarker")
+        if (f.get("Name") or "").startswith(prefix) and f.get("LifeCycleState") not in GONE_STATES
+    ]
+    found += [
+        Found("elasticfilesystem:access-point", a["AccessPointId"], "by-name", name=a.get("Name") or "")
+        for a in _pages(efs, "describe_access_points", "AccessPoints")
+        if (a.get("Name") or "").startswith(prefix)
+    ]
     found += [
         Found("application-autoscaling:scalable-target", t["ResourceId"], "by-name")
         for t in _pages(
@@ -315,6 +327,8 @@ def _probe(aws: ClientFactory, item: Found):
         )
     simple = {
         "lambda:function": lambda: aws("lambda").get_function(FunctionName=item.id),
+        "elasticfilesystem:file-system": lambda: aws("efs").describe_file_systems(FileSystemId=item.id),
+        "elasticfilesystem:access-point": lambda: aws("efs").describe_access_points(AccessPointId=item.id),
         "dynamodb:table": lambda: aws("dynamodb").describe_table(TableName=item.id),
         "sqs:queue": lambda: aws("sqs").get_queue_url(QueueName=item.id),
         "s3:bucket": lambda: aws("s3").head_bucket(Bucket=item.id),

@@ -620,6 +620,18 @@ RULES: list[FidelityRule] = [
         lambda: _iam_propagation().install(lambda: setting("iam_propagation_s")),
     ),
     FidelityRule(
+        "lambda-efs-config",
+        "https://docs.aws.amazon.com/lambda/latest/api/API_FileSystemConfig.html (LocalMountPath ^/mnt/[a-zA-Z0-9-_.]+$); "
+        "https://docs.aws.amazon.com/lambda/latest/dg/configuration-filesystem.html (a VPC, a mount target in every "
+        "Availability Zone the function connects to)",
+        "CreateFunction/UpdateFunctionConfiguration with FileSystemConfigs fail without VpcConfig, with a mount path "
+        "outside /mnt/<name>, more than one file system, an unknown access point, or a subnet of the function whose "
+        "Availability Zone has no mount target of the access point's file system",
+        "tests/unit/test_efs_local.py::test_lambda_efs_config_rules",
+        "issue 14",
+        lambda: __import__("kumolab.local.efs", fromlist=["install_file_system_rules"]).install_file_system_rules(),
+    ),
+    FidelityRule(
         "iam-role-authorization",
         "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html; "
         "https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html; "

@@ -310,8 +310,29 @@ class RestApiTags(Rule):
         return Response(status, b"", []) if status == 204 else _json(status, body)
 
 
+class EfsLegacyTags(Rule):
+    """EFS's first tag API — ``DescribeTags``, ``CreateTags``, ``DeleteTags`` on a file system — answered from moto's
+    EFS backend (moto serves only ``ListTagsForResource``/``TagResource``; ``community.aws.efs`` calls the old
+    ones, which AWS still serves). See :func:`kumolab.local.efs.legacy_tags`."""
+
+    name = "efs-legacy-tags"
+
+    def __call__(self, request: Request) -> Response | None:
+        if not request.path.startswith("/2015-02-01/"):
+            return None
+        from kumolab.local.efs import legacy_tags
+
+        answer = legacy_tags(request.method, request.path, request.body)
+        if answer is None:
+            return None
+        status, body = answer
+        if status == 204:
+            return Response(204, b"", [])
+        return _json(status, body, body.get("ErrorCode") if status >= 400 else None)
+
+
 #: The request rules, in the order they apply. Insert new ones where they belong (checks before executors).
-RULES: list[type[Rule]] = [RoleAuthorization, LambdaInvoke, ExecuteApi, RestApiTags]
+RULES: list[type[Rule]] = [RoleAuthorization, LambdaInvoke, ExecuteApi, RestApiTags, EfsLegacyTags]
 
 
 # -- backend hooks ------------------------------------------------------------------------------
@@ -366,6 +387,14 @@ def hook_lambda_backend_invoke(services: LocalServices) -> None:
         cls.invoke = invoke
 
 
+def hook_lambda_file_system_configs(services: LocalServices) -> None:
+    """Lambda keeps a function's ``FileSystemConfigs`` (moto drops it), so the runtime can mount its EFS
+    access point (see :mod:`kumolab.local.efs`)."""
+    from kumolab.local.efs import install_file_system_configs
+
+    install_file_system_configs()
+
+
 def hook_ecs_tasks(services: LocalServices) -> None:
     """``RunTask`` runs the task's containers as local processes; ``DescribeTasks`` and ``StopTask`` follow
     them (:mod:`kumolab.local.ecs_tasks`)."""
@@ -399,6 +428,7 @@ HOOKS: list[Callable[[LocalServices], None]] = [
     hook_scaling_policy_names,
     hook_eni_private_dns_name,
     hook_lambda_backend_invoke,
+    hook_lambda_file_system_configs,
     hook_ecs_tasks,
     lambda services: __import__("kumolab.local.fidelity", fromlist=["install"]).install(),  # AWS rules (fidelity.py)
 ]

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote
 from kumolab.local.runtime.httpserve import Request, Response
 from kumolab.local.runtime.lambda_invoke import (
     CodeNotAvailable,
+    MountFailure,
     FunctionNotFound,
     LambdaRuntime,
     RuntimeNotSupported,
@@ -81,6 +82,8 @@ def invoke_response(
         return _error(404, "ResourceNotFoundException", str(exc))
     except RuntimeNotSupported as exc:
         return _error(502, "InvalidRuntimeException", str(exc))
+    except MountFailure as exc:
+        return _error(403, "EFSMountFailureException", str(exc))
     except CodeNotAvailable as exc:
         return _error(500, "ServiceException", str(exc))
     except ValueError as exc:

