@@ -74,7 +74,7 @@ EXAMPLES = r"""
 - name: The models directory, always accessed as 1000:1000
   kumolab_efs_access_point:
     file_system_id: fs-0123456789abcdef0
-    name: kumolab-efs-inference-models
+    name: kumolab-mylab-models
     posix_user: {uid: 1000, gid: 1000}
     root_directory:
       path: /kumolab-models
@@ -167,7 +167,9 @@ def validate(module, p):
         module.fail_json(msg=f"root_directory.path must be an absolute path without '..', got {path!r}.")
     info = p["root_directory"].get("creation_info")
     if info and not re.fullmatch(r"0?[0-7]{3}", info["permissions"]):
-        module.fail_json(msg=f"root_directory.creation_info.permissions must be octal like '0755', got {info['permissions']!r}.")
+        module.fail_json(
+            msg=f"root_directory.creation_info.permissions must be octal like '0755', got {info['permissions']!r}."
+        )
 
 
 def ensure_present(module, client, p, have):
@@ -255,7 +257,9 @@ def main():
             module.exit_json(changed=True, access_point={}, actions=[f"delete {have['AccessPointId']}"])
         actions, after = ensure_present(module, client, p, have)
     except client.exceptions.FileSystemNotFound:
-        module.fail_json(msg=f"EFS file system {p['file_system_id']} does not exist; create it before its access point.")
+        module.fail_json(
+            msg=f"EFS file system {p['file_system_id']} does not exist; create it before its access point."
+        )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         fail(module, exc, f"manage EFS access point {p['name']} on {p['file_system_id']}")
     module.exit_json(

@@ -45,7 +45,7 @@ extends_documentation_fragment:
 EXAMPLES = r"""
 - name: The models on EFS at /mnt/models
   kumolab_lambda_file_system:
-    function_name: kumolab-efs-inference-predict
+    function_name: kumolab-mylab-predict
     file_systems:
       - arn: arn:aws:elasticfilesystem:ap-northeast-1:123456789012:access-point/fsap-0123456789abcdef0
         local_mount_path: /mnt/models
@@ -95,7 +95,9 @@ def main():
     name, wanted = module.params["function_name"], module.params["file_systems"]
     for item in wanted:
         if not MOUNT_PATH.match(item["local_mount_path"]):
-            module.fail_json(msg=f"local_mount_path must be /mnt/<name> (letters, digits, - _ .), got {item['local_mount_path']!r}.")
+            module.fail_json(
+                msg=f"local_mount_path must be /mnt/<name> (letters, digits, - _ .), got {item['local_mount_path']!r}."
+            )
     if len(wanted) > 1:
         module.fail_json(msg=f"Lambda mounts at most one file system; got {len(wanted)}.")
     client = module.client("lambda", retry_decorator=RETRY)

@@ -733,7 +733,11 @@ KINDS: list[Kind] = [
     Kind("ecr_repository", list_repositories, delete_repository, by_name=True),
     Kind("iam_role", list_roles, delete_role),
     Kind("iam_policy", list_policies, delete_policy),
-    Kind("ec2_vpc_endpoint", list_vpc_endpoints, lambda aws, res: call(aws("ec2").delete_vpc_endpoints, VpcEndpointIds=[res.id])),
+    Kind(
+        "ec2_vpc_endpoint",
+        list_vpc_endpoints,
+        lambda aws, res: call(aws("ec2").delete_vpc_endpoints, VpcEndpointIds=[res.id]),
+    ),
     Kind("ec2_security_group", list_security_groups, delete_security_group),
     Kind("ec2_internet_gateway", list_internet_gateways, delete_internet_gateway),
     Kind("ec2_route_table", list_route_tables, delete_route_table),

@@ -130,7 +130,9 @@ def test_teardown_leaves_nothing(deployed, run_playbook, aws, audit):
     assert not [
         e for e in aws("ec2").describe_vpc_endpoints()["VpcEndpoints"] if e["State"].lower() not in ("deleted",)
     ]
-    assert not [v for v in aws("ec2").describe_vpcs()["Vpcs"] if {"Key": "Lab", "Value": "efs_inference"} in v.get("Tags", [])]
+    assert not [
+        v for v in aws("ec2").describe_vpcs()["Vpcs"] if {"Key": "Lab", "Value": "efs_inference"} in v.get("Tags", [])
+    ]
     status = subprocess.run(
         [str(VENV_BIN / "kumolab-runtime"), "status", "--lab", "efs_inference"], capture_output=True, text=True
     )

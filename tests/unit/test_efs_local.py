@@ -61,7 +61,12 @@ def network(aws):
     role = aws("iam").create_role(
         RoleName="efs-local-test",
         AssumeRolePolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}  # noqa: E501
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }  # noqa: E501
         ),
     )["Role"]["Arn"]
     time.sleep(3.5)  # the iam-propagation rule: a new role cannot be assumed at once
@@ -92,13 +97,25 @@ def test_lambda_efs_config_rules(aws, network):
         _create(aws, network, "efs-no-vpc", FileSystemConfigs=mount)
     assert _code(no_vpc) == "InvalidParameterValueException" and "VPC" in str(no_vpc.value)
     with pytest.raises(botocore.exceptions.ClientError) as bad_path:
-        _create(aws, network, "efs-bad-path", VpcConfig=in_zone_a, FileSystemConfigs=[dict(mount[0], LocalMountPath="/opt/models")])  # noqa: E501
+        _create(
+            aws,
+            network,
+            "efs-bad-path",
+            VpcConfig=in_zone_a,
+            FileSystemConfigs=[dict(mount[0], LocalMountPath="/opt/models")],
+        )  # noqa: E501
     assert _code(bad_path) == "ValidationException"
     with pytest.raises(botocore.exceptions.ClientError) as no_target:
         _create(aws, network, "efs-zone-b", VpcConfig=in_zone_b, FileSystemConfigs=mount)
     assert _code(no_target) == "InvalidParameterValueException" and "mount target" in str(no_target.value)
     with pytest.raises(botocore.exceptions.ClientError) as two:
-        _create(aws, network, "efs-two", VpcConfig=in_zone_a, FileSystemConfigs=mount + [dict(mount[0], LocalMountPath="/mnt/b")])  # noqa: E501
+        _create(
+            aws,
+            network,
+            "efs-two",
+            VpcConfig=in_zone_a,
+            FileSystemConfigs=mount + [dict(mount[0], LocalMountPath="/mnt/b")],
+        )  # noqa: E501
     assert _code(two) == "InvalidParameterValueException"
     created = _create(aws, network, "efs-ok", VpcConfig=in_zone_a, FileSystemConfigs=mount)
     assert created["FileSystemConfigs"] == mount
@@ -124,14 +141,23 @@ def test_access_point_module_create_keep_replace_delete(emulator, aws, network):
     efs = aws("efs")
 
     def mine():
-        return [a for a in efs.describe_access_points(FileSystemId=network["fs"])["AccessPoints"] if a.get("Name") == "kumolab-module-test"]  # noqa: E501
+        return [
+            a
+            for a in efs.describe_access_points(FileSystemId=network["fs"])["AccessPoints"]
+            if a.get("Name") == "kumolab-module-test"
+        ]  # noqa: E501
 
     checked = run_module("kumolab_efs_access_point", args, check=True)
     assert checked["changed"] is True and not mine()
     created = run_module("kumolab_efs_access_point", args)
-    assert created["changed"] is True and created["access_point"]["access_point_arn"].endswith(created["access_point"]["access_point_id"])  # noqa: E501
+    assert created["changed"] is True and created["access_point"]["access_point_arn"].endswith(
+        created["access_point"]["access_point_id"]
+    )  # noqa: E501
     again = run_module("kumolab_efs_access_point", args)
-    assert again["changed"] is False and again["access_point"]["access_point_id"] == created["access_point"]["access_point_id"]  # noqa: E501
+    assert (
+        again["changed"] is False
+        and again["access_point"]["access_point_id"] == created["access_point"]["access_point_id"]
+    )  # noqa: E501
     replaced = run_module("kumolab_efs_access_point", dict(args, posix_user={"uid": 1001, "gid": 1001}))
     assert replaced["changed"] is True and replaced["actions"][0].startswith("replace")
     assert [a["PosixUser"] for a in mine()] == [{"Uid": 1001, "Gid": 1001}]
@@ -144,7 +170,12 @@ def test_access_point_module_create_keep_replace_delete(emulator, aws, network):
 
 
 def test_lambda_file_system_module_sets_it_once(emulator, aws, network):
-    _create(aws, network, "efs-module", VpcConfig={"SubnetIds": [network["subnets"][0]], "SecurityGroupIds": [network["group"]]})  # noqa: E501
+    _create(
+        aws,
+        network,
+        "efs-module",
+        VpcConfig={"SubnetIds": [network["subnets"][0]], "SecurityGroupIds": [network["group"]]},
+    )  # noqa: E501
     args = dict(
         aws_args(emulator.endpoint),
         function_name="efs-module",
@@ -154,7 +185,9 @@ def test_lambda_file_system_module_sets_it_once(emulator, aws, network):
     assert not aws("lambda").get_function_configuration(FunctionName="efs-module").get("FileSystemConfigs")
     assert run_module("kumolab_lambda_file_system", args)["changed"] is True
     assert run_module("kumolab_lambda_file_system", args)["changed"] is False
-    bad = run_module("kumolab_lambda_file_system", dict(args, file_systems=[{"arn": network["ap"], "local_mount_path": "/tmp/x"}]))  # noqa: E501
+    bad = run_module(
+        "kumolab_lambda_file_system", dict(args, file_systems=[{"arn": network["ap"], "local_mount_path": "/tmp/x"}])
+    )  # noqa: E501
     assert bad.get("failed") and "/mnt/" in bad["msg"]
 
 
@@ -164,7 +197,10 @@ def test_access_point_directory_is_created_with_its_creation_info(tmp_path, monk
     monkeypatch.setenv("KUMOLAB_STATE_DIR", str(tmp_path))
     point = {
         "FileSystemId": "fs-0123abcd",
-        "RootDirectory": {"Path": "/kumolab-models", "CreationInfo": {"OwnerUid": 1000, "OwnerGid": 1000, "Permissions": "0750"}},  # noqa: E501
+        "RootDirectory": {
+            "Path": "/kumolab-models",
+            "CreationInfo": {"OwnerUid": 1000, "OwnerGid": 1000, "Permissions": "0750"},
+        },  # noqa: E501
     }
     directory = efs.access_point_directory(point)
     assert directory == tmp_path / "efs" / "fs-0123abcd" / "kumolab-models"
@@ -175,7 +211,12 @@ def test_access_point_directory_is_created_with_its_creation_info(tmp_path, monk
     with pytest.raises(efs.RootDirectoryMissing):
         efs.access_point_directory({"FileSystemId": "fs-0123abcd", "RootDirectory": {"Path": "/elsewhere"}})
     with pytest.raises(efs.RootDirectoryMissing):
-        efs.access_point_directory({"FileSystemId": "fs-0123abcd", "RootDirectory": {"Path": "/a/../b", "CreationInfo": point["RootDirectory"]["CreationInfo"]}})  # noqa: E501
+        efs.access_point_directory(
+            {
+                "FileSystemId": "fs-0123abcd",
+                "RootDirectory": {"Path": "/a/../b", "CreationInfo": point["RootDirectory"]["CreationInfo"]},
+            }
+        )  # noqa: E501
 
 
 def test_the_mount_is_seen_by_that_process_only(tmp_path):
@@ -187,7 +228,18 @@ def test_the_mount_is_seen_by_that_process_only(tmp_path):
         "open('/mnt/models/written', 'w').write('x')"
     )
     done = subprocess.run(
-        [sys.executable, "-I", str(MOUNT_SCRIPT), "--bind", f"{source}:/mnt/models", "--", sys.executable, "-I", "-c", probe],  # noqa: E501
+        [
+            sys.executable,
+            "-I",
+            str(MOUNT_SCRIPT),
+            "--bind",
+            f"{source}:/mnt/models",
+            "--",
+            sys.executable,
+            "-I",
+            "-c",
+            probe,
+        ],  # noqa: E501
         capture_output=True,
         text=True,
         timeout=60,

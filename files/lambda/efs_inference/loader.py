@@ -41,7 +41,9 @@ def _download(s3, bucket, item, directory):
             digest.update(chunk)
             out.write(chunk)
     if digest.hexdigest() != item["sha256"]:
-        raise ValueError(f"s3://{bucket}/{item['key']}: SHA-256 {digest.hexdigest()} is not the expected {item['sha256']}")
+        raise ValueError(
+            f"s3://{bucket}/{item['key']}: SHA-256 {digest.hexdigest()} is not the expected {item['sha256']}"
+        )
     return path
 
 

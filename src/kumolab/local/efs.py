@@ -58,8 +58,8 @@ def access_point_directory(access_point: dict) -> Path:
     info = directory.get("CreationInfo")
     if not info:
         raise RootDirectoryMissing(
-            f"the access point's root directory {directory.get('Path')} does not exist on {access_point['FileSystemId']} "
-            f"and the access point has no CreationInfo to create it with"
+            f"the access point's root directory {directory.get('Path')} does not exist on "
+            f"{access_point['FileSystemId']} and the access point has no CreationInfo to create it with"
         )
     # EFS creates only the last component with CreationInfo; missing parents as root, 0755.
     target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)

@@ -621,7 +621,8 @@ RULES: list[FidelityRule] = [
     ),
     FidelityRule(
         "lambda-efs-config",
-        "https://docs.aws.amazon.com/lambda/latest/api/API_FileSystemConfig.html (LocalMountPath ^/mnt/[a-zA-Z0-9-_.]+$); "
+        "https://docs.aws.amazon.com/lambda/latest/api/API_FileSystemConfig.html "
+        "(LocalMountPath ^/mnt/[a-zA-Z0-9-_.]+$); "
         "https://docs.aws.amazon.com/lambda/latest/dg/configuration-filesystem.html (a VPC, a mount target in every "
         "Availability Zone the function connects to)",
         "CreateFunction/UpdateFunctionConfiguration with FileSystemConfigs fail without VpcConfig, with a mount path "

@@ -28,9 +28,9 @@ from urllib.parse import parse_qsl, unquote
 from kumolab.local.runtime.httpserve import Request, Response
 from kumolab.local.runtime.lambda_invoke import (
     CodeNotAvailable,
-    MountFailure,
     FunctionNotFound,
     LambdaRuntime,
+    MountFailure,
     RuntimeNotSupported,
 )
 

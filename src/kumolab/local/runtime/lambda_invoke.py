@@ -464,7 +464,9 @@ class LambdaRuntime:
                 found = client.describe_access_points(AccessPointId=arn.rsplit("/", 1)[-1])["AccessPoints"]
                 source = efs.access_point_directory(found[0])
             except (efs.RootDirectoryMissing, IndexError, client.exceptions.AccessPointNotFound) as exc:
-                raise MountFailure(f"{spec.name}: EFSMountFailureException: cannot mount {arn} at {path}: {exc}") from None
+                raise MountFailure(
+                    f"{spec.name}: EFSMountFailureException: cannot mount {arn} at {path}: {exc}"
+                ) from None
             mounts.append(Mount(arn, path, source))
         return tuple(mounts)
 
