@@ -27,6 +27,7 @@ TARGET_VARS = json.dumps(
     }
 )
 PREFIX = "kumolab-efs-inference"
+ARTIFACTS = REPO / "test-artifacts"
 
 
 def http(method: str, url: str, body=None):
@@ -111,6 +112,70 @@ def test_bad_images_get_a_400_that_says_what_is_wrong(deployed):
     assert status == 400 and b"784" in body
     status, _, body = http("POST", f"{deployed['api_url']}/predict", {"png": "bm90IGEgcG5n"})
     assert status == 400 and b"PNG" in body
+
+
+def test_the_cli_predicts_a_digit(deployed, lab_env):
+    done = subprocess.run(
+        [str(VENV_BIN / "kumolab-efs-inference"), "predict", "--digit", "7", "--json"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **lab_env),
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["digit"] == 7
+
+
+def test_the_cli_bench_reports_a_cold_start_and_warm_percentiles(deployed, lab_env):
+    target = Path(lab_env["KUMOLAB_RESULTS_DIR"]) / "efs_inference" / "bench.json"
+    done = subprocess.run(
+        [str(VENV_BIN / "kumolab-efs-inference"), "bench", "-n", "10"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **lab_env),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "cold start" in done.stdout and "p95" in done.stdout
+    figures = json.loads(target.read_text())
+    assert figures["cold_start_flag"] is True, "the first request after the configuration change is a cold start"
+    assert figures["cold_start_s"] * 1000 > figures["warm_p50_ms"]
+    assert figures["warm_p50_ms"] <= figures["warm_p95_ms"] <= figures["warm_max_ms"]
+
+
+@pytest.mark.browser
+def test_the_page_draws_a_digit_and_shows_the_answer(deployed):
+    from playwright.sync_api import expect, sync_playwright
+
+    status, headers, _ = http("GET", f"{deployed['api_url']}/")
+    assert status == 200
+    csp = {k.lower(): v for k, v in headers.items()}["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("style-src")[0]
+    console_errors: list[str] = []
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 800, "height": 700})
+            page.on("console", lambda msg: msg.type == "error" and console_errors.append(msg.text))
+            page.goto(f"{deployed['api_url']}/")
+            box = page.locator("#pad").bounding_box()
+            # A "7": a bar across the top, then a stroke down to the lower left.
+            page.mouse.move(box["x"] + 70, box["y"] + 60)
+            page.mouse.down()
+            for x, y in [(140, 60), (210, 60), (180, 130), (150, 190), (125, 240)]:
+                page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+            page.mouse.up()
+            page.click("#predict")
+            expect(page.locator("#bars .bar")).to_have_count(10, timeout=60000)
+            expect(page.locator("#digit")).to_have_text("7")
+            expect(page.locator("#status")).to_contain_text("inference")
+            page.screenshot(path=str(ARTIFACTS / "efs_inference_page.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not console_errors, console_errors
 
 
 def test_second_run_changes_nothing(deployed, run_playbook):
