@@ -81,6 +81,27 @@ def test_the_file_system_is_encrypted_and_reachable_only_from_the_functions_grou
     assert point["RootDirectory"]["Path"] == "/kumolab-models"
 
 
+def test_the_functions_roles_are_least_privilege_and_lint_clean(deployed, aws):
+    from support.iam_lint import lint
+
+    iam = aws("iam")
+    documents = {}
+    for name in (deployed["predict_function"], deployed["loader_function"]):
+        doc = iam.get_role_policy(RoleName=name, PolicyName="least-privilege")["PolicyDocument"]
+        documents[name] = json.loads(doc) if isinstance(doc, str) else doc
+        assert lint(documents[name]) == [], (name, lint(documents[name]))
+    mount = {
+        name: next(st for st in doc["Statement"] if "elasticfilesystem:ClientMount" in st["Action"])
+        for name, doc in documents.items()
+    }
+    for statement in mount.values():
+        assert statement["Condition"] == {
+            "StringEquals": {"elasticfilesystem:AccessPointArn": deployed["access_point_arn"]}
+        }
+    assert "elasticfilesystem:ClientWrite" not in mount[deployed["predict_function"]]["Action"], "predict reads only"
+    assert "elasticfilesystem:ClientWrite" in mount[deployed["loader_function"]]["Action"]
+
+
 def test_torch_and_the_model_live_on_the_access_points_directory(deployed, lab_env):
     root = Path(lab_env["KUMOLAB_STATE_DIR"]) / "efs" / deployed["file_system_id"] / "kumolab-models"
     mode = root.stat()
