@@ -78,6 +78,8 @@ def by_name_answers(stubs: Stubs, **override):
     stubs.add("dynamodb", "list_tables", override.get("list_tables", {"TableNames": []}))
     stubs.add("s3", "list_buckets", {"Buckets": []})
     stubs.add("apigateway", "get_rest_apis", {"items": []})
+    stubs.add("efs", "describe_file_systems", override.get("describe_file_systems", {"FileSystems": []}))
+    stubs.add("efs", "describe_access_points", override.get("describe_access_points", {"AccessPoints": []}))
     stubs.add(
         "application-autoscaling",
         "describe_scalable_targets",
