@@ -31,7 +31,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -262,15 +262,17 @@ def train(
     data: dict[str, np.ndarray] | None = None,
     log: Callable[[str], None] = print,
     write_outputs: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one configuration and return the result dictionary (also written as JSON to out_dir).
 
     ``data`` (the dict from :func:`kumolab_workloads.idx.load_mnist`) may be passed to skip reading
-    and verifying the files again (benchmarks run several seeds on one load).
+    and verifying the files again (benchmarks run several seeds on one load). ``overrides`` replaces fields of
+    the configuration (a hyperparameter sweep's ``{"lr": 0.003}``).
     """
     if config_name not in CONFIGS:
         raise ValueError(f"unknown config {config_name!r}; choose from {sorted(CONFIGS)}")
-    config = CONFIGS[config_name]
+    config = replace(CONFIGS[config_name], **(overrides or {}))
     n_epochs = epochs if epochs is not None else config.epochs
     dev = common.select_device(device)
     threads = common.setup_cpu_threads() if dev.type == "cpu" else torch.get_num_threads()

@@ -123,6 +123,7 @@ class LocalServices:
         self._stages: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
         self._tasks = None
+        self._batch = None
 
     def target(self, region: str | None = None) -> EmulatorTarget:
         return EmulatorTarget(self.endpoint_url, region or self.default_region)
@@ -160,7 +161,18 @@ class LocalServices:
                 self._tasks = TaskRunner(self.target())
             return self._tasks
 
+    @property
+    def batch(self):
+        from kumolab.local.batch_jobs import BatchRunner
+
+        with self._lock:
+            if self._batch is None:
+                self._batch = BatchRunner(self.target())
+            return self._batch
+
     def shutdown(self) -> None:
+        if self._batch is not None:
+            self._batch.shutdown()
         for runtime in list(self._lambdas.values()):
             runtime.shutdown()
         if self._tasks is not None:
@@ -401,6 +413,12 @@ def hook_ecs_tasks(services: LocalServices) -> None:
     services.tasks.install()
 
 
+def hook_batch_jobs(services: LocalServices) -> None:
+    """``SubmitJob`` runs the job (each child of an array job) as a local process; ``DescribeJobs``,
+    ``ListJobs`` and ``TerminateJob`` follow it (:mod:`kumolab.local.batch_jobs`)."""
+    services.batch.install()
+
+
 def hook_eni_private_dns_name(services: LocalServices) -> None:
     """Every network interface has a private DNS name, as on AWS (moto sets one only in VPCs with DNS hostnames,
     and its ``RunTask`` with ``awsvpc`` networking then fails with HTTP 500 in every other VPC)."""
@@ -430,6 +448,7 @@ HOOKS: list[Callable[[LocalServices], None]] = [
     hook_lambda_backend_invoke,
     hook_lambda_file_system_configs,
     hook_ecs_tasks,
+    hook_batch_jobs,
     lambda services: __import__("kumolab.local.fidelity", fromlist=["install"]).install(),  # AWS rules (fidelity.py)
 ]
 

@@ -1,0 +1,247 @@
+"""AWS Batch and Step Functions on the emulator endpoint, with nothing but boto3: jobs run as processes with
+Batch's environment and lifecycle, and state machines run with the States Language's semantics (Task with
+``batch:submitJob.sync`` and ``lambda:invoke``, Retry, Catch with ResultPath, Choice, InputPath/OutputPath)
+under their role's permissions.
+
+The job program is ``tests/support/batch_probe`` (it writes its AWS_BATCH_* variables to S3 and can fail the
+first attempts); the Lambda a tiny handler zipped here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+import zipfile
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TRUST = {
+    "batch": "ecs-tasks.amazonaws.com",
+    "states": "states.amazonaws.com",
+    "lambda": "lambda.amazonaws.com",
+}
+FLAKY_HANDLER = """
+import os, json
+COUNT = {"n": 0}
+def handler(event, context):
+    COUNT["n"] += 1
+    if event.get("fail") == "always":
+        raise ValueError("no good: " + json.dumps(event))
+    return {"seen": event, "calls": COUNT["n"]}
+"""
+
+
+def _role(iam, name: str, service: str, statements: list[dict]) -> str:
+    arn = iam.create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+            }
+        ),
+    )["Role"]["Arn"]
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="least-privilege",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+    )
+    return arn
+
+
+def wait_job(batch, job_id: str, timeout: float = 120) -> tuple[dict, list[str]]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
+        if not seen or seen[-1] != job["status"]:
+            seen.append(job["status"])
+        if job["status"] in ("SUCCEEDED", "FAILED"):
+            return job, seen
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {seen} after {timeout} s")
+
+
+def wait_execution(sfn, arn: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        execution = sfn.describe_execution(executionArn=arn)
+        if execution["status"] != "RUNNING":
+            return execution
+        time.sleep(0.3)
+    raise AssertionError(f"execution {arn} still RUNNING after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def lab(aws):
+    name = f"bsr-{uuid.uuid4().hex[:6]}"
+    iam, s3, batch, lam = aws("iam"), aws("s3"), aws("batch"), aws("lambda")
+    bucket = f"{name}-bucket"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-1"})
+    account = aws("sts").get_caller_identity()["Account"]
+    job_role = _role(
+        iam,
+        f"{name}-job",
+        TRUST["batch"],
+        [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/probe/*"}],
+    )
+    service_role = _role(
+        iam,
+        f"{name}-service",
+        "batch.amazonaws.com",
+        [{"Effect": "Allow", "Action": "ec2:DescribeSubnets", "Resource": "*"}],
+    )
+    vpc = aws("ec2").create_vpc(CidrBlock="10.47.0.0/24")["Vpc"]["VpcId"]
+    subnet = aws("ec2").create_subnet(VpcId=vpc, CidrBlock="10.47.0.0/25")["Subnet"]["SubnetId"]
+    group = aws("ec2").create_security_group(GroupName=name, Description="batch probe", VpcId=vpc)["GroupId"]
+    env = batch.create_compute_environment(
+        computeEnvironmentName=name,
+        type="MANAGED",
+        serviceRole=service_role,
+        computeResources={"type": "FARGATE", "maxvCpus": 4, "subnets": [subnet], "securityGroupIds": [group]},
+    )["computeEnvironmentArn"]
+    queue = batch.create_job_queue(
+        jobQueueName=name,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}],
+    )["jobQueueArn"]
+    definition = batch.register_job_definition(
+        jobDefinitionName=name,
+        type="container",
+        platformCapabilities=["FARGATE"],
+        containerProperties={
+            "image": "kumolab.local/batch-probe:local-process",
+            "command": ["python", "-m", "batch_probe", "Ref::bucket"],
+            "jobRoleArn": job_role,
+            "environment": [{"name": "NOTE", "value": "from the definition"}],
+            "resourceRequirements": [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}],
+        },
+        parameters={"bucket": bucket},
+        retryStrategy={"attempts": 3},
+        tags={"kumolab.runtime.source": "tests/support/batch_probe"},
+    )["jobDefinitionArn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("flaky.py", FLAKY_HANDLER)
+    fn_role = _role(
+        iam, f"{name}-fn", TRUST["lambda"], [{"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"}]
+    )
+    function = None
+    for _ in range(20):
+        try:
+            function = lam.create_function(
+                FunctionName=f"{name}-fn",
+                Runtime="python3.12",
+                Role=fn_role,
+                Handler="flaky.handler",
+                Code={"ZipFile": buf.getvalue()},
+                Timeout=10,
+            )["FunctionArn"]
+            break
+        except lam.exceptions.InvalidParameterValueException:
+            time.sleep(1)  # the role is not assumable yet (IAM propagation, as on AWS)
+    assert function
+    states_role = _role(
+        iam,
+        f"{name}-states",
+        TRUST["states"],
+        [
+            {
+                "Effect": "Allow",
+                "Action": ["batch:SubmitJob", "batch:DescribeJobs", "batch:TerminateJob"],
+                "Resource": [
+                    queue,
+                    definition.rsplit(":", 1)[0] + ":*",
+                    f"arn:aws:batch:ap-northeast-1:{account}:job/*",
+                ],
+            },
+            {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": function},
+        ],
+    )
+    time.sleep(1)
+    return {
+        "name": name,
+        "bucket": bucket,
+        "queue": queue,
+        "definition": definition,
+        "function": function,
+        "states_role": states_role,
+        "account": account,
+    }
+
+
+def probe(s3, bucket: str, job_id: str, attempt: int = 1) -> dict:
+    return json.loads(s3.get_object(Bucket=bucket, Key=f"probe/{job_id}-{attempt}.json")["Body"].read())
+
+
+def test_an_array_job_runs_each_child_with_its_index(lab, aws):
+    batch, s3 = aws("batch"), aws("s3")
+    parent = batch.submit_job(
+        jobName="array",
+        jobQueue=lab["queue"],
+        jobDefinition=lab["definition"],
+        arrayProperties={"size": 3},
+        containerOverrides={"environment": [{"name": "NOTE", "value": "overridden"}]},
+    )
+    job, seen = wait_job(batch, parent["jobId"])
+    assert job["status"] == "SUCCEEDED", job
+    assert seen[-1] == "SUCCEEDED" and ("RUNNING" in seen or "PENDING" in seen), seen
+    assert job["arrayProperties"]["size"] == 3 and job["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 3
+    indexes = set()
+    for index in range(3):
+        child_id = f"{parent['jobId']}:{index}"
+        child = batch.describe_jobs(jobs=[child_id])["jobs"][0]
+        assert child["status"] == "SUCCEEDED" and child["container"]["exitCode"] == 0
+        assert child["arrayProperties"]["index"] == index and len(child["attempts"]) == 1
+        got = probe(s3, lab["bucket"], child_id)
+        assert got["AWS_BATCH_JOB_ID"] == child_id and got["AWS_BATCH_JOB_ATTEMPT"] == "1"
+        assert got["AWS_BATCH_JOB_ARRAY_SIZE"] == "3" and got["NOTE"] == "overridden"
+        assert got["AWS_BATCH_JQ_NAME"] == lab["name"] and got["AWS_BATCH_CE_NAME"] == lab["name"]
+        indexes.add(int(got["AWS_BATCH_JOB_ARRAY_INDEX"]))
+    assert indexes == {0, 1, 2}
+    listed = batch.list_jobs(arrayJobId=parent["jobId"])["jobSummaryList"]
+    assert sorted(j["jobId"] for j in listed) == [f"{parent['jobId']}:{i}" for i in range(3)]
+    stream = batch.describe_jobs(jobs=[f"{parent['jobId']}:0"])["jobs"][0]["container"]["logStreamName"]
+    events = aws("logs").get_log_events(logGroupName="/aws/batch/job", logStreamName=stream)["events"]
+    assert any(e["message"].startswith("probe ") for e in events)
+
+
+def test_a_failing_attempt_is_retried_and_each_attempt_is_recorded(lab, aws):
+    batch, s3 = aws("batch"), aws("s3")
+    job_id = batch.submit_job(
+        jobName="flaky",
+        jobQueue=lab["queue"],
+        jobDefinition=lab["definition"],
+        containerOverrides={"environment": [{"name": "SUCCEED_FROM_ATTEMPT", "value": "2"}]},
+    )["jobId"]
+    job, seen = wait_job(batch, job_id)
+    assert job["status"] == "SUCCEEDED", job
+    assert [a["container"]["exitCode"] for a in job["attempts"]] == [3, 0]
+    assert probe(s3, lab["bucket"], job_id, 2)["AWS_BATCH_JOB_ATTEMPT"] == "2"
+    failing = batch.submit_job(
+        jobName="bad",
+        jobQueue=lab["queue"],
+        jobDefinition=lab["definition"],
+        containerOverrides={
+            "environment": [{"name": "SUCCEED_FROM_ATTEMPT", "value": "9"}, {"name": "EXIT_CODE", "value": "5"}]
+        },
+    )["jobId"]
+    job, _ = wait_job(batch, failing)
+    assert job["status"] == "FAILED" and job["container"]["exitCode"] == 5
+    assert len(job["attempts"]) == 3 and job["statusReason"] == "Essential container in task exited"
+
+
+def test_a_program_outside_the_repository_is_not_run(lab, aws):
+    batch = aws("batch")
+    bad = batch.register_job_definition(
+        jobDefinitionName=f"{lab['name']}-nosource",
+        type="container",
+        containerProperties={"image": "x", "command": ["python", "-m", "batch_probe"], "vcpus": 1, "memory": 512},
+    )["jobDefinitionArn"]
+    job, _ = wait_job(batch, batch.submit_job(jobName="nosource", jobQueue=lab["queue"], jobDefinition=bad)["jobId"])
+    assert job["status"] == "FAILED" and "kumolab.runtime.source" in job["statusReason"]
