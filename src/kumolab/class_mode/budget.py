@@ -63,6 +63,8 @@ def save(path: Path, ledger: dict) -> None:
 def accrue(entry: dict, instances: list[dict], now: _dt.datetime, region: str) -> None:
     """Add what ``instances`` cost since the entry's last evaluation (or their launch) up to ``now``."""
     spent = float(entry.get("spend_usd", 0.0))
+    if entry.get("last_at") and parse_expiry(entry["last_at"]) >= now:
+        return  # already evaluated up to a later moment (a clock set ahead); the ledger never runs backwards
     for instance in instances:
         since = parse_expiry(entry.get("last_at") or instance["launched_at"])
         since = max(since, parse_expiry(instance["launched_at"]))
