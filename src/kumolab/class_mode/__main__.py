@@ -48,7 +48,9 @@ def cmd_preflight(args, aws):
     report = preflight.check(aws, students, name, args.region, quotas, policies, args.permission_check)
     report["summary"] = preflight.summary(report)
     if not report["ok"]:
-        report.update(failed=True, msg="Class preflight failed; nothing was created:\n  - " + "\n  - ".join(report["problems"]))
+        report.update(
+            failed=True, msg="Class preflight failed; nothing was created:\n  - " + "\n  - ".join(report["problems"])
+        )
     return report
 
 
@@ -75,11 +77,18 @@ def cmd_receipt(args, aws):
         ]
     after = receipts.settle(aws, args.lab, args.student, wait_s=args.wait).as_dict()
     ledger = budget.load(Path(args.ledger)) if args.ledger else {"students": {}}
-    rec = receipts.build(student, args.lab, args.region, name, deployed, teardown, after,
-                         ledger["students"].get(args.student))
+    rec = receipts.build(
+        student, args.lab, args.region, name, deployed, teardown, after, ledger["students"].get(args.student)
+    )
     json_path, html_path = receipts.write(rec, Path(args.out_dir) / args.student)
-    result = {"changed": True, "verdict": rec["verdict"], "json": str(json_path), "html": str(html_path),
-              "resources": len(rec["resources"]), "left": len(after["leftovers"])}
+    result = {
+        "changed": True,
+        "verdict": rec["verdict"],
+        "json": str(json_path),
+        "html": str(html_path),
+        "resources": len(rec["resources"]),
+        "left": len(after["leftovers"]),
+    }
     if rec["verdict"] != "pass":
         result.update(failed=True, msg=f"receipt of {args.student}: {rec['verdict']}: " + "; ".join(rec["problems"]))
     return result
@@ -91,7 +100,9 @@ def cmd_budget(args, aws):
     explorer = None
     if args.cost_explorer:
         explorer_start = (now - _dt.timedelta(days=30)).strftime("%Y-%m-%d")
-        explorer = budget.cost_explorer_by_owner(aws, explorer_start, (now + _dt.timedelta(days=1)).strftime("%Y-%m-%d"))
+        explorer = budget.cost_explorer_by_owner(
+            aws, explorer_start, (now + _dt.timedelta(days=1)).strftime("%Y-%m-%d")
+        )
     result = budget.evaluate(aws, students, name, args.region, Path(args.ledger), now, args.warn_at, explorer)
     result["changed"] = False
     return result
@@ -119,16 +130,49 @@ def main(argv: list[str] | None = None) -> int:
 
     ros = ([("--roster",), {"required": True}], [("--class-name",), {"default": ""}])
     add("roster", cmd_roster, *ros)
-    add("preflight", cmd_preflight, *ros, [("--quotas",), {"default": ""}], [("--policy-dir",), {"required": True}],
-        [("--permission-check",), {"default": "none", "choices": ["none", "simulate"]}])
-    add("count", cmd_count, [("--lab",), {"required": True}], [("--student",), {"required": True}], [("--out",), {"default": ""}])
-    add("receipt", cmd_receipt, *ros, [("--lab",), {"required": True}], [("--student",), {"required": True}],
-        [("--teardown",), {"required": True}], [("--out-dir",), {"required": True}], [("--ledger",), {"default": ""}],
-        [("--wait",), {"type": float, "default": 60}])
-    add("budget", cmd_budget, *ros, [("--ledger",), {"required": True}], [("--now",), {"default": ""}],
-        [("--warn-at",), {"type": float, "default": 0.8}], [("--cost-explorer",), {"action": "store_true"}])
-    add("page", cmd_page, *ros, [("--ledger",), {"required": True}], [("--out-dir",), {"required": True}],
-        [("--now",), {"default": ""}])
+    add(
+        "preflight",
+        cmd_preflight,
+        *ros,
+        [("--quotas",), {"default": ""}],
+        [("--policy-dir",), {"required": True}],
+        [("--permission-check",), {"default": "none", "choices": ["none", "simulate"]}],
+    )
+    add(
+        "count",
+        cmd_count,
+        [("--lab",), {"required": True}],
+        [("--student",), {"required": True}],
+        [("--out",), {"default": ""}],
+    )
+    add(
+        "receipt",
+        cmd_receipt,
+        *ros,
+        [("--lab",), {"required": True}],
+        [("--student",), {"required": True}],
+        [("--teardown",), {"required": True}],
+        [("--out-dir",), {"required": True}],
+        [("--ledger",), {"default": ""}],
+        [("--wait",), {"type": float, "default": 60}],
+    )
+    add(
+        "budget",
+        cmd_budget,
+        *ros,
+        [("--ledger",), {"required": True}],
+        [("--now",), {"default": ""}],
+        [("--warn-at",), {"type": float, "default": 0.8}],
+        [("--cost-explorer",), {"action": "store_true"}],
+    )
+    add(
+        "page",
+        cmd_page,
+        *ros,
+        [("--ledger",), {"required": True}],
+        [("--out-dir",), {"required": True}],
+        [("--now",), {"default": ""}],
+    )
     args = parser.parse_args(argv)
     try:
         result = args.fn(args, _factory(args))

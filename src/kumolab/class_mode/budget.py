@@ -81,8 +81,13 @@ def decide(student: Student, entry: dict, instances: list[dict], now: _dt.dateti
     """What to do for one student now (each notice once)."""
     sent = entry.setdefault("notices", {})
     spend, budget = entry.get("spend_usd", 0.0), student.budget_usd
-    actions: dict = {"student": student.student_id, "email": student.email, "spend_usd": round(spend, 4),
-                     "budget_usd": budget, "source": entry.get("source", pricing.SOURCE)}
+    actions: dict = {
+        "student": student.student_id,
+        "email": student.email,
+        "spend_usd": round(spend, 4),
+        "budget_usd": budget,
+        "source": entry.get("source", pricing.SOURCE),
+    }
     if now > parse_expiry(student.expiry) and (instances or "expired" not in sent):
         actions["expire"] = True
         sent.setdefault("expired", iso(now))
@@ -97,8 +102,16 @@ def decide(student: Student, entry: dict, instances: list[dict], now: _dt.dateti
     return actions
 
 
-def evaluate(aws, students: list[Student], class_name: str, region: str, ledger_path: Path, now: _dt.datetime,
-             warn_at: float = 0.8, cost_explorer=None) -> dict:
+def evaluate(
+    aws,
+    students: list[Student],
+    class_name: str,
+    region: str,
+    ledger_path: Path,
+    now: _dt.datetime,
+    warn_at: float = 0.8,
+    cost_explorer=None,
+) -> dict:
     """Accrue every student's spend up to ``now``, record it and return the actions (``warn``, ``stop``, ``expire``)."""
     ledger = load(ledger_path)
     by_owner = class_instances(aws, class_name)
@@ -111,8 +124,13 @@ def evaluate(aws, students: list[Student], class_name: str, region: str, ledger_
             billed = cost_explorer(student.student_id)
             if billed is not None and billed > entry["spend_usd"]:
                 entry["spend_usd"], entry["source"] = round(billed, 6), "Cost Explorer (tag Owner)"
-        entry["status"] = ("running" if any(i["state"] in ("pending", "running") for i in instances)
-                           else "stopped" if instances else entry.get("status", "not deployed"))
+        entry["status"] = (
+            "running"
+            if any(i["state"] in ("pending", "running") for i in instances)
+            else "stopped"
+            if instances
+            else entry.get("status", "not deployed")
+        )
         decision = decide(student, entry, instances, now, warn_at)
         decisions.append(decision)
     ledger["evaluated_at"] = iso(now)

@@ -30,7 +30,8 @@ def spend_chart(ledger: dict, students: list[Student], path: Path) -> float:
             continue
         times = [parse_expiry(t) for t, _ in series]
         values = [v for _, v in series]
-        ax.step(times, values, where="post", marker="o", label=f"{student.student_id} (budget {student.budget_usd:g})")
+        # Spend accrues at a constant rate between evaluations: straight lines, not steps.
+        ax.plot(times, values, marker="o", label=f"{student.student_id} (budget {student.budget_usd:g})")
         if max(values) > peak:
             peak, peak_who = max(values), student.student_id
     ax.set_ylim(bottom=0, top=max(peak * 1.15, 0.01))
@@ -47,8 +48,14 @@ def spend_chart(ledger: dict, students: list[Student], path: Path) -> float:
     return peak
 
 
-def write(out_dir: Path, class_name: str, students: list[Student], ledger: dict, instances: dict[str, list[dict]],
-          now: _dt.datetime | None = None) -> Path:
+def write(
+    out_dir: Path,
+    class_name: str,
+    students: list[Student],
+    ledger: dict,
+    instances: dict[str, list[dict]],
+    now: _dt.datetime | None = None,
+) -> Path:
     now = now or _dt.datetime.now(_dt.UTC)
     e = html.escape
     peak = spend_chart(ledger, students, out_dir / "spend.png")
@@ -66,15 +73,26 @@ def write(out_dir: Path, class_name: str, students: list[Student], ledger: dict,
         else:
             status = "not deployed"
         notices = entry.get("notices", {})
-        reason = ("budget spent" if "stopped" in notices and status == "stopped" else
-                  "expired" if "expired" in notices and status == "torn down" else "")
+        reason = (
+            "budget spent"
+            if "stopped" in notices and status == "stopped"
+            else "expired"
+            if "expired" in notices and status == "torn down"
+            else ""
+        )
         deployed_file = out_dir / sid / "resources.json"
-        resources = (len(rec["resources"]) if rec else
-                     len(json.loads(deployed_file.read_text())["leftovers"]) if deployed_file.exists() else 0)
-        receipt_cell = (f'<a href="{e(sid)}/receipt.html">{e(rec["verdict"])}</a>' if rec else "—")
+        resources = (
+            len(rec["resources"])
+            if rec
+            else len(json.loads(deployed_file.read_text())["leftovers"])
+            if deployed_file.exists()
+            else 0
+        )
+        receipt_cell = f'<a href="{e(sid)}/receipt.html">{e(rec["verdict"])}</a>' if rec else "—"
         expired = parse_expiry(student.expiry) < now
         rows.append(
-            f'<tr id="student-{e(sid)}" class="{e(status.replace(" ", "-"))}"><td>{e(sid)}</td><td>{e(student.display_name)}</td>'
+            f'<tr id="student-{e(sid)}" class="{e(status.replace(" ", "-"))}">'
+            f"<td>{e(sid)}</td><td>{e(student.display_name)}</td>"
             f"<td>{e(status)}{(' (' + e(reason) + ')') if reason else ''}</td><td>{e(', '.join(student.labs))}</td>"
             f"<td>{resources}</td><td>{entry.get('spend_usd', 0.0):.4f} / {student.budget_usd:g}</td>"
             f"<td>{e(entry.get('source', '—'))}</td>"
@@ -87,11 +105,11 @@ def write(out_dir: Path, class_name: str, students: list[Student], ledger: dict,
 td,th{{border:1px solid #999;padding:.3em .6em}}tr.running td:nth-child(3){{color:#060}}
 tr.stopped td:nth-child(3){{color:#a60}}tr.torn-down td:nth-child(3){{color:#666}}</style></head>
 <body><h1>Class {e(class_name)}: {len(students)} students</h1>
-<p>Updated {e(iso(now))}; spend last evaluated {e(ledger.get('evaluated_at', 'never'))}. Peak estimated spend
+<p>Updated {e(iso(now))}; spend last evaluated {e(ledger.get("evaluated_at", "never"))}. Peak estimated spend
 {peak:.4f} USD.</p>
-<table><thead><tr><th>student</th><th>name</th><th>status</th><th>labs</th><th>resources</th><th>spend / budget (USD)</th>
-<th>source</th><th>expiry</th><th>receipt</th><th>access</th></tr></thead><tbody>
-{''.join(rows)}
+<table><thead><tr><th>student</th><th>name</th><th>status</th><th>labs</th><th>resources</th>
+<th>spend / budget (USD)</th><th>source</th><th>expiry</th><th>receipt</th><th>access</th></tr></thead><tbody>
+{"".join(rows)}
 </tbody></table>
 <h2>Estimated spend over time</h2>
 <img src="spend.png" alt="estimated spend per student over time, peak {peak:.4f} USD" width="900">

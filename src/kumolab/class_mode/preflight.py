@@ -41,7 +41,11 @@ ACTIVE_STATES = ["pending", "running", "stopping", "stopped"]
 def service_quota(aws, code: str) -> float:
     client = aws("service-quotas")
     try:
-        return float(client.get_service_quota(ServiceCode="ec2" if code != VPC_QUOTA else "vpc", QuotaCode=code)["Quota"]["Value"])
+        return float(
+            client.get_service_quota(ServiceCode="ec2" if code != VPC_QUOTA else "vpc", QuotaCode=code)["Quota"][
+                "Value"
+            ]
+        )
     except client.exceptions.NoSuchResourceException:
         return float(
             client.get_aws_default_service_quota(ServiceCode="ec2" if code != VPC_QUOTA else "vpc", QuotaCode=code)[
@@ -71,8 +75,10 @@ def running_vcpus(aws, exclude_class: str) -> dict[str, int]:
 
 
 def offered_zones(aws, instance_type: str) -> list[str]:
-    pages = aws("ec2").get_paginator("describe_instance_type_offerings").paginate(
-        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [instance_type]}]
+    pages = (
+        aws("ec2")
+        .get_paginator("describe_instance_type_offerings")
+        .paginate(LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [instance_type]}])
     )
     return sorted({o["Location"] for page in pages for o in page["InstanceTypeOfferings"]})
 
@@ -136,8 +142,15 @@ def check(
     for code, needed in needed_by_quota.items():
         limit, source = quota(code)
         used = sum(v for kind, v in in_use.items() if code == "L-1216C47A" and kind[:1] not in "gpv")
-        row = {"quota": code, "name": QUOTA_NAMES.get(code, code), "limit": limit, "source": source,
-               "in_use": used, "class_needs": needed, "ok": used + needed <= limit}
+        row = {
+            "quota": code,
+            "name": QUOTA_NAMES.get(code, code),
+            "limit": limit,
+            "source": source,
+            "in_use": used,
+            "class_needs": needed,
+            "ok": used + needed <= limit,
+        }
         vcpu_rows.append(row)
         if not row["ok"]:
             problems.append(
@@ -149,13 +162,17 @@ def check(
     # VPCs: one class network
     ec2 = aws("ec2")
     vpcs = ec2.describe_vpcs()["Vpcs"]
-    has_network = any(
-        {t["Key"]: t["Value"] for t in v.get("Tags", [])}.get("Class") == class_name for v in vpcs
-    )
+    has_network = any({t["Key"]: t["Value"] for t in v.get("Tags", [])}.get("Class") == class_name for v in vpcs)
     limit, source = quota(VPC_QUOTA)
     needed = 0 if has_network else 1
-    report["vpcs"] = {"quota": VPC_QUOTA, "limit": limit, "source": source, "in_region": len(vpcs),
-                      "class_needs": needed, "ok": len(vpcs) + needed <= limit}
+    report["vpcs"] = {
+        "quota": VPC_QUOTA,
+        "limit": limit,
+        "source": source,
+        "in_region": len(vpcs),
+        "class_needs": needed,
+        "ok": len(vpcs) + needed <= limit,
+    }
     if not report["vpcs"]["ok"]:
         problems.append(
             f"VPCs: {region} has {len(vpcs)} of its {limit:g} (quota {VPC_QUOTA}, the default VPC included) and the "
@@ -165,8 +182,14 @@ def check(
     # Key pairs: one per student copy with a key
     pairs = len(ec2.describe_key_pairs()["KeyPairs"])
     limit, source = quota(KEY_PAIR_QUOTA)
-    report["key_pairs"] = {"quota": KEY_PAIR_QUOTA, "limit": limit, "source": source, "in_region": pairs,
-                           "class_needs": sum(copies.values()), "ok": pairs + sum(copies.values()) <= limit}
+    report["key_pairs"] = {
+        "quota": KEY_PAIR_QUOTA,
+        "limit": limit,
+        "source": source,
+        "in_region": pairs,
+        "class_needs": sum(copies.values()),
+        "ok": pairs + sum(copies.values()) <= limit,
+    }
     if not report["key_pairs"]["ok"]:
         problems.append(f"key pairs: {pairs} exist and the class needs {sum(copies.values())}, above {limit:g}")
 
@@ -177,9 +200,13 @@ def check(
         zones = offered_zones(aws, kind)
         offerings[kind] = zones
         if not zones:
-            problems.append(f"{kind} (lab {lab}) is not offered in any availability zone of {region}; pick another region")
+            problems.append(
+                f"{kind} (lab {lab}) is not offered in any availability zone of {region}; pick another region"
+            )
     report["offerings"] = offerings
-    report["network_zone"] = next(iter(sorted(set.intersection(*(set(z) for z in offerings.values())))), "") if offerings else ""
+    report["network_zone"] = (
+        next(iter(sorted(set.intersection(*(set(z) for z in offerings.values())))), "") if offerings else ""
+    )
 
     # Cost
     per_lab = {lab: pricing.hourly(lab, region, price_file=price_file) for lab in copies}
@@ -189,16 +216,18 @@ def check(
         "per_lab_hourly_usd": per_lab,
         "class_hourly_usd": round(hourly, 4),
         "class_daily_usd": round(hourly * 24, 2),
-        "budget_hours": {
-            s.student_id: round(s.budget_usd / sum(per_lab[lab] for lab in s.labs), 1) for s in students
-        },
+        "budget_hours": {s.student_id: round(s.budget_usd / sum(per_lab[lab] for lab in s.labs), 1) for s in students},
         "prices_as_of": str(pricing.prices(price_file).get("as_of")),
     }
 
     # Permissions
     actions = sorted({a for lab in copies for a in policy_actions(operator_policies[lab])} | set(CLASS_ACTIONS))
-    report["permissions"] = {"actions": len(actions), "policies": sorted(str(p) for p in operator_policies.values()),
-                             "extra": CLASS_ACTIONS, "checked": permission_check}
+    report["permissions"] = {
+        "actions": len(actions),
+        "policies": sorted(str(p) for p in operator_policies.values()),
+        "extra": CLASS_ACTIONS,
+        "checked": permission_check,
+    }
     if permission_check == "simulate":
         denied = simulate(aws, actions)
         report["permissions"]["denied"] = denied
@@ -208,7 +237,9 @@ def check(
                 "attach the policies above (docs/aws-permissions.md) and run again"
             )
     else:
-        report["permissions"]["note"] = "not simulated on this target (no IAM policy simulator); the policies are linted offline"
+        report["permissions"]["note"] = (
+            "not simulated on this target (no IAM policy simulator); the policies are linted offline"
+        )
 
     report["problems"] = problems
     report["ok"] = not problems
@@ -219,8 +250,11 @@ def summary(report: dict) -> list[str]:
     cost = report["cost"]
     lines = [
         f"Class {report['class']}: {report['students']} student(s), labs {report['labs']} in {report['region']}.",
-        *(f"vCPUs ({r['quota']}, {r['source']}): {r['in_use']} running + {r['class_needs']} for the class "
-          f"of {r['limit']:g}" for r in report["vcpus"]),
+        *(
+            f"vCPUs ({r['quota']}, {r['source']}): {r['in_use']} running + {r['class_needs']} for the class "
+            f"of {r['limit']:g}"
+            for r in report["vcpus"]
+        ),
         f"VPCs ({report['vpcs']['source']}): {report['vpcs']['in_region']} + {report['vpcs']['class_needs']} of "
         f"{report['vpcs']['limit']:g} (one class network, shared)",
         f"Offered in: {', '.join(f'{k}: {len(v)} zone(s)' for k, v in report['offerings'].items())}",

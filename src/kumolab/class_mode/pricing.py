@@ -34,7 +34,9 @@ SHAPES = {"ec2": LabShape("t3.micro", 2, 8, 1, "L-1216C47A")}
 
 @functools.cache
 def _estimator():
-    spec = importlib.util.spec_from_file_location("kumolab_cost_estimate", REPO_ROOT / "library" / "kumolab_cost_estimate.py")
+    spec = importlib.util.spec_from_file_location(
+        "kumolab_cost_estimate", REPO_ROOT / "library" / "kumolab_cost_estimate.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

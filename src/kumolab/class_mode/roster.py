@@ -148,9 +148,7 @@ def read(path: str | Path, known_labs: dict | None = None) -> list[Student]:
             expiry = ""
             bad("expiry", f"{cell['expiry']!r} is not an ISO-8601 date or time, e.g. 2027-01-31 or 2027-01-31T18:00Z")
         if len(problems) == here:
-            students.append(
-                Student(sid, cell["display_name"], cell["email"], tuple(lab_names), budget, expiry, number)
-            )
+            students.append(Student(sid, cell["display_name"], cell["email"], tuple(lab_names), budget, expiry, number))
     if not problems and not students:
         problems.append(f"row {header_row + 1}: the roster has a header but no students")
     if problems:
