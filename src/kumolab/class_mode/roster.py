@@ -25,8 +25,8 @@ from pathlib import Path
 from kumolab import labs as lab_registry
 
 COLUMNS = ("student_id", "display_name", "email", "labs", "budget_usd", "expiry")
-#: Labs a class can deploy today: each needs its per-student roles on the class network (playbooks/class.yml).
-CLASS_LABS = ("ec2",)
+#: Labs a class can deploy: ``class_mode: true`` in the lab registry (their per-student roles run on the class network).
+CLASS_LABS = tuple(name for name, spec in lab_registry.labs().items() if spec.class_mode)
 STUDENT_ID = re.compile(r"^[a-z0-9]{1,24}$")
 EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
 CLASS_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
