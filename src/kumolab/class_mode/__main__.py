@@ -55,11 +55,18 @@ def cmd_preflight(args, aws):
 
 
 def cmd_count(args, aws):
-    result = receipts.count(aws, args.lab, args.student).as_dict()
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    return {"changed": False, "resources": len(result["leftovers"]), **result}
+    """One student's count (``--out``: a file), or each one's in ``--out-dir``/<student>/resources.json."""
+    counted = {}
+    for student in args.student:
+        result = receipts.count(aws, args.lab, student).as_dict()
+        out = Path(args.out) if args.out else Path(args.out_dir) / student / "resources.json" if args.out_dir else None
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n")
+        counted[student] = result
+    if len(args.student) == 1:
+        return {"changed": False, "resources": len(counted[args.student[0]]["leftovers"]), **counted[args.student[0]]}
+    return {"changed": False, "resources": {s: len(r["leftovers"]) for s, r in counted.items()}}
 
 
 def cmd_receipt(args, aws):
@@ -142,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         "count",
         cmd_count,
         [("--lab",), {"required": True}],
-        [("--student",), {"required": True}],
+        [("--student",), {"required": True, "nargs": "+"}],
         [("--out",), {"default": ""}],
+        [("--out-dir",), {"default": ""}],
     )
     add(
         "receipt",
