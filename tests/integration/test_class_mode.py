@@ -202,6 +202,32 @@ def test_every_student_is_reached_through_the_dynamic_inventory(deployed):
         assert f"kumolab-ec2-{student} | SUCCESS" in proc.stdout
 
 
+def test_check_mode_reports_no_changes(deployed, run_playbook, roster):
+    run = run_playbook("class.yml", "-e", f"roster={roster}", "-f", "5", "--check")
+    assert run.rc == 0, run.output[-3000:]
+    assert run.changed == 0, run.changed_tasks()
+
+
+def test_a_budget_look_ahead_in_check_mode_acts_on_nothing(deployed, run_playbook, roster, aws, lab_env):
+    ledger = Path(lab_env["KUMOLAB_STATE_DIR"]) / "class" / CLASS / "ledger.json"
+    before = ledger.read_text()
+    hook = Webhook()
+    run = run_playbook(
+        "class_budget.yml",
+        "-e",
+        f"roster={roster}",
+        "-e",
+        f"class_now={stamp(LATER)}",
+        "--check",
+        env={"KUMOLAB_WEBHOOK_URL": hook.url},
+    )
+    hook.server.shutdown()
+    assert run.rc == 0, run.output[-3000:]
+    assert hook.received == []
+    assert {i["State"]["Name"] for i in instances(aws)} == {"running"} and len(instances(aws)) == 5
+    assert ledger.read_text() == before, "a look ahead must not record spend"
+
+
 @pytest.fixture(scope="module")
 def budget_run(deployed, run_playbook, roster):
     hook = Webhook()

@@ -110,7 +110,9 @@ def cmd_budget(args, aws):
         explorer = budget.cost_explorer_by_owner(
             aws, explorer_start, (now + _dt.timedelta(days=1)).strftime("%Y-%m-%d")
         )
-    result = budget.evaluate(aws, students, name, args.region, Path(args.ledger), now, args.warn_at, explorer)
+    result = budget.evaluate(
+        aws, students, name, args.region, Path(args.ledger), now, args.warn_at, explorer, not args.dry_run
+    )
     result["changed"] = False
     return result
 
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         [("--now",), {"default": ""}],
         [("--warn-at",), {"type": float, "default": 0.8}],
         [("--cost-explorer",), {"action": "store_true"}],
+        [("--dry-run",), {"action": "store_true", "help": "decide without recording (check mode)"}],
     )
     add(
         "page",

@@ -111,6 +111,7 @@ def evaluate(
     now: _dt.datetime,
     warn_at: float = 0.8,
     cost_explorer=None,
+    save_ledger: bool = True,
 ) -> dict:
     """Accrue every student's spend up to ``now``, record it and return the actions (``warn``, ``stop``, ``expire``)."""
     ledger = load(ledger_path)
@@ -134,7 +135,8 @@ def evaluate(
         decision = decide(student, entry, instances, now, warn_at)
         decisions.append(decision)
     ledger["evaluated_at"] = iso(now)
-    save(ledger_path, ledger)
+    if save_ledger:  # a look ahead (check mode) leaves the ledger as it was
+        save(ledger_path, ledger)
     return {
         "evaluated_at": iso(now),
         "warn": [d for d in decisions if d.get("warn")],
