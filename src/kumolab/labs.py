@@ -30,6 +30,7 @@ class Lab:
     local_services: tuple[str, ...] = ()
     ports: dict = field(default_factory=dict, compare=False, hash=False)
     guard: bool = False
+    class_mode: bool = False
 
     @property
     def prefix(self) -> str:
@@ -52,6 +53,7 @@ def labs() -> dict[str, Lab]:
             local_services=tuple(spec.get("local_services", ())),
             ports=dict(spec.get("ports", {})),
             guard=bool(spec.get("guard", False)),
+            class_mode=bool(spec.get("class_mode", False)),
         )
         for name, spec in raw.items()
     }

@@ -72,6 +72,11 @@ SETTINGS: dict[str, tuple[object, str]] = {
         "UpdateFunctionConfiguration) and ECS (RunTask) cannot assume the role (AWS: a few "
         "seconds, up to ~10)",
     ),
+    "vpcs_per_region": (
+        5.0,
+        "VPCs an account may have in one region, the default VPC included (AWS's default quota; Service Quotas "
+        "L-F678F1CE)",
+    ),
     "local_image_architecture": (
         machine_architecture(),
         "CPU architecture of kumolab.local/* images (the local target runs them as processes of this machine)",
@@ -275,6 +280,33 @@ def install_sqs_deleted_queue_name() -> None:
     delete_queue._kumolab_fidelity = True  # type: ignore[attr-defined]
     SQSBackend.delete_queue, SQSBackend.create_queue = delete_queue, create_queue
     SQSBackend.list_queues, SQSBackend.get_queue_url = list_queues, get_queue_url
+
+
+# -- EC2: the VPCs-per-region quota ---------------------------------------------------------------------
+
+
+def install_vpc_quota() -> None:
+    """CreateVpc fails with VpcLimitExceeded once the region holds ``vpcs_per_region`` VPCs (default VPC included),
+    as an account with AWS's default quota does."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.vpcs import VPCBackend
+
+    if getattr(VPCBackend.create_vpc, "_kumolab_fidelity", False):
+        return
+    original_create_vpc = VPCBackend.create_vpc
+
+    def create_vpc(backend, cidr_block, *args, **kwargs):
+        limit = int(float(setting("vpcs_per_region")))
+        if not kwargs.get("is_default") and len(backend.vpcs) >= limit:
+            raise EC2ClientError(
+                "VpcLimitExceeded",
+                f"The maximum number of VPCs has been reached. (this region has {len(backend.vpcs)} of the account's "
+                f"{limit}; delete one, or ask Service Quotas for more: VPCs per Region, L-F678F1CE)",
+            )
+        return original_create_vpc(backend, cidr_block, *args, **kwargs)
+
+    create_vpc._kumolab_fidelity = True  # type: ignore[attr-defined]
+    VPCBackend.create_vpc = create_vpc
 
 
 # -- Resource Groups Tagging API: deleted resources still listed ---------------------------------------
@@ -586,6 +618,16 @@ RULES: list[FidelityRule] = [
         "tests/unit/test_fidelity.py::test_ecs_image_platform",
         "B4",
         install_ecs_image_platform,
+    ),
+    FidelityRule(
+        "vpc-quota",
+        "https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html (VPCs per Region: 5, default VPC "
+        "included); https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html (VpcLimitExceeded)",
+        "CreateVpc fails with VpcLimitExceeded when the region already has vpcs_per_region VPCs (the default VPC "
+        "counts); class mode therefore shares one class network",
+        "tests/unit/test_fidelity_quotas.py::test_the_vpc_past_the_regions_quota_is_refused",
+        "issue 17 (30 students with a VPC each pass on moto and fail on AWS)",
+        install_vpc_quota,
     ),
     FidelityRule(
         "apigateway-import-validation",
