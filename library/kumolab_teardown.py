@@ -18,8 +18,11 @@ module: kumolab_teardown
 short_description: Delete a kumolab lab's resources by tag and verify that nothing is left
 description:
   - Finds every resource whose tags include all of O(tags), across the services kumolab uses.
+  - With C(Owner) in O(tags), a resource of another owner is never selected, and one with no C(Owner) tag at all
+    is (nothing attributes it to anyone else). Two owners' copies of a lab in one account are torn down apart.
   - Idle-stop alarms (C(<lab prefix>-idle-stop-<instance id>), which amazon.aws cannot tag) are found by
-    name when O(tags) holds only C(Project) and C(Lab), also when their instance is already gone, unless their
+    name when O(tags) holds only C(Project), C(Lab) and perhaps C(Owner) (then only when an instance the alarm
+    watches carries that owner), also when their instance is already gone, unless their
     own tags name another project or lab; so are untagged ECS clusters, task definitions and (empty) ECR
     repositories named exactly C(<lab prefix>) (left by a deploy interrupted before it tagged them), never a
     look-alike such as C(<lab prefix>-prod). A repository claimed by name is deleted only when empty (no
@@ -31,7 +34,8 @@ description:
   - With O(verify=true), lists again afterwards across B(every) kind, whatever O(kinds) says, and through the
     Resource Groups Tagging API, and fails listing anything that remains. A lab whose O(kinds) miss a kind it
     creates therefore fails loudly, naming the kind, instead of leaving it behind.
-  - With O(state=list), or in check mode, only reports what would be deleted.
+  - With O(state=list), or in check mode, only reports what would be deleted, and (with C(Owner) in O(tags))
+    which resources of the same other tags belong to other owners (RV(other_owners)).
 options:
   tags:
     description:
@@ -115,6 +119,15 @@ deleted:
   returned: when state=absent
   type: list
   elements: dict
+other_owners:
+  description:
+    - With C(Owner) in O(tags) and O(state=list): the resources the other tags select that carry another owner
+      (kind, id, name, lab, owner). A teardown uses it to keep what a lab still shares on this machine (local
+      services, key files) while someone else's copy of it runs.
+  returned: when state=list and O(tags) has Owner
+  type: list
+  elements: dict
+  sample: [{"kind": "ec2_instance", "id": "i-0123456789abcdef0", "name": "kumolab-ec2", "lab": "ec2", "owner": "bob"}]
 remaining:
   description:
     - What is still there after deleting, of any kind (empty on success; the module fails otherwise). An entry
@@ -191,6 +204,17 @@ def main():
         fail(module, exc, f"list resources tagged {wanted}")
     result = dict(resources=[r.as_dict() for r in found])
 
+    if module.params["state"] == "list" and catalogue.OWNER_TAG in wanted:
+        everyone = {key: value for key, value in wanted.items() if key != catalogue.OWNER_TAG}
+        try:
+            listed = catalogue.find(aws, everyone, kinds, exclude_labs=exclude_labs, prefixes=prefixes)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            fail(module, exc, f"list resources tagged {everyone}")
+        result["other_owners"] = [
+            dict(r.as_dict(), lab=r.lab, owner=r.tags[catalogue.OWNER_TAG])
+            for r in listed
+            if r.tags.get(catalogue.OWNER_TAG, wanted[catalogue.OWNER_TAG]) != wanted[catalogue.OWNER_TAG]
+        ]
     if module.params["state"] == "list" or module.check_mode:
         module.exit_json(changed=bool(found) and module.params["state"] == "absent", **result)
 

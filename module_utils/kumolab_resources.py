@@ -11,8 +11,10 @@ the VPC, services before their cluster, ...).
 API:
 
 - ``find(aws, wanted, kinds=KINDS, exclude_labs=(), errors=None, prefixes=None) -> list[Resource]``: everything
-  carrying all of ``wanted`` (each ``Resource`` keeps its ``tags``). Idle-stop alarms, which amazon.aws cannot
-  tag, are found by name (``<lab prefix>-idle-stop-<instance id>``) even when their instance is gone.
+  carrying all of ``wanted`` (each ``Resource`` keeps its ``tags``); with ``Owner`` in ``wanted`` nothing of
+  another owner, though a resource with no Owner tag counts as anyone's (teardown is per owner). Idle-stop
+  alarms, which amazon.aws cannot tag, are found by name (``<lab prefix>-idle-stop-<instance id>``) even when
+  their instance is gone.
   ``prefixes`` maps each lab to its resource-name prefix (``{"my_lab": "kumolab-my-lab"}``): the callers pass
   it in from the lab registry (``inventories/shared/labs.yml``), which this file never reads; a lab that is
   not in it has the prefix ``<project>-<lab>``.
@@ -108,6 +110,7 @@ ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOpe
 
 PROJECT_TAG = "Project"
 LAB_TAG = "Lab"
+OWNER_TAG = "Owner"
 EXPIRES_TAG = "ExpiresAt"
 
 # Retry policy of ``call``: attempts = RETRIES + 1, full-jitter delays capped at MAX_DELAY seconds.
@@ -167,7 +170,16 @@ class Resource:
 
 
 def _tags_match(tags: dict, wanted: dict) -> bool:
-    return all(tags.get(key) == value for key, value in wanted.items())
+    """Every wanted tag is there with its value; a resource with no Owner tag at all agrees with any owner."""
+    return all(tags.get(key) == value for key, value in wanted.items() if key != OWNER_TAG) and _owner_agrees(
+        tags, wanted
+    )
+
+
+def _owner_agrees(tags: dict, wanted: dict) -> bool:
+    """Not another owner's: ``wanted`` names no owner, or the resource carries that one or none (nothing to
+    attribute it by; as before owners were tagged, the lab's teardown takes it)."""
+    return OWNER_TAG not in wanted or tags.get(OWNER_TAG, wanted[OWNER_TAG]) == wanted[OWNER_TAG]
 
 
 def _from_list(items: Iterable[dict] | None) -> dict:
@@ -374,8 +386,9 @@ def _untagged_by_name(name: str, tags: dict, wanted: dict, prefixes: dict | None
     only when its own tags name no other project or lab (review M2). ECS clusters, task definitions and ECR
     repositories are created untagged and tagged by the next task (their community.aws modules take no tags),
     so a deploy killed in between leaves one that only its name ties to the lab. Like idle-stop alarms, only
-    when ``wanted`` is Project and Lab."""
-    if _tags_match(tags, wanted) or set(wanted) != {PROJECT_TAG, LAB_TAG}:
+    when ``wanted`` is Project and Lab, and perhaps Owner (the name is the lab's, whoever deployed it; one that
+    carries another owner's tag is never claimed)."""
+    if _tags_match(tags, wanted) or set(wanted) - {OWNER_TAG} != {PROJECT_TAG, LAB_TAG}:
         return None
     if any(tags.get(key, value) != value for key, value in wanted.items()):
         return None
@@ -472,24 +485,30 @@ def idle_stop_lab(alarm_name: str, project: str, prefixes: dict | None = None) -
     return (head[len(start) :] or None) if head.startswith(start) else None
 
 
-def _instances_alive(ec2, instance_ids: list) -> bool:
+def _watched_instances(ec2, instance_ids: list) -> list[dict]:
     try:
         reservations = call(ec2.describe_instances, InstanceIds=instance_ids)["Reservations"]
     except Exception as exc:
         if error_code(exc) in GONE_CODES:
-            return False
+            return []
         raise
-    return any(i["State"]["Name"] not in ("terminated", "shutting-down") for r in reservations for i in r["Instances"])
+    return [i for r in reservations for i in r["Instances"]]
+
+
+def _instances_alive(ec2, instance_ids: list) -> bool:
+    gone = ("terminated", "shutting-down")
+    return any(i["State"]["Name"] not in gone for i in _watched_instances(ec2, instance_ids))
 
 
 def list_alarms(aws, wanted, prefixes=None):
     """Alarms tagged ``wanted``, and idle-stop alarms recognised by name (amazon.aws.cloudwatch_metric_alarm
     cannot tag them). A name carries only project and lab, so name matching applies only when ``wanted`` is
     ``Project`` (and ``Lab``); such an alarm gets those as its tags, and ``extra`` says which instances it
-    watches and whether any of them still exists (``instances_alive``)."""
+    watches and whether any of them still exists (``instances_alive``). With ``Owner`` in ``wanted``, a name-matched
+    alarm is claimed only when an instance it watches (still listed, terminated or not) carries that owner."""
     cloudwatch = aws("cloudwatch")
     project = wanted.get(PROJECT_TAG)
-    by_name = project is not None and set(wanted) <= {PROJECT_TAG, LAB_TAG}
+    by_name = project is not None and set(wanted) <= {PROJECT_TAG, LAB_TAG, OWNER_TAG}
     for alarm in _paginate(cloudwatch, "describe_alarms", "MetricAlarms"):
         name = alarm["AlarmName"]
         read = _read(cloudwatch.list_tags_for_resource, ResourceARN=alarm["AlarmArn"])
@@ -501,8 +520,16 @@ def list_alarms(aws, wanted, prefixes=None):
         # An alarm whose own tags name another project or lab is not claimed by its name (review M2).
         own_tags_agree = tags.get(PROJECT_TAG, project) == project and tags.get(LAB_TAG, lab) == lab
         if lab is not None and instance_ids and wanted.get(LAB_TAG, lab) == lab and own_tags_agree:
+            owner = None
+            if OWNER_TAG in wanted:
+                watched = _watched_instances(aws("ec2"), instance_ids)
+                owners = {_from_list(i.get("Tags")).get(OWNER_TAG) for i in watched}
+                if wanted[OWNER_TAG] not in owners or tags.get(OWNER_TAG, wanted[OWNER_TAG]) != wanted[OWNER_TAG]:
+                    continue
+                owner = {OWNER_TAG: wanted[OWNER_TAG]}
             extra = {"idle_stop_instances": instance_ids, "instances_alive": _instances_alive(aws("ec2"), instance_ids)}
-            yield Resource("cloudwatch_alarm", name, name, extra, tags={PROJECT_TAG: project, LAB_TAG: lab, **tags})
+            claimed = {PROJECT_TAG: project, LAB_TAG: lab, **(owner or {}), **tags}
+            yield Resource("cloudwatch_alarm", name, name, extra, tags=claimed)
         elif _tags_match(tags, wanted):
             yield Resource("cloudwatch_alarm", name, name, tags=tags)
 
@@ -806,21 +833,24 @@ def find(
     """Everything carrying all of ``wanted``, in ``KINDS`` order, leaving out resources whose ``Lab`` tag is
     in ``exclude_labs``. A lister that fails raises, unless ``errors`` is a list: then ``(kind name,
     exception)`` is appended to it and the other kinds are still listed. ``prefixes`` ({lab: name prefix})
-    is how untagged resources and idle-stop alarms are claimed for a lab by name (``lab_prefix``)."""
+    is how untagged resources and idle-stop alarms are claimed for a lab by name (``lab_prefix``). With ``Owner``
+    in ``wanted``, another owner's resources are left out; one with no Owner tag is included (``_owner_agrees``):
+    the listers ask the services for the other tags, and those that claim by name decide the owner themselves."""
     exclude_labs = list(exclude_labs)
     found: list[Resource] = []
+    others = {key: value for key, value in wanted.items() if key != OWNER_TAG}
     for kind in kinds:
         try:
             if kind.by_name:
                 listed = call(lambda: list(kind.lister(aws, wanted, prefixes)))  # noqa: B023
             else:
-                listed = call(lambda: list(kind.lister(aws, wanted)))  # noqa: B023
+                listed = call(lambda: list(kind.lister(aws, others)))  # noqa: B023
         except Exception as exc:
             if errors is None:
                 raise
             errors.append((kind.name, exc))
             continue
-        found.extend(r for r in listed if not _excluded(r.tags, exclude_labs))
+        found.extend(r for r in listed if not _excluded(r.tags, exclude_labs) and _owner_agrees(r.tags, wanted))
     return found
 
 
@@ -927,14 +957,14 @@ def untracked(aws: ClientFactory, wanted: dict, exclude_labs: Iterable[str] = ()
 def untracked_with_tags(aws: ClientFactory, wanted: dict, exclude_labs: Iterable[str] = ()) -> list[tuple[str, dict]]:
     """``untracked``, with each ARN's tags."""
     exclude_labs = list(exclude_labs)
-    filters = [{"Key": k, "Values": [v]} for k, v in wanted.items()]
+    filters = [{"Key": k, "Values": [v]} for k, v in wanted.items() if k != OWNER_TAG]
     leftovers = []
     for mapping in _paginate(
         aws("resourcegroupstaggingapi"), "get_resources", "ResourceTagMappingList", TagFilters=filters
     ):
         kind = arn_type(mapping["ResourceARN"])
         tags = _from_list(mapping.get("Tags"))
-        if _excluded(tags, exclude_labs):
+        if _excluded(tags, exclude_labs) or not _owner_agrees(tags, wanted):
             continue
         if not any(
             kind == covered or (covered.endswith(":") and kind.startswith(covered)) for covered in COVERED_ARN_TYPES

@@ -149,6 +149,21 @@ def test_security_audit_passes(deployed, audit):
     print(f"audit ec2: {report['summary']}")
 
 
+def test_another_owners_teardown_leaves_the_lab_running(deployed, run_playbook, aws, lab_env):
+    """Teardown is per owner (the Owner tag): a colleague's teardown of Lab 1 in the same account deletes
+    nothing of this one, and everyone's needs -e all_owners=true confirmed."""
+    before = [i["InstanceId"] for i in lab_instances(aws)]
+    keys = sorted(p.name for p in (Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys").glob("kumolab-ec2*"))
+    run = run_playbook("teardown.yml", "-e", "lab=ec2", env={"KUMOLAB_OWNER": "a-colleague"})
+    assert run.rc == 0, run.output[-3000:]
+    assert "Deleted 0 resource(s)" in run.output and "'Owner': 'a-colleague'" in run.output
+    assert [i["InstanceId"] for i in lab_instances(aws)] == before != []
+    assert sorted(p.name for p in (Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys").glob("kumolab-ec2*")) == keys
+    unconfirmed = run_playbook("teardown.yml", "-e", "lab=ec2", "-e", "all_owners=true")
+    assert unconfirmed.rc != 0 and "Add -e confirm_all_owners=yes" in unconfirmed.output
+    assert [i["InstanceId"] for i in lab_instances(aws)] == before
+
+
 def test_teardown_leaves_nothing_and_is_idempotent(deployed, run_playbook, aws, lab_env):
     run = run_playbook("teardown.yml", "-e", "lab=ec2")
     assert run.rc == 0, run.output[-3000:]

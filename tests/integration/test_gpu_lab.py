@@ -75,7 +75,10 @@ def test_summary_says_which_device_ran_and_how_to_reach_jupyter(deployed, result
 
 def test_jupyterlab_needs_its_token(deployed, lab_env):
     port = lab_env["KUMOLAB_JUPYTER_PORT"]
-    token = (Path(lab_env["KUMOLAB_STATE_DIR"]) / "lab-host" / "jupyter" / "token").read_text().strip()
+    lab_host = json.loads((Path(lab_env["KUMOLAB_STATE_DIR"]) / "sshd" / "lab_host.json").read_text())
+    token_file = Path(lab_host["lab_dir"]) / "jupyter" / "token"
+    assert token_file.stat().st_uid == lab_host["uid"] != 0, "JupyterLab runs as the lab host's account, not root"
+    token = token_file.read_text().strip()
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kernelspecs", timeout=10)
     assert denied.value.code == 403

@@ -6,7 +6,9 @@ A private lab host (own state directory, free port) against the session's emulat
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import subprocess
 import uuid
 from pathlib import Path
@@ -81,9 +83,8 @@ def login(host, key: Path, user: str | None = None, *command: str) -> subprocess
 
 
 def me() -> str:
-    import pwd
-
-    return pwd.getpwuid(os.getuid()).pw_name
+    """The account the lab host serves (the test user, or kumolab-lab when the tests run as root)."""
+    return json.loads(sshhost.SshHost.from_environment().account_file.read_text())["user"]
 
 
 @pytest.fixture(scope="module")
@@ -154,23 +155,35 @@ def test_c1_another_user_gets_no_key_and_no_login(lab_host, own_key, capsys):
     assert result.returncode == 255 and "Permission denied" in result.stderr, result.stderr
 
 
-def test_c1_the_config_serves_one_account_and_root_only_when_that_account_is_root(lab_host, monkeypatch):
+def test_c1_the_lab_host_refuses_root(lab_host, own_key):
+    """Even with the project's own key: root is never the served account, and sshd is told so twice."""
     text = lab_host.config_file.read_text()
-    assert f"AllowUsers {me()}" in text and "StrictModes no" not in text and " -I -m kumolab.local.sshhost" in text
-    assert f"--serves {me()} " in text and "PermitUserEnvironment no" in text
-    assert ("PermitRootLogin prohibit-password" if me() == "root" else "PermitRootLogin no") in text
+    assert "PermitRootLogin no" in text and "AllowUsers root" not in text and "--serves root " not in text
+    result = login(lab_host, own_key, "root", "id", "-u")
+    assert result.returncode == 255 and "Permission denied" in result.stderr, (result.stdout, result.stderr)
 
-    from types import SimpleNamespace
 
-    monkeypatch.setattr(sshhost.pwd, "getpwuid", lambda uid: SimpleNamespace(pw_name="student"))
-    monkeypatch.setattr(sshhost.os, "getuid", lambda: 1000)
-    lab_host._write_config()
-    try:
-        text = lab_host.config_file.read_text()
-        assert "PermitRootLogin no" in text and "AllowUsers student" in text
-    finally:
-        monkeypatch.undo()
-        lab_host._write_config()
+def test_c1_the_served_account_is_unprivileged(lab_host, own_key):
+    """As root the labs get the dedicated account kumolab-lab (as ec2-user on AWS); otherwise the user's own."""
+    record = json.loads(lab_host.account_file.read_text())
+    expected = sshhost.LAB_ACCOUNT if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+    assert record["user"] == expected and record["uid"] == pwd.getpwnam(expected).pw_uid != 0
+    result = login(lab_host, own_key, expected, "id", "-u")
+    assert result.returncode == 0 and result.stdout.strip() == str(record["uid"]), result.stderr
+    text = lab_host.config_file.read_text()
+    assert f"AllowUsers {expected}" in text and "StrictModes no" not in text and " -I -m kumolab.local.sshhost" in text
+    assert f"--serves {expected} " in text and "PermitUserEnvironment no" in text
+    lab_dir = Path(record["lab_dir"])
+    assert lab_dir.is_dir() and lab_dir.stat().st_uid == record["uid"], "the account owns its lab directory"
+    if os.getuid() == 0:
+        assert lab_dir.stat().st_mode & 0o077 == 0, "other accounts cannot read the lab directory"
+
+
+def test_c1_a_root_account_is_never_served(monkeypatch, tmp_path):
+    monkeypatch.setattr(sshhost.os, "getuid", lambda: 0)
+    monkeypatch.setenv(sshhost.LAB_ACCOUNT_VARIABLE, "root")
+    with pytest.raises(sshhost.SshHostError, match="never serves root"):
+        sshhost.lab_account(tmp_path)
 
 
 def test_c1_as_root_the_lab_host_refuses_code_others_can_write(tmp_path, monkeypatch):

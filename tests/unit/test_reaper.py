@@ -46,14 +46,15 @@ def aws(emulator, monkeypatch):
     return clients(emulator.endpoint)
 
 
-def tag_list(lab, expires, project="kumolab"):
+def tag_list(lab, expires, project="kumolab", owner=None):
     tags = [{"Key": "Project", "Value": project}, {"Key": "Lab", "Value": lab}]
+    tags += [{"Key": "Owner", "Value": owner}] if owner else []
     return tags + ([{"Key": "ExpiresAt", "Value": expires}] if expires else [])
 
 
-def build_lab(aws, lab, expires, project="kumolab", cidr="10.20.0.0/23"):
+def build_lab(aws, lab, expires, project="kumolab", cidr="10.20.0.0/23", owner=None):
     """One of each kind the labs create; returns {kind: id}."""
-    tags = tag_list(lab, expires, project)
+    tags = tag_list(lab, expires, project, owner)
     spec = lambda kind: [{"ResourceType": kind, "Tags": tags}]  # noqa: E731
     ec2 = aws("ec2")
     ids = {}
@@ -586,3 +587,75 @@ def test_teardown_side_finds_a_labs_idle_stop_alarm_by_name_even_after_its_insta
         ]
     finally:
         cloudwatch.delete_alarms(AlarmNames=names)
+
+
+def idle_stop_alarm(aws, name: str, instance: str) -> str:
+    aws("cloudwatch").put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/EC2",
+        MetricName="CPUUtilization",
+        Statistic="Average",
+        Period=300,
+        EvaluationPeriods=6,
+        Threshold=10,
+        ComparisonOperator="LessThanThreshold",
+        Dimensions=[{"Name": "InstanceId", "Value": instance}],
+    )
+    return name
+
+
+def test_a_teardown_for_one_owner_leaves_another_owners_resources(aws, emulator):
+    """Two owners' copies of one lab in one account (class mode's students, two colleagues): Owner=alice takes
+    alice's resources, the lab's owner-less ones and the idle-stop alarm of alice's instance (found by name, its
+    owner by the instance it watches), and nothing of bob's."""
+    from cost_safety_support import aws_args, run_module
+
+    alice = build_lab(aws, "ownerlab", FUTURE, cidr="10.94.0.0/23", owner="alice")
+    ec2 = aws("ec2")
+    bob_tags = [{"ResourceType": kind, "Tags": tag_list("ownerlab", FUTURE, owner="bob")} for kind in ("key-pair",)]
+    bob = {"ec2_key_pair": ec2.create_key_pair(KeyName="ownerlab-bob", TagSpecifications=bob_tags)["KeyName"]}
+    bob["ec2_instance"] = ec2.run_instances(
+        ImageId="ami-12345678",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list("ownerlab", FUTURE, owner="bob")}],
+    )["Instances"][0]["InstanceId"]
+    bob["dynamodb_table"] = "ownerlab-bob-answers"
+    aws("dynamodb").create_table(
+        TableName=bob["dynamodb_table"],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        Tags=tag_list("ownerlab", FUTURE, owner="bob"),
+    )
+    bob["cloudwatch_alarm"] = idle_stop_alarm(
+        aws, f"kumolab-ownerlab-idle-stop-{bob['ec2_instance']}", bob["ec2_instance"]
+    )
+    alice["cloudwatch_alarm"] = idle_stop_alarm(
+        aws, f"kumolab-ownerlab-idle-stop-{alice['ec2_instance']}", alice["ec2_instance"]
+    )
+    nobody = {
+        "ec2_key_pair": ec2.create_key_pair(
+            KeyName="ownerlab-untagged-owner",
+            TagSpecifications=[{"ResourceType": "key-pair", "Tags": tag_list("ownerlab", FUTURE)}],
+        )["KeyName"]
+    }
+
+    def teardown(owner):
+        tags = {"Project": "kumolab", "Lab": "ownerlab", "Owner": owner}
+        return run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags=tags))
+
+    result = teardown("alice")
+    assert not result.get("failed"), result.get("msg")
+    assert sorted((r["kind"], r["id"]) for r in result["deleted"]) == sorted([*alice.items(), *nobody.items()])
+    assert result["remaining"] == []
+    for kind, ident in bob.items():
+        if kind != "cloudwatch_alarm":
+            assert exists(aws, kind, ident), f"bob's {kind} {ident} went with alice's teardown"
+    assert [
+        a["AlarmName"] for a in aws("cloudwatch").describe_alarms(AlarmNamePrefix="kumolab-ownerlab")["MetricAlarms"]
+    ] == [bob["cloudwatch_alarm"]]
+
+    result = teardown("bob")
+    assert not result.get("failed"), result.get("msg")
+    assert sorted((r["kind"], r["id"]) for r in result["deleted"]) == sorted(bob.items())

@@ -8,9 +8,12 @@ instances and prints, for each valid name, the project's own public key ``<state
 emulator is never printed (review C1): a key pair imported into the emulator by anyone else, or material with an
 extra ``command=`` line, grants nothing. A terminated instance's key stops working.
 
-The lab host serves one account, the user who started it (``AllowUsers``; the command prints nothing for any
-other ``%u``), never root unless that user is root; started as root it refuses a group- or world-writable
-checkout or venv (the command runs that code as root), and it stops with ``kumolab-emulator stop``.
+The lab host serves one account and never root (``AllowUsers``, ``PermitRootLogin no``; the command prints
+nothing for any other ``%u``): the user who started it, or, when the labs run as root, the dedicated unprivileged
+account ``kumolab-lab`` (``$KUMOLAB_LAB_USER``), created on first start, as ``ec2-user``/``ubuntu`` are on AWS.
+Started as root it refuses a group- or world-writable checkout or venv (sshd runs the key command as root), and it
+stops with ``kumolab-emulator stop``. ``start`` records the account and where its files live in
+``<state dir>/sshd/lab_host.json`` (see :class:`LabAccount`), which the local inventory reads.
 
 ``kumolab-sshhost start|stop|status``; state in ``<state dir>/sshd/``; port ``$KUMOLAB_SSH_PORT``
 (default :data:`kumolab.local.settings.SSH_PORT`). ``start`` records the port in ``<state dir>/sshd/port``,
@@ -21,6 +24,7 @@ UserKnownHostsFile, checked strictly). The key lookup reaches the emulator throu
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pwd
@@ -50,6 +54,10 @@ PUBLIC_KEY = re.compile(
 #: The JupyterLab port the GPU lab's tunnel (ssh -L) may reach; nothing else is forwarded.
 JUPYTER_PORT_VARIABLE = "KUMOLAB_JUPYTER_PORT"
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
+#: The account the lab host serves when the labs run as root, and the home it gets when kumolab creates it.
+LAB_ACCOUNT = "kumolab-lab"
+LAB_ACCOUNT_VARIABLE = "KUMOLAB_LAB_USER"
+LAB_ACCOUNT_HOME = Path("/var/lib/kumolab-lab")
 
 
 class SshHostError(RuntimeError):
@@ -115,6 +123,100 @@ def refuse_writable_code() -> None:
             )
 
 
+@dataclass(frozen=True)
+class LabAccount:
+    """Who the lab host lets in, and where the labs keep their files on it (the instance's disk, as it were)."""
+
+    user: str
+    uid: int
+    gid: int
+    home: Path
+    #: This state directory's files on the host (pytorch_env_home, JupyterLab, the idle-stop check).
+    lab_dir: Path
+    #: What every state directory on this machine shares (the 5.5 GB PyTorch venv).
+    shared_dir: Path
+
+    def as_dict(self) -> dict:
+        return {
+            "user": self.user,
+            "uid": self.uid,
+            "home": str(self.home),
+            "lab_dir": str(self.lab_dir),
+            "shared_dir": str(self.shared_dir),
+        }
+
+
+def _create_account(name: str) -> None:
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    # -p '*': no password, but not locked ('!'), which sshd without PAM would refuse even for a key.
+    command = [useradd, "--system", "--user-group", "--create-home", "--home-dir", str(LAB_ACCOUNT_HOME)]
+    command += ["--shell", "/bin/sh", "--comment", "kumolab lab host", "-p", "*", name]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode == 0:
+        LAB_ACCOUNT_HOME.chmod(0o700)  # as a cloud image's ec2-user: no other account reads the lab's files
+    else:
+        raise SshHostError(
+            f"Cannot create the lab host's account {name!r} ({' '.join(command)}): {result.stderr.strip()}. "
+            f"Create an unprivileged account yourself and name it in ${LAB_ACCOUNT_VARIABLE}, or run the labs as a "
+            "normal user."
+        )
+
+
+def lab_account(state: Path) -> LabAccount:
+    """The account of the user who runs the labs; as root, the dedicated unprivileged account (created if missing),
+    with this state directory's files in ``<its home>/labs/<hash of the state dir>``."""
+    from kumolab.paths import REPO_ROOT
+
+    if os.getuid() != 0:
+        entry = pwd.getpwuid(os.getuid())
+        shared = Path(REPO_ROOT) / ".state" / "lab-host"
+        return LabAccount(entry.pw_name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir), state / "lab-host", shared)
+    name = os.environ.get(LAB_ACCOUNT_VARIABLE) or LAB_ACCOUNT
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        _create_account(name)
+        entry = pwd.getpwnam(name)
+    if entry.pw_uid == 0:
+        raise SshHostError(
+            f"${LAB_ACCOUNT_VARIABLE} names {name!r}, which is root (uid 0); the lab host never serves root. "
+            "Name an unprivileged account."
+        )
+    home = Path(entry.pw_dir)
+    digest = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
+    return LabAccount(name, entry.pw_uid, entry.pw_gid, home, home / "labs" / digest, home / "shared")
+
+
+def _pip_configuration() -> str:
+    """This machine's pip settings (mirrors, local wheel directories) as a pip.conf: the lab account's pip installs
+    what the user's would, from the same places."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    )
+    settings_ = {}
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition("=")
+        scope, _, option = key.partition(".")
+        if scope in ("global", ":env:") and option and option not in settings_:
+            settings_[option] = value.strip().strip("'\"")
+    return "[global]\n" + "".join(f"{key} = {value}\n" for key, value in sorted(settings_.items()))
+
+
+def prepare_lab_account(account: LabAccount) -> None:
+    """As root: give the dedicated account its directories and this machine's pip configuration."""
+    if os.getuid() != 0:
+        return
+    pip_dir = account.home / ".config" / "pip"
+    for directory in (account.home / "labs", account.lab_dir, account.shared_dir, pip_dir.parent, pip_dir):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chown(directory, account.uid, account.gid)
+    pip_conf = account.home / ".config" / "pip" / "pip.conf"
+    text = _pip_configuration()
+    if not pip_conf.exists() or pip_conf.read_text() != text:
+        pip_conf.write_text(text)
+        os.chown(pip_conf, account.uid, account.gid)
+
+
 @dataclass
 class SshHost:
     port: int
@@ -146,6 +248,18 @@ class SshHost:
         """The host key pinned for SSH clients (the local inventory's UserKnownHostsFile)."""
         return self.directory / "known_hosts"
 
+    @property
+    def account_file(self) -> Path:
+        """The served account and its directories (LabAccount), for the local inventory."""
+        return self.directory / "lab_host.json"
+
+    def account(self) -> LabAccount:
+        return lab_account(self.directory.parent)
+
+    def _write_account(self, account: LabAccount) -> None:
+        prepare_lab_account(account)
+        self.account_file.write_text(json.dumps(account.as_dict(), indent=2) + "\n")
+
     def _write_known_hosts(self) -> None:
         key = (self.directory / "ssh_host_ed25519_key.pub").read_text().split()
         self.known_hosts_file.write_text(f"[{HOST}]:{self.port} {key[0]} {key[1]}\n")
@@ -161,14 +275,17 @@ class SshHost:
     def running(self) -> bool:
         return self.pid() is not None and _banner(self.port).startswith(b"SSH-2.0")
 
-    def _write_config(self) -> None:
+    def _write_config(self, account: LabAccount | None = None) -> None:
         host_key = self.directory / "ssh_host_ed25519_key"
         if not host_key.exists():
             keygen = shutil.which("ssh-keygen")
             if not keygen:
                 raise SshHostError("ssh-keygen is not installed; install it with `apt-get install openssh-client`.")
             subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
-        user = pwd.getpwuid(os.getuid()).pw_name
+        user = (account or self.account()).user
+        # The key command runs as the user who started the lab host: it reads the emulator's credentials and
+        # the project's keys. As root it must not run code others can change.
+        command_user = pwd.getpwuid(os.getuid()).pw_name
         if os.getuid() == 0:
             refuse_writable_code()
         # sshd runs AuthorizedKeysCommand only if the program and every directory above it are owned by
@@ -190,12 +307,12 @@ class SshHost:
                     f"AuthorizedKeysCommand {command} authorized-keys --profile {self.profile} "
                     f"--config-file {settings.aws_config_file()} --state-dir {state_dir()} --serves {user} "
                     f"--jupyter-port {jupyter} %u",
-                    f"AuthorizedKeysCommandUser {user}",
+                    f"AuthorizedKeysCommandUser {command_user}",
                     f"AllowUsers {user}",
                     "PubkeyAuthentication yes",
                     "PasswordAuthentication no",
                     "KbdInteractiveAuthentication no",
-                    "PermitRootLogin " + ("prohibit-password" if user == "root" else "no"),
+                    "PermitRootLogin no",
                     "UsePAM no",
                     "PermitUserEnvironment no",
                     "AllowTcpForwarding local",
@@ -207,9 +324,11 @@ class SshHost:
         )
 
     def start(self) -> bool:
+        account = self.account()
         if self.running():
             self.port_file.write_text(f"{self.port}\n")
             self._write_known_hosts()
+            self._write_account(account)
             return False
         sshd = find_sshd()
         if _banner(self.port) or self._port_taken():
@@ -218,7 +337,7 @@ class SshHost:
                 "port for the local lab host: export KUMOLAB_SSH_PORT=<port> (the local inventory reads it too)."
             )
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._write_config()
+        self._write_config(account)
         if os.getuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         test = subprocess.run([sshd, "-t", "-f", str(self.config_file)], capture_output=True, text=True)
@@ -230,6 +349,7 @@ class SshHost:
             if self.running():
                 self.port_file.write_text(f"{self.port}\n")
                 self._write_known_hosts()
+                self._write_account(account)
                 return True
             time.sleep(0.1)
         raise SshHostError(f"sshd did not answer on {HOST}:{self.port} within 10 s; see {self.log_file}.")
