@@ -127,7 +127,7 @@ other_owners:
   returned: when state=list and O(tags) has Owner
   type: list
   elements: dict
-  sample: [{"kind": "ec2_instance", "id": "i-0123456789abcdef0", "name": "kumolab-ec2", "lab": "ec2", "owner": "bob"}]
+  sample: [{"kind": "ec2_instance", "id": "i-0123456789abcdef0", "name": "kumolab-mylab", "lab": "mylab", "owner": "bob"}]
 remaining:
   description:
     - What is still there after deleting, of any kind (empty on success; the module fails otherwise). An entry
