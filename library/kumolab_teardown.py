@@ -121,7 +121,7 @@ deleted:
   elements: dict
 other_owners:
   description:
-    - With C(Owner) in O(tags) and O(state=list): the resources the other tags select that carry another owner
+    - With C(Owner) in O(tags) and O(state=list), the resources the other tags select that carry another owner
       (kind, id, name, lab, owner). A teardown uses it to keep what a lab still shares on this machine (local
       services, key files) while someone else's copy of it runs.
   returned: when state=list and O(tags) has Owner
