@@ -100,7 +100,7 @@ def test_every_status_code_of_the_contract(api):
         "OPTIONS", f"{api}/haiku", headers={"Origin": "http://example.org", "Access-Control-Request-Method": "POST"}
     )
     assert status == 200 and "POST" in headers["Access-Control-Allow-Methods"]
-    assert headers["Access-Control-Allow-Headers"] == "Content-Type"
+    assert headers["Access-Control-Allow-Headers"] == "Content-Type,Authorization"
     status, _, body = http("GET", f"{api}/nothing-here")
     assert status == 403 and json.loads(body) == {"message": "Missing Authentication Token"}
     assert http("PUT", f"{api}/haiku")[0] == 403
