@@ -113,7 +113,8 @@ def test_website_serves_the_gui_with_its_config(deployed):
     status, headers, body = http("GET", site + "app.js")
     assert status == 200 and "javascript" in headers["Content-Type"]
     status, _, body = http("GET", site + "config.json")
-    assert status == 200 and json.loads(body) == {"apiUrl": deployed["api_url"]}
+    # bashoutter_auth none (the default): the GUI shows no sign-in.
+    assert status == 200 and json.loads(body) == {"apiUrl": deployed["api_url"], "signin": {"mode": "none"}}
     status, _, body = http("GET", site + "no/such/page")
     assert status == 404 and b"nothing here" in body
 
