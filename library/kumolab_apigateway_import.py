@@ -11,6 +11,11 @@ import, so a spec-hash tag claims a deployment even when the import then failed,
 for ever (real-AWS review M1). This module imports with ``put_rest_api(mode=overwrite, failOnWarnings=true)``
 and deploys with ``create_deployment(stageName=...)`` whenever the document's SHA-256 differs from the API's
 hash tag, and writes that tag only after the deployment succeeded, so a failed import is retried next run.
+
+It also adds an authorizer to the document (O(authorizer)): one OpenAPI file then serves a lab with and without
+sign-in (Bashoutter's C(bashoutter_auth)), and neither amazon.aws nor community.aws has a module for REST API
+authorizers (C(CreateAuthorizer)). The importer creates the authorizer from C(components.securitySchemes) and
+attaches it to the operations whose C(security) names it.
 """
 
 from __future__ import annotations
@@ -62,6 +67,41 @@ options:
   deploy_description:
     description: Description of the deployment; default names the document's hash.
     type: str
+  authorizer:
+    description:
+      - An authorizer to add to the document before it is imported (its hash is of the document with it), as an
+        OpenAPI security scheme with C(x-amazon-apigateway-authorizer), named in the C(security) of O(authorizer.operations).
+      - Omitted or empty, the document is imported as it is.
+    type: dict
+    suboptions:
+      name:
+        description: Name of the security scheme (and of the authorizer).
+        type: str
+        required: true
+      type:
+        description: Authorizer type.
+        type: str
+        default: cognito_user_pools
+        choices: [cognito_user_pools]
+      provider_arns:
+        description: The user pool ARNs whose tokens the authorizer accepts.
+        type: list
+        elements: str
+        required: true
+      header:
+        description: The request header that holds the token (the identity source).
+        type: str
+        default: Authorization
+      operations:
+        description: The operations that need a token, as C(METHOD /path) (e.g. C(POST /haiku)); each must be in the document.
+        type: list
+        elements: str
+        required: true
+      scopes:
+        description: OAuth scopes a method requires (then access tokens, not ID tokens, are accepted).
+        type: list
+        elements: str
+        default: []
 author:
   - kumolab
 extends_documentation_fragment:
@@ -79,6 +119,17 @@ EXAMPLES = r"""
     lookup_tags: {Lab: mylab}
     tags: {Project: kumolab, Lab: mylab}
   register: api
+
+- name: The same, with POST and DELETE needing a Cognito user pool token
+  kumolab_apigateway_import:
+    name: kumolab-mylab
+    spec: "{{ lookup('ansible.builtin.template', 'mylab.openapi.yaml') }}"
+    stage: prod
+    lookup_tags: {Lab: mylab}
+    authorizer:
+      name: cognito
+      provider_arns: ["{{ pool.user_pool_arn }}"]
+      operations: ["POST /items", "DELETE /items/{id}"]
 """
 
 RETURN = r"""
@@ -104,6 +155,7 @@ actions:
 """
 
 import hashlib
+import json
 
 try:
     import botocore
@@ -115,6 +167,33 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 
 # The project's retry vocabulary, plus API Gateway's answer to a change while another is under way.
 RETRY = retry_decorator(extra_codes=["ConflictException"], max_delay=15)
+
+
+def with_authorizer(module, spec, authorizer):
+    """``spec`` (JSON or YAML text) with ``authorizer`` added as a security scheme on its operations, as JSON text;
+    ``spec`` unchanged when there is no authorizer."""
+    if not authorizer:
+        return spec
+    import yaml
+
+    doc = yaml.safe_load(spec)
+    schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes[authorizer["name"]] = {
+        "type": "apiKey",
+        "name": authorizer["header"],
+        "in": "header",
+        "x-amazon-apigateway-authtype": authorizer["type"],
+        "x-amazon-apigateway-authorizer": {"type": authorizer["type"], "providerARNs": authorizer["provider_arns"]},
+    }
+    for operation in authorizer["operations"]:
+        method, _, path = operation.partition(" ")
+        op = (doc.get("paths") or {}).get(path.strip(), {}).get(method.strip().lower())
+        if not isinstance(op, dict):
+            module.fail_json(
+                msg=f"authorizer.operations names {operation!r}, which is not an operation of the document"
+            )
+        op["security"] = [{authorizer["name"]: list(authorizer["scopes"] or [])}]
+    return json.dumps(doc, sort_keys=True)
 
 
 def find_api(client, name, lookup_tags):
@@ -175,6 +254,7 @@ def deploy(module, client, api_id, digest):
 
 def ensure_deployed(module, client):
     p = module.params
+    p["spec"] = with_authorizer(module, p["spec"], p["authorizer"])
     digest = hashlib.sha256(p["spec"].encode()).hexdigest()
     tags = {k: str(v) for k, v in (p["tags"] or {}).items()}
     api = find_api(client, p["name"], p["lookup_tags"] or {})
@@ -223,6 +303,17 @@ def main():
             hash_tag=dict(type="str", default="kumolab:spec-sha256"),
             endpoint_type=dict(type="str", default="REGIONAL", choices=["REGIONAL", "EDGE", "PRIVATE"]),
             deploy_description=dict(type="str"),
+            authorizer=dict(
+                type="dict",
+                options=dict(
+                    name=dict(type="str", required=True),
+                    type=dict(type="str", default="cognito_user_pools", choices=["cognito_user_pools"]),
+                    provider_arns=dict(type="list", elements="str", required=True),
+                    header=dict(type="str", default="Authorization"),
+                    operations=dict(type="list", elements="str", required=True),
+                    scopes=dict(type="list", elements="str", default=[]),
+                ),
+            ),
         ),
         supports_check_mode=True,
     )

@@ -425,6 +425,31 @@ def list_rest_apis(aws, wanted):
             yield Resource("apigateway_rest_api", api["id"], api.get("name", ""), tags=tags)
 
 
+def list_user_pools(aws, wanted):
+    """Cognito user pools (Bashoutter's sign-in); their tags come with DescribeUserPool."""
+    idp = aws("cognito-idp")
+    for pool in _paginate(idp, "list_user_pools", "UserPools", MaxResults=60):
+        read = _read(idp.describe_user_pool, UserPoolId=pool["Id"])
+        if read is None:
+            continue
+        tags = read["UserPool"].get("UserPoolTags") or {}
+        if _tags_match(tags, wanted):
+            yield Resource("cognito_user_pool", pool["Id"], pool.get("Name", ""), tags=tags)
+
+
+def delete_user_pool(aws, res):
+    """Delete the pool's hosted-UI domain first (AWS refuses to delete a pool that still has one), then the pool
+    (its app clients and users go with it)."""
+    idp = aws("cognito-idp")
+    read = _read(idp.describe_user_pool, UserPoolId=res.id)
+    if read is None:
+        return
+    domain = read["UserPool"].get("Domain") or read["UserPool"].get("CustomDomain")
+    if domain:
+        call(idp.delete_user_pool_domain, Domain=domain, UserPoolId=res.id)
+    call(idp.delete_user_pool, UserPoolId=res.id)
+
+
 def list_functions(aws, wanted):
     lam = aws("lambda")
     for fn in _paginate(lam, "list_functions", "Functions"):
@@ -743,6 +768,7 @@ KINDS: list[Kind] = [
         by_name=True,
     ),
     Kind("apigateway_rest_api", list_rest_apis, _simple("apigateway", "delete_rest_api", "restApiId")),
+    Kind("cognito_user_pool", list_user_pools, delete_user_pool),
     Kind("events_rule", list_event_rules, delete_event_rule),
     Kind("lambda_function", list_functions, delete_function),
     # After the functions that mount them; the file system's mount targets go with it, before its security
@@ -794,6 +820,7 @@ COVERED_ARN_TYPES = {
     "ecs:cluster",
     "ecs:task-definition",
     "apigateway:restapis",
+    "cognito-idp:userpool",
     "events:rule",
     "lambda:function",
     "cloudwatch:alarm",

@@ -100,7 +100,7 @@ def test_every_status_code_of_the_contract(api):
         "OPTIONS", f"{api}/haiku", headers={"Origin": "http://example.org", "Access-Control-Request-Method": "POST"}
     )
     assert status == 200 and "POST" in headers["Access-Control-Allow-Methods"]
-    assert headers["Access-Control-Allow-Headers"] == "Content-Type"
+    assert headers["Access-Control-Allow-Headers"] == "Content-Type,Authorization"
     status, _, body = http("GET", f"{api}/nothing-here")
     assert status == 403 and json.loads(body) == {"message": "Missing Authentication Token"}
     assert http("PUT", f"{api}/haiku")[0] == 403
@@ -113,7 +113,8 @@ def test_website_serves_the_gui_with_its_config(deployed):
     status, headers, body = http("GET", site + "app.js")
     assert status == 200 and "javascript" in headers["Content-Type"]
     status, _, body = http("GET", site + "config.json")
-    assert status == 200 and json.loads(body) == {"apiUrl": deployed["api_url"]}
+    # bashoutter_auth none (the default): the GUI shows no sign-in.
+    assert status == 200 and json.loads(body) == {"apiUrl": deployed["api_url"], "signin": {"mode": "none"}}
     status, _, body = http("GET", site + "no/such/page")
     assert status == 404 and b"nothing here" in body
 

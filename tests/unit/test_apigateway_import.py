@@ -166,6 +166,66 @@ def test_get_export_of_a_stage_is_its_deployment(aws):
     assert integration["responses"]["default"]["responseParameters"]["method.response.header.X-Version"] == "'one'"
 
 
+def test_import_keeps_the_cognito_authorizer_on_the_secured_methods(aws, emulator):
+    """Fidelity rule apigateway-import-authorizers: moto's import drops securitySchemes and security; AWS's keeps
+    them, and the stage (here through the emulator's execute-api URL) then wants the pool's ID token."""
+    idp = aws("cognito-idp")
+    pool = idp.create_user_pool(PoolName=f"authz-{uuid.uuid4().hex[:6]}")["UserPool"]
+    try:
+        client_id = idp.create_user_pool_client(
+            UserPoolId=pool["Id"], ClientName="web", ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH"]
+        )["UserPoolClient"]["ClientId"]
+        doc = mock_api("secured")
+        doc["paths"]["/ping"]["get"]["security"] = [{"pool": []}]
+        doc["components"] = {
+            "securitySchemes": {
+                "pool": {
+                    "type": "apiKey",
+                    "name": "Authorization",
+                    "in": "header",
+                    "x-amazon-apigateway-authtype": "cognito_user_pools",
+                    "x-amazon-apigateway-authorizer": {"type": "cognito_user_pools", "providerARNs": [pool["Arn"]]},
+                }
+            }
+        }
+        api = aws("apigateway")
+        api_id = api.create_rest_api(name=f"authz-{uuid.uuid4().hex[:6]}")["id"]
+        api.put_rest_api(restApiId=api_id, mode="overwrite", failOnWarnings=True, body=json.dumps(doc).encode())
+        authorizers = api.get_authorizers(restApiId=api_id)["items"]
+        assert [(a["name"], a["type"], a["providerARNs"]) for a in authorizers] == [
+            ("pool", "COGNITO_USER_POOLS", [pool["Arn"]])
+        ]
+        resource = next(r for r in api.get_resources(restApiId=api_id)["items"] if r["path"] == "/ping")
+        method = api.get_method(restApiId=api_id, resourceId=resource["id"], httpMethod="GET")
+        assert (method["authorizationType"], method["authorizerId"]) == ("COGNITO_USER_POOLS", authorizers[0]["id"])
+        api.create_deployment(restApiId=api_id, stageName="prod")
+        export = json.loads(
+            api.get_export(
+                restApiId=api_id, stageName="prod", exportType="oas30", parameters={"extensions": "integrations"}
+            )["body"].read()
+        )
+        assert export["paths"]["/ping"]["get"]["security"] == [{"pool": []}]
+        assert execute(emulator, api_id, "/ping")[0] == 401  # no token
+        idp.admin_create_user(UserPoolId=pool["Id"], Username="u", TemporaryPassword="Temp-pass-1!")
+        idp.admin_set_user_password(UserPoolId=pool["Id"], Username="u", Password="Good-pass-1!", Permanent=True)
+        token = idp.admin_initiate_auth(
+            UserPoolId=pool["Id"],
+            ClientId=client_id,
+            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": "u", "PASSWORD": "Good-pass-1!"},
+        )["AuthenticationResult"]["IdToken"]
+        req = urllib.request.Request(
+            f"{emulator}/restapis/{api_id}/prod/_user_request_/ping", headers={"Authorization": token}
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200 and resp.headers.get("X-Version") == "secured"
+        # Overwriting with a document without the scheme removes the authorizer, as AWS's overwrite does.
+        api.put_rest_api(restApiId=api_id, mode="overwrite", body=json.dumps(mock_api("open")).encode())
+        assert api.get_authorizers(restApiId=api_id)["items"] == []
+    finally:
+        idp.delete_user_pool(UserPoolId=pool["Id"])
+
+
 # -- library/kumolab_apigateway_import.py ------------------------------------------------------------
 
 

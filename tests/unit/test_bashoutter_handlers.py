@@ -383,3 +383,46 @@ def test_missing_table_name_fails_like_aws(handlers, monkeypatch):
     handlers["haiku_common"]._TABLES.clear()
     with pytest.raises(KeyError, match="TABLE_NAME"):
         handlers["get_haiku"].handler(event(), None)
+
+
+# -- sign-in (issue 15): the claims API Gateway's authorizer passes -------------------------------------
+
+
+def signed(ev: dict, sub: str, username: str) -> dict:
+    """``ev`` as it arrives through a Cognito authorizer: the token's claims, as strings, in requestContext."""
+    ev["requestContext"]["authorizer"] = {"claims": {"sub": sub, "cognito:username": username, "token_use": "id"}}
+    return ev
+
+
+def test_a_signed_in_post_records_its_author_and_lists_it(handlers, monkeypatch):
+    monkeypatch.setenv("BASHOUTTER_AUTH", "cognito")
+    sub = str(uuid.uuid4())
+    status, body, _ = call(handlers, "post_haiku", signed(event("POST", HAIKU), sub, "basho"))
+    assert status == 201 and body["author"] == "basho", body
+    assert "author_sub" not in body  # the API shows the name, not the id
+    status, listed, _ = call(handlers, "get_haiku", event("GET"))
+    assert next(h for h in listed if h["item_id"] == body["item_id"])["author"] == "basho"
+
+
+def test_only_the_author_may_delete_a_haiku(handlers, monkeypatch):
+    monkeypatch.setenv("BASHOUTTER_AUTH", "cognito")
+    author, other = str(uuid.uuid4()), str(uuid.uuid4())
+    _, posted, _ = call(handlers, "post_haiku", signed(event("POST", HAIKU), author, "basho"))
+    status, body, _ = call(handlers, "delete_haiku", signed(event("DELETE", item_id=posted["item_id"]), other, "buson"))
+    assert status == 403 and body["field"] == "item_id", body
+    status, _, _ = call(handlers, "patch_haiku", signed(event("PATCH", item_id=posted["item_id"]), other, "buson"))
+    assert status == 200  # anyone signed in may like it
+    status, _, _ = call(handlers, "delete_haiku", signed(event("DELETE", item_id=posted["item_id"]), author, "basho"))
+    assert status == 204
+    status, _, _ = call(handlers, "delete_haiku", signed(event("DELETE", item_id=posted["item_id"]), author, "basho"))
+    assert status == 404  # gone: not found, not forbidden
+
+
+def test_with_sign_in_on_a_request_without_claims_is_401(handlers, monkeypatch):
+    monkeypatch.setenv("BASHOUTTER_AUTH", "cognito")
+    for name, ev in (("post_haiku", event("POST", HAIKU)), ("delete_haiku", event("DELETE", item_id="abc"))):
+        status, body, _ = call(handlers, name, ev)
+        assert status == 401 and body["field"] == "Authorization", (name, body)
+    monkeypatch.setenv("BASHOUTTER_AUTH", "none")
+    status, body, _ = call(handlers, "post_haiku", event("POST", HAIKU))
+    assert status == 201 and "author" not in body  # the textbook's anonymous API is unchanged

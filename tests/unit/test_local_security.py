@@ -382,3 +382,79 @@ def test_a_runtime_server_refuses_another_host_bad_lengths_and_crlf_headers():
         assert status_of(reply) == 502 and b"Set-Cookie" not in reply
     finally:
         server.shutdown()
+
+
+# -- Cognito's unsigned sign-in surface (issue 15) ----------------------------------------------------
+
+
+def test_only_cognitos_unsigned_sign_in_calls_and_pool_documents_pass_without_a_key():
+    """InitiateAuth, RespondToAuthChallenge, SignUp and a pool's JWKS / OpenID configuration are unsigned on AWS;
+    every other Cognito action (AdminCreateUser, ListUserPools, DeleteUserPool, ...) still needs the key."""
+    keys = {"aws_access_key_id": "AKIAKUMOLABTEST00001", "aws_secret_access_key": "s" * 40}
+    gate = guard.EmulatorGuard(lambda environ, start: [b""], 4566, keys)
+
+    def environ(method: str, path: str, target: str | None = None, auth: str | None = None) -> dict:
+        env = {"HTTP_HOST": "127.0.0.1:4566", "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": ""}
+        if target:
+            env["HTTP_X_AMZ_TARGET"] = target
+        if auth:
+            env["HTTP_AUTHORIZATION"] = auth
+        return env
+
+    def passes(env: dict) -> bool:
+        try:
+            gate.authorize(env)
+        except guard.Refused as refused:
+            assert refused.status == 403
+            return False
+        return True
+
+    prefix = "AWSCognitoIdentityProviderService."
+    for action in ("InitiateAuth", "RespondToAuthChallenge", "SignUp"):
+        assert passes(environ("POST", "/", prefix + action)), action
+    for document in ("jwks.json", "openid-configuration"):
+        assert passes(environ("GET", f"/ap-northeast-1_AbC123xyz/.well-known/{document}")), document
+    for action in ("AdminCreateUser", "AdminInitiateAuth", "ListUserPools", "DeleteUserPool", "CreateUserPoolClient"):
+        assert not passes(environ("POST", "/", prefix + action)), action
+    assert not passes(environ("POST", "/", "DynamoDB_20120810.ListTables"))
+    assert not passes(environ("POST", "/sub/path", prefix + "InitiateAuth"))  # only at the service's root
+    assert not passes(environ("PUT", "/ap-northeast-1_AbC123xyz/.well-known/jwks.json"))
+    assert not passes(environ("GET", "/some-bucket/.well-known/jwks.json"))  # not a pool id: S3's, needs a key
+    # A signed call with a foreign key is judged by its key, not let through as "unsigned sign-in".
+    foreign = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/ap-northeast-1/cognito-idp/aws4_request"
+    assert not passes(environ("POST", "/", prefix + "InitiateAuth", auth=foreign))
+
+
+def test_a_page_may_call_cognitos_sign_in_across_origins_but_never_send_a_signature():
+    """Cognito answers browsers' sign-in calls with CORS; the preflight never allows Authorization (review C2)."""
+    keys = {"aws_access_key_id": "AKIAKUMOLABTEST00001", "aws_secret_access_key": "s" * 40}
+    seen: list = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    def send(env: dict) -> tuple[str, dict]:
+        base = {"HTTP_HOST": "127.0.0.1:4566", "PATH_INFO": "/", "QUERY_STRING": ""}
+        body = guard.EmulatorGuard(app, 4566, keys)(dict(base, **env), lambda s, h, e=None: seen.append((s, dict(h))))
+        list(body)
+        return seen[-1]
+
+    preflight = {
+        "REQUEST_METHOD": "OPTIONS",
+        "HTTP_ACCESS_CONTROL_REQUEST_METHOD": "POST",
+        "HTTP_ACCESS_CONTROL_REQUEST_HEADERS": "content-type,x-amz-target",
+    }
+    status, headers = send(preflight)
+    assert status.startswith("200") and headers["Access-Control-Allow-Origin"] == "*"
+    assert "authorization" not in headers["Access-Control-Allow-Headers"].lower()
+    status, headers = send(dict(preflight, HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type,authorization"))
+    assert status.startswith("403") and "Access-Control-Allow-Origin" not in headers
+    target = "AWSCognitoIdentityProviderService."
+    status, headers = send({"REQUEST_METHOD": "POST", "HTTP_X_AMZ_TARGET": target + "InitiateAuth"})
+    assert status.startswith("200") and headers.get("Access-Control-Allow-Origin") == "*"
+    signed = f"AWS4-HMAC-SHA256 Credential={keys['aws_access_key_id']}/20260101/ap-northeast-1/cognito-idp/aws4_request"
+    status, headers = send(
+        {"REQUEST_METHOD": "POST", "HTTP_X_AMZ_TARGET": target + "ListUserPools", "HTTP_AUTHORIZATION": signed}
+    )
+    assert status.startswith("200") and "Access-Control-Allow-Origin" not in headers  # signed calls: no CORS

@@ -55,7 +55,7 @@ _ALLOWED_FORMAT = {"\u200c", "\u200d"}
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Allow-Headers": "Content-Type,Authorization",
     "Access-Control-Allow-Methods": "GET,POST,PATCH,DELETE,OPTIONS",
     "Access-Control-Expose-Headers": "X-Next-Token, X-Scan-Capped",
 }
@@ -142,7 +142,33 @@ def to_haiku(item: dict) -> dict:
         "third": _text(item.get("third")),
         "likes": _count(item.get("likes")),
         "created_at": _text(item.get("created_at")),
+        **({"author": _text(item.get("author"))} if "author" in item else {}),
     }
+
+
+def signed_in(event: dict) -> dict | None:
+    """The signed-in author of a request, from the claims API Gateway's authorizer passed
+    (``requestContext.authorizer.claims``): ``{"author_sub": <sub>, "author": <user name>}``, or None when the
+    request came through an API without an authorizer (the textbook's anonymous API)."""
+    context = event.get("requestContext")
+    authorizer = context.get("authorizer") if isinstance(context, dict) else None
+    claims = authorizer.get("claims") if isinstance(authorizer, dict) else None
+    if not isinstance(claims, dict) or not isinstance(claims.get("sub"), str) or not claims["sub"]:
+        return None
+    name = next(
+        (claims[k] for k in ("cognito:username", "username", "email") if isinstance(claims.get(k), str) and claims[k]),
+        claims["sub"],
+    )
+    return {"author_sub": claims["sub"], "author": name[:128]}
+
+
+def require_author(event: dict) -> dict | None:
+    """:func:`signed_in`; with ``BASHOUTTER_AUTH`` set to anything but ``none`` a request without claims is a 401
+    (the API must have had an authorizer in front of this function)."""
+    author = signed_in(event)
+    if author is None and os.environ.get("BASHOUTTER_AUTH", "none") != "none":
+        raise ClientError(401, "Authorization", "sign in first: this API needs a token")
+    return author
 
 
 def now_iso() -> str:

@@ -8,10 +8,11 @@ cannot be liked: 409, not a 500.
 from __future__ import annotations
 
 from botocore.exceptions import ClientError as AwsError
-from haiku_common import error, handle, item_id_from_path, response, table
+from haiku_common import error, handle, item_id_from_path, require_author, response, table
 
 
 def _like(event: dict) -> dict:
+    require_author(event)  # any signed-in user may like; behind an authorizer, only a signed-in one
     item_id = item_id_from_path(event)
     tbl = table()
     try:

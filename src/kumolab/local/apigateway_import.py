@@ -15,6 +15,10 @@ spec that ``PutRestApi`` rejects on AWS passed every local test (real-AWS review
   ``extensions=integrations`` adds the integrations), which is what the local stage serves
   (:class:`kumolab.local.runtime.apigateway.ApiGatewayStage`). A ``PutRestApi`` without a new deployment
   changes nothing the stage serves.
+- :func:`apply_authorizers` (fidelity rule ``apigateway-import-authorizers``): moto's import drops
+  ``components.securitySchemes`` with ``x-amazon-apigateway-authorizer`` and each operation's ``security``; AWS's
+  importer creates the authorizers (overwrite mode replaces them) and sets each method's ``authorizationType``,
+  ``authorizerId`` and ``authorizationScopes``. The export carries them back, so the local stage applies them.
 """
 
 from __future__ import annotations
@@ -235,6 +239,89 @@ def install_import_validation() -> None:
     APIGatewayBackend.put_rest_api, APIGatewayBackend.import_rest_api = put_rest_api, import_rest_api
 
 
+#: x-amazon-apigateway-authorizer ``type`` -> the authorizer's and the method's type in API Gateway's API.
+AUTHORIZER_TYPES = {"cognito_user_pools": "COGNITO_USER_POOLS", "token": "TOKEN", "request": "REQUEST"}
+
+
+def apply_authorizers(backend, api_id: str, api_doc: Any, replace: bool) -> None:
+    """What AWS's importer does with ``components.securitySchemes`` and ``security`` (moto drops both): one
+    authorizer per scheme with ``x-amazon-apigateway-authorizer``, and on each operation whose ``security`` names
+    one, the method's ``authorizationType``, ``authorizerId`` and ``authorizationScopes``."""
+    if not isinstance(api_doc, dict):
+        return
+    api = backend.get_rest_api(api_id)
+    schemes = (api_doc.get("components") or {}).get("securitySchemes") or {}
+    if replace:
+        api.authorizers = {}
+    by_name = {a.name: a for a in api.authorizers.values()}
+    for name, scheme in schemes.items():
+        config = (scheme or {}).get("x-amazon-apigateway-authorizer")
+        if not isinstance(config, dict):
+            continue
+        kind = AUTHORIZER_TYPES.get(str(config.get("type", "")).lower(), str(config.get("type", "")).upper())
+        existing = by_name.get(name)
+        authorizer_id = existing.id if existing is not None else uuid_id()
+        by_name[name] = api.create_authorizer(
+            authorizer_id,
+            name,
+            kind,
+            config.get("providerARNs"),
+            scheme.get("x-amazon-apigateway-authtype"),
+            config.get("authorizerUri"),
+            config.get("authorizerCredentials"),
+            config.get("identitySource") or f"method.request.header.{scheme.get('name', 'Authorization')}",
+            config.get("identityValidationExpression"),
+            config.get("authorizerResultTtlInSeconds"),
+        )
+    for path, item in (api_doc.get("paths") or {}).items():
+        resource = api.get_resource_for_path(path)
+        if resource is None or not isinstance(item, dict):
+            continue
+        for key, op in item.items():
+            if key.lower() not in HTTP_METHODS or not isinstance(op, dict):
+                continue
+            verb = "ANY" if key.lower() == "x-amazon-apigateway-any-method" else key.upper()
+            method = resource.resource_methods.get(verb)
+            chosen = next(
+                ((n, scopes) for entry in op.get("security") or [] for n, scopes in entry.items() if n in by_name),
+                None,
+            )
+            if method is None or chosen is None:
+                continue
+            authorizer = by_name[chosen[0]]
+            method.authorization_type = authorizer.type
+            method.authorizer_id = authorizer.id
+            method.authorization_scopes = list(chosen[1] or []) or None
+
+
+def install_import_authorizers() -> None:
+    """PutRestApi and ImportRestApi keep the document's authorizers (:func:`apply_authorizers`)."""
+    from moto.apigateway.models import APIGatewayBackend
+
+    if getattr(APIGatewayBackend.put_rest_api, "_kumolab_authorizers", False):
+        return
+    original_put, original_import = APIGatewayBackend.put_rest_api, APIGatewayBackend.import_rest_api
+
+    def put_rest_api(backend, function_id, api_doc, fail_on_warnings, mode="merge"):
+        api = original_put(backend, function_id, api_doc, fail_on_warnings, mode)
+        apply_authorizers(backend, function_id, api_doc, replace=mode == "overwrite")
+        return api
+
+    def import_rest_api(backend, api_doc, fail_on_warnings):
+        api = original_import(backend, api_doc, fail_on_warnings)
+        apply_authorizers(backend, api.id, api_doc, replace=True)
+        return api
+
+    put_rest_api._kumolab_authorizers = True  # type: ignore[attr-defined]
+    APIGatewayBackend.put_rest_api, APIGatewayBackend.import_rest_api = put_rest_api, import_rest_api
+
+
+def uuid_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:6]
+
+
 def export_document(api) -> dict:
     """An OpenAPI 3 document of moto's RestAPI ``api`` as it is now, with its integrations (AWS's export shape)."""
     doc: dict = {"openapi": "3.0.1", "info": {"title": api.name, "version": "1"}, "paths": {}}
@@ -271,8 +358,28 @@ def export_document(api) -> dict:
                         for r in (data.get("integrationResponses") or {}).values()
                     },
                 }
+            authorizer = api.authorizers.get(method.authorizer_id) if method.authorizer_id else None
+            if authorizer is not None:
+                op["security"] = [{authorizer.name: list(method.authorization_scopes or [])}]
             key = "x-amazon-apigateway-any-method" if verb == "ANY" else verb.lower()
             item[key] = op
+    schemes = {}
+    for authorizer in api.authorizers.values():
+        header = str(authorizer.identity_source or "method.request.header.Authorization").rsplit(".", 1)[-1]
+        config: dict = {"type": str(authorizer.type or "").lower()}
+        if authorizer.provider_arns:
+            config["providerARNs"] = list(authorizer.provider_arns)
+        if authorizer.authorizer_uri:
+            config["authorizerUri"] = authorizer.authorizer_uri
+        schemes[authorizer.name] = {
+            "type": "apiKey",
+            "name": header,
+            "in": "header",
+            "x-amazon-apigateway-authtype": authorizer.auth_type or str(authorizer.type or "").lower(),
+            "x-amazon-apigateway-authorizer": config,
+        }
+    if schemes:
+        doc["components"] = {"securitySchemes": schemes}
     return copy.deepcopy(doc)
 
 

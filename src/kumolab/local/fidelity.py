@@ -652,6 +652,18 @@ RULES: list[FidelityRule] = [
         lambda: _apigateway_import().install_deployment_snapshot(),
     ),
     FidelityRule(
+        "apigateway-import-authorizers",
+        "https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-swagger-extensions-authorizer.html "
+        "(x-amazon-apigateway-authorizer); apigateway-enable-cognito-user-pool.html (COGNITO_USER_POOLS)",
+        "PutRestApi/ImportRestApi create the authorizers of components.securitySchemes "
+        "(x-amazon-apigateway-authorizer) and set each secured method's authorizationType, authorizerId and "
+        "scopes (moto drops them); the export "
+        "carries them, so the local stage applies them",
+        "tests/unit/test_apigateway_import.py::test_import_keeps_the_cognito_authorizer_on_the_secured_methods",
+        "issue 15",
+        lambda: _apigateway_import().install_import_authorizers(),
+    ),
+    FidelityRule(
         "iam-propagation",
         "https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-"
         'consistency; boto/boto3#2976 ("The role defined for the function cannot be assumed by Lambda")',

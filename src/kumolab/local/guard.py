@@ -17,8 +17,13 @@ only requests signed with the access key id the project generated (``<state>/emu
 the hook for per-role credentials), and moto's ``/moto-api/*`` (state dump, reset, config) only with that key
 or the ``X-Kumolab-Emulator-Key`` header holding the profile's secret key. Three things stay open, as on AWS: the
 moto dashboard page ``GET /moto-api/`` (static HTML, used as the health check), ``execute-api`` URLs (a
-deployed REST API is public by design; it runs only deployed handlers) and an unsigned GET of one object that its
-bucket's policy lets everyone read (:func:`public_object_read`).
+deployed REST API is public by design; it runs only deployed handlers), an unsigned GET of one object that its
+bucket's policy lets everyone read (:func:`public_object_read`), and Cognito's unsigned sign-in surface
+(:func:`cognito_unsigned`): ``InitiateAuth``, ``RespondToAuthChallenge`` and ``SignUp`` without a signature, and the
+user pools' ``/.well-known/jwks.json`` and ``openid-configuration`` documents, which AWS serves to anyone. As on AWS,
+a web page may make those calls from another origin (a sign-in form): their answers carry
+``Access-Control-Allow-Origin: *`` and a CORS preflight to ``/`` is answered, allowing only ``Content-Type``,
+``X-Amz-Target`` and ``X-Amz-User-Agent`` - never ``Authorization``, so no page can send a signed call.
 """
 
 from __future__ import annotations
@@ -40,6 +45,14 @@ DIGITS = re.compile(r"^[0-9]{1,15}$")
 SIGV4_CREDENTIAL = re.compile(r"Credential=(?P<key>[^/,\s]+)/")
 SIGV2_AUTH = re.compile(r"^AWS (?P<key>[^:\s]+):")
 EXECUTE_API = re.compile(r"^/restapis/[^/]+/[^/]+/_user_request_(/|$)")
+#: Cognito user pool actions AWS serves without a signature (the sign-in calls a browser makes with a client id).
+COGNITO_UNSIGNED_TARGETS = frozenset(
+    f"AWSCognitoIdentityProviderService.{action}" for action in ("InitiateAuth", "RespondToAuthChallenge", "SignUp")
+)
+#: A user pool's public documents: ``/<region>_<id>/.well-known/jwks.json`` and ``.../openid-configuration``.
+COGNITO_WELL_KNOWN = re.compile(
+    r"^/[a-z]{2}(-[a-z]+)+-[0-9]_[0-9A-Za-z]{1,55}/\.well-known/(jwks\.json|openid-configuration)$"
+)
 
 
 class Refused(Exception):
@@ -167,6 +180,30 @@ def public_object_read(method: str, path: str) -> bool:
     return allows_anonymous_get(policy, bucket, unquote(key))
 
 
+#: Request headers a cross-origin page may send to Cognito's unsigned calls (no Authorization: nothing signed).
+COGNITO_CORS_HEADERS = ("content-type", "x-amz-target", "x-amz-user-agent")
+
+
+def cognito_preflight(environ: dict) -> bool:
+    """A CORS preflight for one of Cognito's unsigned calls: ``OPTIONS /`` asking for POST with only
+    :data:`COGNITO_CORS_HEADERS`."""
+    if environ.get("REQUEST_METHOD") != "OPTIONS" or environ.get("PATH_INFO") != "/":
+        return False
+    if environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD", "").upper() != "POST":
+        return False
+    asked = {h.strip().lower() for h in environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "").split(",") if h.strip()}
+    return asked <= set(COGNITO_CORS_HEADERS)
+
+
+def cognito_unsigned(method: str, path: str, target: str | None) -> bool:
+    """An unsigned request AWS's Cognito user pools answer: a GET of a pool's JWKS or OpenID configuration, or a
+    POST to ``/`` of one of :data:`COGNITO_UNSIGNED_TARGETS`. Every other Cognito action (the ``Admin*`` ones,
+    creating pools and clients) still needs the project's key."""
+    if method in ("GET", "HEAD") and COGNITO_WELL_KNOWN.match(path):
+        return True
+    return method == "POST" and path == "/" and (target or "").strip() in COGNITO_UNSIGNED_TARGETS
+
+
 class EmulatorGuard:
     """WSGI layer in front of the emulator's front door: Host, body size, the project's key, safe headers."""
 
@@ -194,6 +231,8 @@ class EmulatorGuard:
         unsigned = not environ.get("HTTP_AUTHORIZATION") and "X-Amz-Credential" not in environ.get("QUERY_STRING", "")
         if unsigned and public_object_read(method, path):
             return  # an object its bucket policy lets everyone read, as anonymous S3 serves it
+        if unsigned and cognito_unsigned(method, path, environ.get("HTTP_X_AMZ_TARGET")):
+            return  # Cognito's sign-in calls and a pool's JWKS, which AWS answers without a signature
         headers = {"authorization": environ.get("HTTP_AUTHORIZATION", "")}
         secret = environ.get("HTTP_" + SECRET_HEADER.upper().replace("-", "_"))
         if secret and hmac.compare_digest(secret.encode(), self.secret.encode()):
@@ -216,9 +255,20 @@ class EmulatorGuard:
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         try:
+            if cognito_preflight(environ):
+                check_request(environ.get("HTTP_HOST"), self.port, environ.get("CONTENT_LENGTH"), self.max_body)
+                start_response("200 OK", [*self._cors(), ("Content-Length", "0")])
+                return [b""]
             self.authorize(environ)
         except Refused as refused:
             return self._refuse(refused, start_response)
+        if not environ.get("HTTP_AUTHORIZATION") and cognito_unsigned(
+            environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"), environ.get("HTTP_X_AMZ_TARGET")
+        ):
+            plain_start_response = start_response
+
+            def start_response(status, headers, exc_info=None):
+                return plain_start_response(status, [*headers, *self._cors()[:1]], exc_info)
 
         unsafe = []
         body = b'{"message":"the emulator produced a response header with CR or LF; refused"}'
@@ -237,6 +287,15 @@ class EmulatorGuard:
             getattr(result, "close", lambda: None)()
             return [body]
         return result
+
+    @staticmethod
+    def _cors() -> list[tuple[str, str]]:
+        return [
+            ("Access-Control-Allow-Origin", "*"),
+            ("Access-Control-Allow-Methods", "POST"),
+            ("Access-Control-Allow-Headers", ", ".join(COGNITO_CORS_HEADERS)),
+            ("Access-Control-Max-Age", "600"),
+        ]
 
     @staticmethod
     def _refuse(refused: Refused, start_response) -> list[bytes]:

@@ -19,6 +19,12 @@ Behaviour copied from API Gateway (REST APIs):
   ``responseParameters`` with static ``'value'`` header values.
 - Throttling: a token bucket per stage from ``methodSettings['*/*']`` (rate/burst) -> 429
   ``{"message":"Too Many Requests"}``.
+- Authorizers: a method whose deployed operation names a ``cognito_user_pools`` authorizer in its ``security``
+  (``components.securitySchemes`` with ``x-amazon-apigateway-authorizer``) takes only a valid token in the
+  scheme's header (``Authorization``), verified as API Gateway does (:mod:`kumolab.local.runtime.jwt_auth`:
+  signature against the pool's JWKS, ``iss``, ``exp``, ``token_use``, the pool's app clients as audience);
+  otherwise 401 ``{"message":"Unauthorized"}`` and the function is not invoked. The function sees the token's
+  claims in ``requestContext.authorizer.claims``.
 - Bodies: text when UTF-8 (``isBase64Encoded: false``), base64 when the API lists the content type in
   ``binaryMediaTypes`` or the bytes are not UTF-8.
 """
@@ -37,10 +43,12 @@ from urllib.parse import parse_qsl, unquote
 
 from kumolab.local.runtime.aws import AwsConfig
 from kumolab.local.runtime.httpserve import Request, Response
+from kumolab.local.runtime.jwt_auth import JwtAuthorizer, Unauthorized, bearer, claims_as_api_gateway_passes_them
 from kumolab.local.runtime.lambda_invoke import LambdaRuntime
 
 INTEGRATION_TIMEOUT_S = 29.0
 FUNCTION_IN_URI = re.compile(r":lambda:path/2015-03-31/functions/(?P<arn>.+?)/invocations$")
+USER_POOL_ARN = re.compile(r"^arn:aws[\w-]*:cognito-idp:(?P<region>[a-z0-9-]+):\d{12}:userpool/(?P<pool>[\w-]+)$")
 
 
 def _json(status: int, message: str, error_type: str | None = None) -> Response:
@@ -113,6 +121,7 @@ class ApiGatewayStage:
         self._checked = 0.0
         self._bucket: TokenBucket | None = None
         self._stage_vars: dict | None = None
+        self._authorizers: dict[tuple, JwtAuthorizer] = {}
         self._lock = threading.Lock()
         self.refresh(force=True)
 
@@ -168,6 +177,7 @@ class ApiGatewayStage:
         except Exception:  # noqa: BLE001 - no export: read the current API
             return None
         routes, integrated = [], False
+        schemes = (doc.get("components") or {}).get("securitySchemes") or {}
         for path, item in (doc.get("paths") or {}).items():
             methods = {}
             for key, op in item.items():
@@ -190,10 +200,71 @@ class ApiGatewayStage:
                     "uri": integration.get("uri"),
                     "httpMethod": integration.get("httpMethod"),
                     "integrationResponses": responses,
+                    "authorizer": self._method_authorizer(op, schemes),
                 }
             parts = [p for p in path.split("/") if p]
             routes.append(Route(path, str(item.get("x-kumolab-resource-id", "")), parts, methods))
         return routes if integrated else None
+
+    @staticmethod
+    def _method_authorizer(op: dict, schemes: dict) -> dict | None:
+        """The authorizer an operation's ``security`` names (its scheme, with the method's scopes), or None."""
+        for entry in op.get("security") or []:
+            for name, scopes in (entry or {}).items():
+                scheme = schemes.get(name) or {}
+                config = scheme.get("x-amazon-apigateway-authorizer")
+                if isinstance(config, dict):
+                    return {
+                        "name": name,
+                        "type": str(config.get("type", "")).lower(),
+                        "providerARNs": list(config.get("providerARNs") or []),
+                        "header": scheme.get("name") or "Authorization",
+                        "scopes": tuple(scopes or ()),
+                    }
+        return None
+
+    def _jwt_authorizer(self, spec: dict) -> JwtAuthorizer:
+        """The verifier of a ``cognito_user_pools`` authorizer: the first user pool of its providerARNs (its
+        issuer, its JWKS - on the emulator at ``<endpoint>/<pool>/.well-known/jwks.json`` - and its app clients).
+        Built once per deployment version."""
+        key = (self._version, spec["name"])
+        if key in self._authorizers:
+            return self._authorizers[key]
+        if spec["type"] != "cognito_user_pools":
+            raise LookupError(f"authorizer type {spec['type']!r} is not served by the local runtime")
+        found = next((m for m in map(USER_POOL_ARN.match, spec["providerARNs"]) if m), None)
+        if found is None:
+            raise LookupError(f"authorizer {spec['name']} names no user pool ARN: {spec['providerARNs']}")
+        region, pool = found["region"], found["pool"]
+        issuer = f"https://cognito-idp.{region}.amazonaws.com/{pool}"
+        base = self.aws.endpoint_url.rstrip("/") if self.aws.endpoint_url else issuer
+        idp = self.aws.client("cognito-idp")
+        clients = []
+        for page in idp.get_paginator("list_user_pool_clients").paginate(UserPoolId=pool):
+            clients += [c["ClientId"] for c in page.get("UserPoolClients", [])]
+        verifier = JwtAuthorizer(
+            issuer=issuer,
+            jwks_url=f"{base}/{pool}/.well-known/jwks.json",
+            audiences=tuple(clients),
+            token_use="access" if spec["scopes"] else "id",
+            scopes=spec["scopes"],
+        )
+        self._authorizers = {k: v for k, v in self._authorizers.items() if k[0] == self._version}
+        self._authorizers[key] = verifier
+        return verifier
+
+    def _authorize(self, request: Request, spec: dict) -> dict | Response:
+        """The claims of the request's token, or API Gateway's 401 (500 when the authorizer cannot be set up)."""
+        try:
+            verifier = self._jwt_authorizer(spec)
+        except Exception as exc:  # noqa: BLE001 - a broken authorizer configuration: AWS answers 500
+            print(f"[apigateway] authorizer {spec['name']}: {type(exc).__name__}: {exc}", flush=True)
+            return _json(500, "Internal server error", "AuthorizerConfigurationException")
+        try:
+            return verifier.verify(bearer(request.headers, spec["header"]))
+        except Unauthorized as denied:
+            print(f"[apigateway] {request.method} {request.path}: 401 ({denied.reason})", flush=True)
+            return _json(401, "Unauthorized", "UnauthorizedException")
 
     def _current_routes(self) -> list[Route]:
         routes = []
@@ -235,9 +306,15 @@ class ApiGatewayStage:
             return _json(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
         if self._bucket is not None and not self._bucket.take():
             return _json(429, "Too Many Requests", "TooManyRequestsException")
+        claims = None
+        if integration.get("authorizer"):
+            authorized = self._authorize(request, integration["authorizer"])
+            if isinstance(authorized, Response):
+                return authorized
+            claims = authorized
         kind = (integration.get("type") or "").upper()
         if kind == "AWS_PROXY":
-            return self._proxy(request, route, params, integration)
+            return self._proxy(request, route, params, integration, claims)
         if kind == "MOCK":
             return self._mock(integration)
         return _json(
@@ -256,7 +333,7 @@ class ApiGatewayStage:
         body = ((chosen.get("responseTemplates") or {}).get("application/json") or "").encode()
         return Response(int(chosen.get("statusCode", 200)), body, headers)
 
-    def _event(self, request: Request, route: Route, params: dict) -> dict:
+    def _event(self, request: Request, route: Route, params: dict, claims: dict | None = None) -> dict:
         headers: dict[str, str] = {}
         multi_headers: dict[str, list[str]] = {}
         for key, value in request.headers:
@@ -282,7 +359,7 @@ class ApiGatewayStage:
         now = datetime.now(UTC)
         path = "/" + "/".join(request.path.split("/")[2:])
         request_id = str(uuid.uuid4())
-        return {
+        event = {
             "resource": route.path,
             "path": unquote(path),
             "httpMethod": request.method,
@@ -312,14 +389,19 @@ class ApiGatewayStage:
             "body": body,
             "isBase64Encoded": is_b64,
         }
+        if claims is not None:
+            event["requestContext"]["authorizer"] = {"claims": claims_as_api_gateway_passes_them(claims)}
+        return event
 
-    def _proxy(self, request: Request, route: Route, params: dict, integration: dict) -> Response:
+    def _proxy(
+        self, request: Request, route: Route, params: dict, integration: dict, claims: dict | None = None
+    ) -> Response:
         found = FUNCTION_IN_URI.search(integration.get("uri") or "")
         if not found:
             return _json(500, "Internal server error", "InternalServerErrorException")
         started = time.monotonic()
         try:
-            result = self.lambdas.invoke(found["arn"], json.dumps(self._event(request, route, params)))
+            result = self.lambdas.invoke(found["arn"], json.dumps(self._event(request, route, params, claims)))
         except Exception as exc:  # function missing, code not available, ...
             print(f"[apigateway] {request.method} {request.path}: {type(exc).__name__}: {exc}", flush=True)
             return _json(502, "Internal server error", "InternalServerErrorException")
