@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.network import delete_vpc
 from support.runtime_fixtures import deploy_bashoutter, deploy_function
 
 from kumolab.local.runtime.aws import AwsConfig
@@ -79,14 +80,29 @@ def aws_config(emulator):
 # -- Lab 1 and 2: EC2 ---------------------------------------------------------------------------------
 
 
-def launch(aws_config, lab: str, image_id: str, instance_type: str) -> str:
+@pytest.fixture
+def launch(aws_config):
+    """Launch an instance in a VPC of its own, as a lab's CLI equivalents do; both are gone after the test."""
+    vpcs = []
+
+    def run(lab: str, image_id: str, instance_type: str) -> str:
+        instance, vpc = _launch(aws_config, lab, image_id, instance_type)
+        vpcs.append(vpc)
+        return instance
+
+    yield run
+    for vpc in vpcs:
+        delete_vpc(aws_config.client("ec2"), vpc)
+
+
+def _launch(aws_config, lab: str, image_id: str, instance_type: str) -> tuple[str, str]:
     ec2 = aws_config.client("ec2")
     tags = [{"Key": "Lab", "Value": lab}, {"Key": "Name", "Value": f"kumolab-{lab}-cli-test"}]
     vpc = ec2.create_vpc(CidrBlock="10.50.0.0/23", TagSpecifications=[{"ResourceType": "vpc", "Tags": tags}])["Vpc"][
         "VpcId"
     ]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.50.0.0/24")["Subnet"]["SubnetId"]
-    return ec2.run_instances(
+    instance = ec2.run_instances(
         ImageId=image_id,
         InstanceType=instance_type,
         MinCount=1,
@@ -94,9 +110,10 @@ def launch(aws_config, lab: str, image_id: str, instance_type: str) -> str:
         SubnetId=subnet,
         TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
     )["Instances"][0]["InstanceId"]
+    return instance, vpc
 
 
-def test_ec2_lab_cli(aws_cli, aws_config):
+def test_ec2_lab_cli(aws_cli, aws_config, launch):
     ami = aws_cli(
         "ssm",
         "get-parameter",
@@ -106,7 +123,7 @@ def test_ec2_lab_cli(aws_cli, aws_config):
         "Parameter.Value",
         output="text",
     )
-    instance = launch(aws_config, "ec2", ami, "t3.micro")
+    instance = launch("ec2", ami, "t3.micro")
     found = aws_cli(
         "ec2",
         "describe-instances",
@@ -120,13 +137,13 @@ def test_ec2_lab_cli(aws_cli, aws_config):
     assert "10.50.0.0/23" in vpcs
 
 
-def test_gpu_lab_cli(aws_cli, aws_config):
+def test_gpu_lab_cli(aws_cli, aws_config, launch):
     # On AWS: /aws/service/deeplearning/ami/...; the emulator publishes the same parameter under its own prefix.
     name = "/kumolab/emulator/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
     ami = aws_cli("ssm", "get-parameter", "--name", name, "--query", "Parameter.Value", output="text")
     images = aws_cli("ec2", "describe-images", "--image-ids", ami, "--query", "Images[].Name")
     assert images and images[0].startswith("Deep Learning Base OSS Nvidia Driver GPU AMI")
-    instance = launch(aws_config, "gpu", ami, "g4dn.xlarge")
+    instance = launch("gpu", ami, "g4dn.xlarge")
     found = aws_cli(
         "ec2",
         "describe-instances",

@@ -16,6 +16,7 @@ import uuid
 import zipfile
 
 import pytest
+from support.network import delete_vpc
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +165,7 @@ def lab(aws):
         ],
     )
     time.sleep(1)
-    return {
+    yield {
         "name": name,
         "bucket": bucket,
         "queue": queue,
@@ -173,6 +174,11 @@ def lab(aws):
         "states_role": states_role,
         "account": account,
     }
+    batch.update_job_queue(jobQueue=queue, state="DISABLED")
+    batch.delete_job_queue(jobQueue=queue)
+    batch.update_compute_environment(computeEnvironment=env, state="DISABLED")
+    batch.delete_compute_environment(computeEnvironment=env)
+    delete_vpc(aws("ec2"), vpc)
 
 
 def probe(s3, bucket: str, job_id: str, attempt: int = 1) -> dict:

@@ -13,6 +13,7 @@ import uuid
 
 import boto3
 import pytest
+from support.network import delete_vpc
 from support.qa_fixtures import tiny_qa_model
 
 REGION = "ap-northeast-1"
@@ -70,13 +71,14 @@ def qa_lab(emulator, lab_env, tmp_path_factory):
             }
         ],
     )["taskDefinition"]["taskDefinitionArn"]
-    return {
+    yield {
         "session": session,
         "cluster": name,
         "taskdef": taskdef,
         "table": f"{name}-answers",
         "network": {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [], "assignPublicIp": "ENABLED"}},
     }
+    delete_vpc(ec2, vpc)
 
 
 def ask_one_task_per_question(
