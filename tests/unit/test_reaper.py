@@ -110,6 +110,23 @@ def build_lab(aws, lab, expires, project="kumolab", cidr="10.20.0.0/23", owner=N
     return ids
 
 
+def idle_stop_alarm(aws, name: str, instance: str, **extra) -> str:
+    """An alarm as roles/idle_stop creates it (amazon.aws cannot tag it): found by its name only."""
+    aws("cloudwatch").put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/EC2",
+        MetricName="CPUUtilization",
+        Statistic="Average",
+        Period=300,
+        EvaluationPeriods=6,
+        Threshold=10,
+        ComparisonOperator="LessThanThreshold",
+        Dimensions=[{"Name": "InstanceId", "Value": instance}],
+        **extra,
+    )
+    return name
+
+
 def exists(aws, kind, ident):
     ec2 = aws("ec2")
     if kind == "ec2_instance":
@@ -295,16 +312,10 @@ def test_alarm_of_a_vanished_instance_is_reaped_and_a_live_ones_alarm_stays(aws)
     ]
     ec2.terminate_instances(InstanceIds=[gone])
     for instance in (gone, live):
-        cloudwatch.put_metric_alarm(
-            AlarmName=f"kumolab-gpu-idle-stop-{instance}",
-            Namespace="AWS/EC2",
-            MetricName="CPUUtilization",
-            Statistic="Average",
-            Period=300,
-            EvaluationPeriods=6,
-            Threshold=10,
-            ComparisonOperator="LessThanThreshold",
-            Dimensions=[{"Name": "InstanceId", "Value": instance}],
+        idle_stop_alarm(
+            aws,
+            f"kumolab-gpu-idle-stop-{instance}",
+            instance,
             AlarmActions=["arn:aws:automate:ap-northeast-1:ec2:stop"],
         )
     report = handler.lambda_handler({}, None)
@@ -319,18 +330,7 @@ def test_alarm_of_a_vanished_instance_is_reaped_and_a_live_ones_alarm_stays(aws)
 
     # An expired lab's instance takes its idle-stop alarm with it in the same run.
     lab = build_lab(aws, "alarmlab", PAST, cidr="10.91.0.0/23")
-    alarm = f"kumolab-alarmlab-idle-stop-{lab['ec2_instance']}"
-    cloudwatch.put_metric_alarm(
-        AlarmName=alarm,
-        Namespace="AWS/EC2",
-        MetricName="CPUUtilization",
-        Statistic="Average",
-        Period=300,
-        EvaluationPeriods=6,
-        Threshold=10,
-        ComparisonOperator="LessThanThreshold",
-        Dimensions=[{"Name": "InstanceId", "Value": lab["ec2_instance"]}],
-    )
+    alarm = idle_stop_alarm(aws, f"kumolab-alarmlab-idle-stop-{lab['ec2_instance']}", lab["ec2_instance"])
     report = handler.lambda_handler({}, None)
     kinds = [(r["kind"], r["id"]) for r in report["deleted"]]
     assert kinds[0] == ("cloudwatch_alarm", alarm) and sorted(kinds[1:]) == sorted(lab.items())
@@ -561,17 +561,7 @@ def test_teardown_side_finds_a_labs_idle_stop_alarm_by_name_even_after_its_insta
     ec2.terminate_instances(InstanceIds=[instance])
     names = [f"kumolab-gpu-idle-stop-{instance}", f"kumolab-ec2-idle-stop-{instance}"]
     for name in names:
-        cloudwatch.put_metric_alarm(
-            AlarmName=name,
-            Namespace="AWS/EC2",
-            MetricName="CPUUtilization",
-            Statistic="Average",
-            Period=300,
-            EvaluationPeriods=6,
-            Threshold=10,
-            ComparisonOperator="LessThanThreshold",
-            Dimensions=[{"Name": "InstanceId", "Value": instance}],
-        )
+        idle_stop_alarm(aws, name, instance)
     try:
         gpu = catalogue.find(
             aws, {"Project": "kumolab", "Lab": "gpu"}, [k for k in catalogue.KINDS if k.name == "cloudwatch_alarm"]
@@ -587,21 +577,6 @@ def test_teardown_side_finds_a_labs_idle_stop_alarm_by_name_even_after_its_insta
         ]
     finally:
         cloudwatch.delete_alarms(AlarmNames=names)
-
-
-def idle_stop_alarm(aws, name: str, instance: str) -> str:
-    aws("cloudwatch").put_metric_alarm(
-        AlarmName=name,
-        Namespace="AWS/EC2",
-        MetricName="CPUUtilization",
-        Statistic="Average",
-        Period=300,
-        EvaluationPeriods=6,
-        Threshold=10,
-        ComparisonOperator="LessThanThreshold",
-        Dimensions=[{"Name": "InstanceId", "Value": instance}],
-    )
-    return name
 
 
 def test_a_teardown_for_one_owner_leaves_another_owners_resources(aws, emulator):
