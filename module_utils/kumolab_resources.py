@@ -382,12 +382,13 @@ def delete_ecs_service(aws, res):
 
 def _untagged_by_name(name: str, tags: dict, wanted: dict, prefixes: dict | None = None) -> dict | None:
     """Tags to claim a resource the lab's tags do not (yet) mark, by its name: only the exact name the lab
-    creates (its prefix, ``<project>-<slug>``; a look-alike such as ``<project>-<slug>-prod`` is never claimed), and
-    only when its own tags name no other project or lab (review M2). ECS clusters, task definitions and ECR
-    repositories are created untagged and tagged by the next task (their community.aws modules take no tags),
-    so a deploy killed in between leaves one that only its name ties to the lab. Like idle-stop alarms, only
-    when ``wanted`` is Project and Lab, and perhaps Owner (the name is the lab's, whoever deployed it; one that
-    carries another owner's tag is never claimed)."""
+    creates (its prefix as the caller passes it, ``<project>-<slug>-<owner>``; a look-alike such as
+    ``<prefix>-prod`` is never claimed), and only when its own tags name no other project or lab (review M2).
+    ECS clusters, task definitions and ECR repositories are created untagged and tagged by the next task
+    (their community.aws modules take no tags), so a deploy killed in between leaves one that only its name
+    ties to the lab. Like idle-stop alarms, only
+    when ``wanted`` is Project and Lab, and perhaps Owner (one that carries another owner's tag is never
+    claimed)."""
     if _tags_match(tags, wanted) or set(wanted) - {OWNER_TAG} != {PROJECT_TAG, LAB_TAG}:
         return None
     if any(tags.get(key, value) != value for key, value in wanted.items()):
@@ -498,14 +499,16 @@ def lab_prefix(lab: str, project: str, prefixes: dict | None = None) -> str:
 
 def idle_stop_lab(alarm_name: str, project: str, prefixes: dict | None = None) -> str | None:
     """The lab of an idle-stop alarm named ``<lab prefix>-idle-stop-<instance id>`` (``roles/idle_stop``), or
-    None when the name is not one: the lab whose prefix in ``prefixes`` it is, else ``<name>`` for
-    ``<project>-<name>-idle-stop-...``."""
+    None when the name is not one: the lab whose prefix in ``prefixes`` it is or starts (``<prefix>-<owner>``:
+    a teardown of every owner's resources passes the prefixes that all owners' names share; the longest
+    wins), else ``<name>`` for ``<project>-<name>-idle-stop-...``. The name does not say whose it is: the
+    callers decide that by the instances it watches."""
     if IDLE_STOP_MARKER not in alarm_name:
         return None
     head = alarm_name.split(IDLE_STOP_MARKER, 1)[0]
-    for lab, prefix in (prefixes or {}).items():
-        if head == prefix:
-            return lab
+    matching = [(len(p), lab) for lab, p in (prefixes or {}).items() if head == p or head.startswith(p + "-")]
+    if matching:
+        return max(matching)[1]
     start = f"{project}-"
     return (head[len(start) :] or None) if head.startswith(start) else None
 

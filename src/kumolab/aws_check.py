@@ -1,7 +1,7 @@
 """The pieces of ``make aws-check`` (``playbooks/aws_check.yml``) that are plain Python.
 
     python -m kumolab.aws_check step --run-dir D --name deploy [--stdout F] -- ansible-playbook ...
-    python -m kumolab.aws_check count --lab <lab> --region R [--wait 300] --out D/after_teardown.json
+    python -m kumolab.aws_check count --lab <lab> --region R --owner O [--wait 300] --out D/after_teardown.json
     python -m kumolab.aws_check receipt --run-dir D --lab <lab> --region R --owner O --cap 0.25 --out-dir results/aws-check
 
 ``step`` runs one command and appends what happened (times, exit status, the last lines of its output) to
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from kumolab import leftovers, receipt
-from kumolab.labs import PROJECT
+from kumolab.labs import PROJECT, default_owner
 from kumolab.labs import lab as registry_lab
 
 DETAIL_LINES = 3
@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     cnt = sub.add_parser("count", help="the independent leftover count of a lab")
     cnt.add_argument("--lab", required=True)
     cnt.add_argument("--region", required=True)
+    cnt.add_argument("--owner", help="whose resources (the lab's name prefix ends with it); default: $KUMOLAB_OWNER")
     cnt.add_argument("--profile")
     cnt.add_argument(
         "--wait", type=float, default=0, help="count again for up to this many seconds while something is left"
@@ -212,7 +213,13 @@ def main(argv: list[str] | None = None) -> int:
             return clients[service]
 
         result = leftovers.settle(
-            factory, PROJECT, args.lab, registry_lab(args.lab).prefix, wait_s=args.wait, interval_s=args.interval
+            factory,
+            PROJECT,
+            args.lab,
+            registry_lab(args.lab).prefix(args.owner),
+            wait_s=args.wait,
+            interval_s=args.interval,
+            owner=args.owner or default_owner(),
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result.as_dict(), indent=2) + "\n")

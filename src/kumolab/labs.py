@@ -8,6 +8,10 @@ written down once.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import pwd
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -16,6 +20,27 @@ from kumolab.paths import REPO_ROOT
 
 REGISTRY_FILE = REPO_ROOT / "inventories" / "shared" / "labs.yml"
 PROJECT = "kumolab"
+#: The longest owner slug: ``<project>-<slug>-<owner>-<account>-<region>`` (Lab 7's bucket) must fit S3's 63.
+OWNER_SLUG_MAX = 12
+
+
+def default_owner() -> str:
+    """Who a run belongs to when nobody says: ``$KUMOLAB_OWNER``, else the login name, as ``id -un`` prints it
+    (``kumolab_owner`` in inventories/shared/kumolab.yml)."""
+    return os.environ.get("KUMOLAB_OWNER") or pwd.getpwuid(os.geteuid()).pw_name
+
+
+def owner_slug(owner: str) -> str:
+    """The owner as it ends every resource name: lower case, each run of other characters one dash, at most
+    ``OWNER_SLUG_MAX`` characters (a longer one keeps its first 7 and 4 hex digits of its SHA-1, so two long
+    names that share a beginning still differ). ``kumolab_owner_slug`` in inventories/shared/kumolab.yml is
+    the same rule in Jinja; tests/unit/test_labs.py checks that both agree."""
+    slug = re.sub(r"[^a-z0-9]+", "-", owner.lower()).strip("-")
+    if not slug:
+        raise ValueError(f"owner {owner!r} has no letters or digits; set KUMOLAB_OWNER (or -e owner=...) to a name")
+    if len(slug) <= OWNER_SLUG_MAX:
+        return slug
+    return f"{slug[:7].rstrip('-')}-{hashlib.sha1(owner.encode()).hexdigest()[:4]}"
 
 
 @dataclass(frozen=True)
@@ -33,9 +58,14 @@ class Lab:
     class_mode: bool = False
 
     @property
-    def prefix(self) -> str:
-        """What every resource name of the lab starts with: the project, a dash, the slug."""
+    def base_prefix(self) -> str:
+        """The project, a dash, the slug: what every owner's resource names of the lab start with."""
         return f"{PROJECT}-{self.slug}"
+
+    def prefix(self, owner: str | None = None) -> str:
+        """What the names of ``owner``'s resources of the lab start with: ``<project>-<slug>-<owner slug>``
+        (``kumolab_lab_prefixes`` in Ansible). ``owner`` defaults to :func:`default_owner`."""
+        return f"{self.base_prefix}-{owner_slug(owner or default_owner())}"
 
 
 @functools.cache

@@ -412,6 +412,41 @@ def count(aws: ClientFactory, project: str, lab: str, prefix: str) -> Count:
     return Count(_now(), sorted(merged.values(), key=lambda f: (f.kind, f.id)), stale, tags, prefix)
 
 
+def _owner_tags(aws, ids: list[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    out = {}
+    for start in range(0, len(ids), 100):
+        tags = aws("ec2").describe_tags(
+            Filters=[{"Name": "resource-id", "Values": ids[start : start + 100]}, {"Name": "key", "Values": ["Owner"]}]
+        )["Tags"]
+        out.update({t["ResourceId"]: t["Value"] for t in tags})
+    return out
+
+
+def count_owned(aws: ClientFactory, project: str, lab: str, owner: str, prefix: str) -> Count:
+    """The independent count of one owner's copy of a lab: tagged Project/Lab/Owner, or named under their prefix
+    (``kumolab-<slug>-<owner>``).
+
+    A name match whose own Owner tag names someone else (``<prefix>-s1*`` also matches ``s10``) is not
+    theirs; an untagged one stays in (it is reported, never hidden)."""
+    result = count(aws, project, lab, prefix)
+    result.tags = dict(result.tags, Owner=owner)
+    theirs = []
+    tagged_mine = {(f.kind, f.id) for f in tagged(aws, result.tags)}
+    ec2_ids = [f.id for f in result.leftovers if f.kind.startswith("ec2:")]
+    owners = _owner_tags(aws, ec2_ids)
+    for found in result.leftovers:
+        if (found.kind, found.id) in tagged_mine:
+            theirs.append(found)
+        elif found.source == "tagging-api":
+            continue  # tagged for the lab but another owner's
+        elif owners.get(found.id, owner) == owner:
+            theirs.append(found)
+    result.leftovers = theirs
+    return result
+
+
 def settle(
     aws: ClientFactory,
     project: str,
@@ -421,12 +456,14 @@ def settle(
     interval_s: float = 30,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    owner: str | None = None,
 ) -> Count:
     """Count again every ``interval_s`` while leftovers remain, for up to ``wait_s`` seconds (deletes that AWS
-    finishes asynchronously: instances terminating, NAT gateways, ENIs of Fargate tasks)."""
+    finishes asynchronously: instances terminating, NAT gateways, ENIs of Fargate tasks). With ``owner``, only
+    that owner's (:func:`count_owned`)."""
     deadline = clock() + wait_s
     while True:
-        result = count(aws, project, lab, prefix)
+        result = count_owned(aws, project, lab, owner, prefix) if owner else count(aws, project, lab, prefix)
         if result.ok or clock() + interval_s > deadline:
             return result
         sleep(interval_s)

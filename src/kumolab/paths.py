@@ -7,7 +7,10 @@ lives under one state directory: ``$KUMOLAB_STATE_DIR`` if set, else ``<repo>/.s
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,3 +32,15 @@ def state_dir() -> Path:
 
 def results_dir() -> Path:
     return Path(os.environ.get("KUMOLAB_RESULTS_DIR") or REPO_ROOT / "results")
+
+
+@contextlib.contextmanager
+def state_lock(name: str) -> Iterator[None]:
+    """Hold ``<state>/<name>.lock`` exclusively: two playbooks started at once (two owners on one machine)
+    must not both find a local service down and both start it on the same port."""
+    with (state_dir() / f"{name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

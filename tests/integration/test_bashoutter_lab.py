@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from kumolab.labs import lab as registry_lab
+
 pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
+PREFIX = registry_lab("bashoutter").prefix()
 # The local inventory's runtime, on free ports so that a user's running lab is never in the way. The
 # stage's throttling is raised so the load tests measure the runtime, not the lab's 100 req/s limit.
 TARGET_VARS = json.dumps(
@@ -68,13 +71,13 @@ def test_each_function_may_only_do_its_own_job(deployed, aws):
         "patch_haiku": ["dynamodb:UpdateItem"],
         "delete_haiku": ["dynamodb:DeleteItem"],
     }.items():
-        doc = iam.get_role_policy(RoleName=f"kumolab-bashoutter-{key}", PolicyName="least-privilege")["PolicyDocument"]
+        doc = iam.get_role_policy(RoleName=f"{PREFIX}-{key}", PolicyName="least-privilege")["PolicyDocument"]
         doc = json.loads(doc) if isinstance(doc, str) else doc
         table_stmt = next(s for s in doc["Statement"] if s["Sid"] == "HaikuTable")
         assert table_stmt["Action"] == actions
         assert table_stmt["Resource"].endswith(f":table/{deployed['table_name']}")
         # Security M3: each function's concurrency is reserved (and so bounded), at the play's default.
-        reserved = aws("lambda").get_function_concurrency(FunctionName=f"kumolab-bashoutter-{key}")
+        reserved = aws("lambda").get_function_concurrency(FunctionName=f"{PREFIX}-{key}")
         assert reserved.get("ReservedConcurrentExecutions") == 2, key
     bucket_tags = {t["Key"]: t["Value"] for t in aws("s3").get_bucket_tagging(Bucket=deployed["bucket"])["TagSet"]}
     assert bucket_tags["kumolab:public-website"] == "true" and bucket_tags["Lab"] == "bashoutter"
@@ -185,7 +188,7 @@ def test_teardown_removes_everything_including_the_bucket(deployed, run_playbook
     assert not [
         f for f in aws("lambda").list_functions()["Functions"] if f["FunctionName"].startswith("kumolab-bashoutter")
     ]
-    assert not [a for a in aws("apigateway").get_rest_apis()["items"] if a["name"] == "kumolab-bashoutter"]
+    assert not [a for a in aws("apigateway").get_rest_apis()["items"] if a["name"] == PREFIX]
     assert not [r for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith("kumolab-bashoutter")]
     assert not aws("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/kumolab-bashoutter")["logGroups"]
     status = subprocess.run(

@@ -26,6 +26,8 @@ import moto.cognitoidp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from kumolab.labs import lab as registry_lab
+
 pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
@@ -148,7 +150,7 @@ def auth(token: str) -> dict:
 
 def test_the_pool_and_its_web_client_are_deployed_and_a_rerun_changes_nothing(deployed, signin, aws, run_playbook):
     pool = aws("cognito-idp").describe_user_pool(UserPoolId=signin["userPoolId"])["UserPool"]
-    assert pool["Name"] == "kumolab-bashoutter" and pool["UserPoolTags"]["Lab"] == "bashoutter"
+    assert pool["Name"] == registry_lab("bashoutter").prefix() and pool["UserPoolTags"]["Lab"] == "bashoutter"
     client = aws("cognito-idp").describe_user_pool_client(UserPoolId=pool["Id"], ClientId=signin["clientId"])
     assert "ClientSecret" not in client["UserPoolClient"]  # a browser's client: public, no secret
     assert "ALLOW_USER_PASSWORD_AUTH" in client["UserPoolClient"]["ExplicitAuthFlows"]

@@ -4,33 +4,66 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import REPO, VENV_BIN
 
+from kumolab import leftovers
+from kumolab.labs import default_owner
+from kumolab.labs import lab as registry_lab
+
 pytestmark = pytest.mark.integration
 
-LAB_FILTER = [{"Name": "tag:Project", "Values": ["kumolab"]}, {"Name": "tag:Lab", "Values": ["ec2"]}]
+OWNER = default_owner()
+PREFIX = registry_lab("ec2").prefix(OWNER)
+# A second person deploying the same lab into the same emulator at the same time (their own results folder, as
+# on their own clone).
+COLLEAGUE = "a-colleague"
+COLLEAGUE_PREFIX = registry_lab("ec2").prefix(COLLEAGUE)
+LAB_TAGS = [{"Name": "tag:Project", "Values": ["kumolab"]}, {"Name": "tag:Lab", "Values": ["ec2"]}]
+LAB_FILTER = LAB_TAGS + [{"Name": "tag:Owner", "Values": [OWNER]}]
+
+
+def colleague_env(lab_env) -> dict:
+    return {
+        **os.environ,
+        "KUMOLAB_OWNER": COLLEAGUE,
+        "KUMOLAB_RESULTS_DIR": str(Path(lab_env["KUMOLAB_STATE_DIR"]) / "results-colleague"),
+    }
 
 
 @pytest.fixture(scope="module")
-def deployed(run_playbook):
+def deployed(run_playbook, lab_env):
+    """This session's owner deploys Lab 1 while a colleague deploys it too, into the same emulator."""
+    colleague = subprocess.Popen(
+        [str(VENV_BIN / "ansible-playbook"), "playbooks/ec2_lab.yml"],
+        cwd=REPO,
+        env=colleague_env(lab_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     run = run_playbook("ec2_lab.yml")
+    colleague_output, _ = colleague.communicate(timeout=1800)
+    assert colleague.returncode == 0, colleague_output[-3000:]
     assert run.rc == 0, run.output[-3000:]
     return run
 
 
-def lab_instances(aws):
+def lab_instances(aws, owner: str = OWNER):
     reservations = aws("ec2").describe_instances(
-        Filters=LAB_FILTER + [{"Name": "instance-state-name", "Values": ["running"]}]
+        Filters=LAB_TAGS
+        + [{"Name": "tag:Owner", "Values": [owner]}, {"Name": "instance-state-name", "Values": ["running"]}]
     )
     return [i for r in reservations["Reservations"] for i in r["Instances"]]
 
 
 def test_deploy_prints_the_login_command(deployed, lab_env):
-    key = Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys" / "kumolab-ec2"
+    key = Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys" / PREFIX
     expected = f"ssh -i {key} -p {lab_env['KUMOLAB_SSH_PORT']}"
     assert expected in deployed.output
     login = json.loads((Path(lab_env["KUMOLAB_RESULTS_DIR"]) / "ec2" / "login.json").read_text())
@@ -61,7 +94,7 @@ def test_ping_over_ssh_through_dynamic_inventory(deployed):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '"ping": "pong"' in proc.stdout
-    assert "kumolab-ec2 | SUCCESS" in proc.stdout
+    assert f"{PREFIX} | SUCCESS" in proc.stdout
 
 
 def test_m4_a_wrong_pinned_host_key_is_refused(deployed, lab_env, tmp_path):
@@ -149,19 +182,67 @@ def test_security_audit_passes(deployed, audit):
     print(f"audit ec2: {report['summary']}")
 
 
+def test_two_owners_each_have_their_own_lab(deployed, aws, lab_env):
+    """Names, key pairs, keys on disk and results carry the owner: the two deploys that ran at once made two
+    servers, each reached with its owner's own key."""
+    mine, theirs = lab_instances(aws), lab_instances(aws, COLLEAGUE)
+    assert [i["KeyName"] for i in mine] == [PREFIX] and [i["KeyName"] for i in theirs] == [COLLEAGUE_PREFIX]
+    keys = Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys"
+    assert (keys / PREFIX).read_text() != (keys / COLLEAGUE_PREFIX).read_text()
+    login = json.loads((Path(colleague_env(lab_env)["KUMOLAB_RESULTS_DIR"]) / "ec2" / "login.json").read_text())
+    assert login["key"] == str(keys / COLLEAGUE_PREFIX)
+    # The colleague's copy answers over SSH, with their key, through the dynamic inventory.
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible"), "-i", "inventories/local", "-m", "ansible.builtin.ping", COLLEAGUE_PREFIX],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=colleague_env(lab_env),
+    )
+    assert proc.returncode == 0 and f"{COLLEAGUE_PREFIX} | SUCCESS" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_another_owners_teardown_leaves_the_lab_running(deployed, run_playbook, aws, lab_env):
-    """Teardown is per owner (the Owner tag): a colleague's teardown of Lab 1 in the same account deletes
-    nothing of this one, and everyone's needs -e all_owners=true confirmed."""
+    """Teardown is per owner (the Owner tag): the colleague's teardown of Lab 1 in the same account deletes
+    exactly their resources; this lab keeps running, and the independent count finds exactly its resources and
+    none of the colleague's. Everyone's needs -e all_owners=true confirmed."""
     before = [i["InstanceId"] for i in lab_instances(aws)]
-    keys = sorted(p.name for p in (Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys").glob("kumolab-ec2*"))
-    run = run_playbook("teardown.yml", "-e", "lab=ec2", env={"KUMOLAB_OWNER": "a-colleague"})
+    keys_dir = Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys"
+    mine_before = leftovers.count_owned(aws, "kumolab", "ec2", OWNER, PREFIX).leftovers
+    theirs_before = leftovers.count_owned(aws, "kumolab", "ec2", COLLEAGUE, COLLEAGUE_PREFIX).leftovers
+    assert {f.kind for f in theirs_before} >= {"ec2:instance", "ec2:vpc", "ec2:security-group", "ec2:key-pair"}
+
+    run = run_playbook("teardown.yml", "-e", "lab=ec2", env=colleague_env(lab_env))
     assert run.rc == 0, run.output[-3000:]
-    assert "Deleted 0 resource(s)" in run.output and "'Owner': 'a-colleague'" in run.output
+    deleted = re.search(r"Deleted (\d+) resource\(s\)", run.output)
+    assert deleted and int(deleted[1]) >= 6, run.output[-3000:]  # instance, key pair, group, subnet, gateway, VPC...
+    assert "'Owner': 'a-colleague'" in run.output
+    assert lab_instances(aws, COLLEAGUE) == []
+    assert leftovers.count_owned(aws, "kumolab", "ec2", COLLEAGUE, COLLEAGUE_PREFIX).leftovers == []
     assert [i["InstanceId"] for i in lab_instances(aws)] == before != []
-    assert sorted(p.name for p in (Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys").glob("kumolab-ec2*")) == keys
+    assert [(f.kind, f.id) for f in leftovers.count_owned(aws, "kumolab", "ec2", OWNER, PREFIX).leftovers] == [
+        (f.kind, f.id) for f in mine_before
+    ]
+    assert sorted(p.name for p in keys_dir.glob(f"{PREFIX}*")) == [PREFIX, f"{PREFIX}.known_hosts", f"{PREFIX}.pub"]
+    assert not list(keys_dir.glob(f"{COLLEAGUE_PREFIX}*"))
+
     unconfirmed = run_playbook("teardown.yml", "-e", "lab=ec2", "-e", "all_owners=true")
     assert unconfirmed.rc != 0 and "Add -e confirm_all_owners=yes" in unconfirmed.output
     assert [i["InstanceId"] for i in lab_instances(aws)] == before
+
+
+def test_this_owners_lab_still_works_after_the_colleagues_teardown(deployed):
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible"), "-i", "inventories/local", "-m", "ansible.builtin.ping", "lab_ec2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
+    )
+    assert proc.returncode == 0 and f"{PREFIX} | SUCCESS" in proc.stdout, proc.stdout + proc.stderr
+    assert COLLEAGUE_PREFIX not in proc.stdout
 
 
 def test_teardown_leaves_nothing_and_is_idempotent(deployed, run_playbook, aws, lab_env):

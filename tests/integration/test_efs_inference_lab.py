@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kumolab.labs import lab as registry_lab
+
 pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
@@ -26,7 +28,7 @@ TARGET_VARS = json.dumps(
         }
     }
 )
-PREFIX = "kumolab-efs-inference"
+PREFIX = registry_lab("efs_inference").prefix()
 ARTIFACTS = REPO / "test-artifacts"
 
 

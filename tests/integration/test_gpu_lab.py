@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import LAB_HOST_VENV_GROUP, live_tagged_arns
 
+from kumolab.labs import lab as registry_lab
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group(LAB_HOST_VENV_GROUP)]
 
 # One epoch of the fast configuration on all 60k images, small matmuls: minutes on 2 CPU cores.
@@ -62,7 +64,7 @@ def test_plots_are_real_pngs(results):
 def test_summary_says_which_device_ran_and_how_to_reach_jupyter(deployed, results, lab_env):
     summary = json.loads((results / "summary.json").read_text())
     assert "(cpu)" in summary["device"] or "(cuda)" in summary["device"]
-    key = Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys" / "kumolab-gpu"
+    key = Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys" / registry_lab("gpu").prefix()
     port = lab_env["KUMOLAB_JUPYTER_PORT"]
     assert (
         summary["jupyter_tunnel"]

@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 from conftest import live_queue_urls, live_tagged_arns
 
+from kumolab.labs import lab as registry_lab
 from kumolab.local.process import pid_alive
 
 pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
-NAME = "kumolab-qa-bot"
+NAME = registry_lab("qa_bot").prefix()
 EINSTEIN = (  # the textbook's example
     "Albert Einstein (14 March 1879 – 18 April 1955) was a German-born theoretical physicist who developed the "
     "theory of relativity, one of the two pillars of modern physics. He received the 1921 Nobel Prize in Physics "

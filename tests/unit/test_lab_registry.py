@@ -10,6 +10,7 @@ files/lambda/bashoutter/, inventories/*/group_vars/all/gpu_lab.yml, ...), any pa
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -235,3 +236,43 @@ def test_the_scan_recognises_each_spelling():
     for line in [f"lab_tags_lab: {name}x", f"kumolab: {name} lab", f"{prefix(name)}_x"]:
         assert not any(p.search(line) for p in identity_patterns(name)), line
     assert len(set(LAB_WORD.findall(", ".join(LABS)))) == len(LABS)
+
+
+# --- owners in names ---------------------------------------------------------------------------------------
+
+OWNERS = {
+    "alice": "alice",
+    "s01": "s01",
+    "Tanaka.Hiroshi": "tanaka-",  # 14 characters: the first 7 (trailing dash dropped), a dash, 4 of the SHA-1
+    "arn:aws:sts::123456789012:assumed-role/Lab/x": "arn-aws-",
+}
+
+
+@pytest.mark.parametrize("owner", OWNERS)
+def test_the_owner_ends_every_prefix_the_same_way_in_ansible_and_python(owner):
+    """kumolab_lab_prefixes (Jinja, inventories/shared/kumolab.yml) and kumolab.labs (Python) agree on every
+    lab's prefix for an owner, and the slug fits S3's bucket-name limit wherever a lab puts it."""
+    from kumolab import labs
+
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "localhost", "-i", "inventories/local", "-c", "local",
+         "-m", "ansible.builtin.debug", "-a", "var=kumolab_lab_prefixes", "-e", f"owner={owner}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ansible_prefixes = json.loads(proc.stdout.split("=>", 1)[1])["kumolab_lab_prefixes"]
+    slug = labs.owner_slug(owner)
+    assert slug.startswith(OWNERS[owner]) and len(slug) <= labs.OWNER_SLUG_MAX
+    assert re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", slug)
+    assert ansible_prefixes == {name: labs.lab(name).prefix(owner) for name in LABS}
+    assert all(p == f"{PROJECT}-{LABS[n]['slug']}-{slug}" for n, p in ansible_prefixes.items())
+    longest_bucket = max(len(p) for p in ansible_prefixes.values()) + len("-123456789012-ap-southeast-5")
+    assert longest_bucket <= 63
+
+
+def test_owners_that_share_a_beginning_get_different_slugs():
+    from kumolab import labs
+
+    assert labs.owner_slug("tanaka.hiroshi") != labs.owner_slug("tanaka.hiroko")
+    with pytest.raises(ValueError, match="KUMOLAB_OWNER"):
+        labs.owner_slug("@@@")

@@ -16,42 +16,12 @@ from kumolab.labs import lab as registry_lab
 
 
 def student_prefix(lab: str, student: str) -> str:
-    return f"{registry_lab(lab).prefix}-{student}"
-
-
-def _owner_tags(aws, ids: list[str]) -> dict[str, str]:
-    if not ids:
-        return {}
-    out = {}
-    for start in range(0, len(ids), 100):
-        tags = aws("ec2").describe_tags(
-            Filters=[{"Name": "resource-id", "Values": ids[start : start + 100]}, {"Name": "key", "Values": ["Owner"]}]
-        )["Tags"]
-        out.update({t["ResourceId"]: t["Value"] for t in tags})
-    return out
+    return registry_lab(lab).prefix(student)
 
 
 def count(aws, lab: str, student: str) -> leftovers.Count:
-    """The independent count of one student's copy of a lab: tagged Project/Lab/Owner, or named under their prefix.
-
-    A name match whose own Owner tag names someone else (``kumolab-ec2-s1*`` also matches student ``s10``) is not
-    theirs; an untagged one stays in (it is reported, never hidden)."""
-    prefix = student_prefix(lab, student)
-    result = leftovers.count(aws, "kumolab", lab, prefix)
-    result.tags = dict(result.tags, Owner=student)
-    theirs = []
-    tagged_mine = {(f.kind, f.id) for f in leftovers.tagged(aws, result.tags)}
-    ec2_ids = [f.id for f in result.leftovers if f.kind.startswith("ec2:")]
-    owners = _owner_tags(aws, ec2_ids)
-    for found in result.leftovers:
-        if (found.kind, found.id) in tagged_mine:
-            theirs.append(found)
-        elif found.source == "tagging-api":
-            continue  # tagged for the lab but another owner's
-        elif owners.get(found.id, student) == student:
-            theirs.append(found)
-    result.leftovers = theirs
-    return result
+    """The independent count of one student's copy of a lab (:func:`kumolab.leftovers.count_owned`)."""
+    return leftovers.count_owned(aws, "kumolab", lab, student, student_prefix(lab, student))
 
 
 def settle(aws, lab: str, student: str, wait_s: float = 60, interval_s: float = 5, sleep=None) -> leftovers.Count:

@@ -4,8 +4,9 @@ Columns (a header row, in any order; names case-insensitive)::
 
     student_id, display_name, email, labs, budget_usd, expiry
 
-- ``student_id``: 1-24 lower-case letters and digits. It becomes the student's owner and part of every resource
-  name (``kumolab-ec2-<student_id>``), so it must be unique and must not be a prefix-with-dash of another name.
+- ``student_id``: 1-12 lower-case letters and digits. It becomes the student's owner and, unchanged (it is its
+  own owner slug, :func:`kumolab.labs.owner_slug`), the end of every resource name (``kumolab-ec2-<student_id>``),
+  so it must be unique.
 - ``labs``: lab names from the lab registry separated by ``;`` or spaces (class mode deploys those in
   :data:`CLASS_LABS`).
 - ``budget_usd``: a positive number, the most this student's environment may cost.
@@ -27,7 +28,7 @@ from kumolab import labs as lab_registry
 COLUMNS = ("student_id", "display_name", "email", "labs", "budget_usd", "expiry")
 #: Labs a class can deploy: ``class_mode: true`` in the lab registry (their per-student roles run on the class network).
 CLASS_LABS = tuple(name for name, spec in lab_registry.labs().items() if spec.class_mode)
-STUDENT_ID = re.compile(r"^[a-z0-9]{1,24}$")
+STUDENT_ID = re.compile(rf"^[a-z0-9]{{1,{lab_registry.OWNER_SLUG_MAX}}}$")
 EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
 CLASS_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 
@@ -114,7 +115,8 @@ def read(path: str | Path, known_labs: dict | None = None) -> list[Student]:
 
         sid = cell["student_id"]
         if not STUDENT_ID.match(sid):
-            bad("student_id", f"{sid!r} must be 1-24 lower-case letters and digits (it is part of resource names)")
+            longest = lab_registry.OWNER_SLUG_MAX
+            bad("student_id", f"{sid!r} must be 1-{longest} lower-case letters and digits (it ends resource names)")
         elif sid in seen:
             bad("student_id", f"{sid!r} is also on row {seen[sid]}; each student once")
         elif sid.startswith("class"):

@@ -29,7 +29,7 @@ from kumolab.local import settings
 from kumolab.local.guard import SECRET_HEADER
 from kumolab.local.process import BackgroundService, ServiceError, pid_alive, python_module_argv, stop_pid
 from kumolab.local.settings import HOST
-from kumolab.paths import state_dir
+from kumolab.paths import state_dir, state_lock
 
 DEFAULT_PORT = settings.EMULATOR_PORT
 START_TIMEOUT_S = 90.0  # a loaded machine (CI, several sessions) imports moto slowly
@@ -224,11 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         emulator = Emulator.from_environment(args.port)
         if args.command == "start":
-            changed = emulator.start()
-            region = settings.region()
-            # The profile is rewritten whenever it differs (another port, keys, region), and only then.
-            changed = emulator.write_profile(region) or changed
-            emulator.seed(region)
+            with state_lock("emulator"):
+                changed = emulator.start()
+                region = settings.region()
+                # The profile is rewritten whenever it differs (another port, keys, region), and only then.
+                changed = emulator.write_profile(region) or changed
+                emulator.seed(region)
             result = dict(emulator.status(), changed=changed)
         elif args.command == "stop":
             result = dict(emulator.status(), changed=emulator.stop(), running=False)

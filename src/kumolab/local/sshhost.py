@@ -42,7 +42,7 @@ from pathlib import Path
 import kumolab.aws
 from kumolab.local import settings
 from kumolab.local.settings import HOST
-from kumolab.paths import state_dir
+from kumolab.paths import state_dir, state_lock
 
 DEFAULT_PORT = settings.SSH_PORT
 #: Key names the lab host accepts: the project name, or the project name and a lab's slug (the registry's prefixes).
@@ -459,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host = SshHost.from_environment()
         if args.command == "start":
-            result = dict(changed=host.start())
+            with state_lock("sshhost"):
+                result = dict(changed=host.start())
         elif args.command == "stop":
             result = dict(changed=host.stop())
         else:
