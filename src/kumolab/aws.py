@@ -42,7 +42,7 @@ def resource(service: str, profile: str | None = None, region: str | None = None
 
 
 def outputs_profile(out: dict) -> str | None:
-    """The profile a lab CLI uses for a deploy described by ``results/<lab>/outputs.json``.
+    """The profile a lab CLI uses for a deploy described by ``results/<owner>/<lab>/outputs.json``.
 
     Outputs' ``profile`` if recorded, else ``$AWS_PROFILE`` (None here: :func:`session` reads it); a deploy on the
     local target (whose outputs name the emulator's endpoint, for information) falls back to the local profile.

@@ -2,7 +2,7 @@
 
     python -m kumolab.aws_check step --run-dir D --name deploy [--stdout F] -- ansible-playbook ...
     python -m kumolab.aws_check count --lab <lab> --region R --owner O [--wait 300] --out D/after_teardown.json
-    python -m kumolab.aws_check receipt --run-dir D --lab <lab> --region R --owner O --cap 0.25 --out-dir results/aws-check
+    python -m kumolab.aws_check receipt --run-dir D --lab <lab> --region R --owner O --cap 0.25 --out-dir results/<owner>/aws-check
 
 ``step`` runs one command and appends what happened (times, exit status, the last lines of its output) to
 ``<run-dir>/steps.jsonl``; it exits with the command's status. ``count`` is the independent leftover check

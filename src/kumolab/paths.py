@@ -31,7 +31,11 @@ def state_dir() -> Path:
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("KUMOLAB_RESULTS_DIR") or REPO_ROOT / "results")
+    """What the labs write for the owner of this run: ``$KUMOLAB_RESULTS_DIR``, else ``<repo>/results/<owner slug>``
+    (``kumolab_results_dir``)."""
+    from kumolab.labs import default_owner, owner_slug  # kumolab.labs imports this module
+
+    return Path(os.environ.get("KUMOLAB_RESULTS_DIR") or REPO_ROOT / "results" / owner_slug(default_owner()))
 
 
 @contextlib.contextmanager

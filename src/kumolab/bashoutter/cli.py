@@ -4,7 +4,7 @@
     kumolab-bashoutter list                             # GET /haiku
     kumolab-bashoutter clear_database                   # delete every haiku (DynamoDB, paginated)
 
-The API URL and table come from results/bashoutter/outputs.json (written by playbooks/bashoutter.yml);
+The API URL and table come from results/<owner>/bashoutter/outputs.json (written by playbooks/bashoutter.yml);
 ``--api-url`` / ``--table`` override them. Throttled requests (429, the stage's rate limit) are retried
 with backoff like the AWS SDKs do, and reported separately.
 """

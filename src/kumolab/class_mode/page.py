@@ -1,4 +1,4 @@
-"""The instructor page: ``results/class/index.html``, one row per student, and ``spend.png``, the class's estimated
+"""The instructor page: ``results/<owner>/class/index.html``, one row per student, and ``spend.png``, the class's estimated
 spend over time (from the budget ledger).
 
 Status comes from what the account holds now (running / stopped / torn down / not deployed); spend from the

@@ -1,7 +1,7 @@
 """A student's teardown receipt: what their environment had, what the teardown deleted and when, and an
 independent count (:mod:`kumolab.leftovers`, written apart from the teardown's own catalogue) proving none is left.
 
-Written as ``results/class/<student>/receipt.json`` (the :mod:`kumolab.receipt` layout, ``kind: class``) and a
+Written as ``results/<owner>/class/<student>/receipt.json`` (the :mod:`kumolab.receipt` layout, ``kind: class``) and a
 readable ``receipt.html`` for grading evidence.
 """
 

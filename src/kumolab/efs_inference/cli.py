@@ -4,7 +4,7 @@
     kumolab-efs-inference predict --image my.png     # a 28x28 PNG of your own (white digit on black)
     kumolab-efs-inference bench -n 50                # one cold start, then N warm requests: p50/p95, load times
 
-Names and the API URL come from results/efs_inference/outputs.json (written by playbooks/efs_inference.yml).
+Names and the API URL come from results/<owner>/efs_inference/outputs.json (written by playbooks/efs_inference.yml).
 ``bench`` forces a cold start by changing the function's environment (a new configuration gets new execution
 environments, on AWS as locally) and puts the environment back afterwards.
 """
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="cold-start and warm latency")
     b.add_argument("-n", "--requests", type=int, default=50)
     b.add_argument("--mnist-dir", default=str(default_mnist_dir()))
-    b.add_argument("--json-out", help="default results/efs_inference/bench.json")
+    b.add_argument("--json-out", help="default results/<owner>/efs_inference/bench.json")
     args = parser.parse_args(argv)
     if getattr(args, "requests", 1) < 1:
         parser.error("-n must be at least 1")

@@ -11,7 +11,7 @@ Subcommands mirror the lab guide:
 
 Where the bot is: ``--queue-url``/``--table``/``--region``/``--profile`` flags, else the environment
 (``KUMOLAB_QA_QUEUE_URL``, ``KUMOLAB_QA_TABLE``, ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_PROFILE``),
-else the deploy's output file ``results/qa_bot/outputs.json`` (keys ``queue_url``, ``table_name``,
+else the deploy's output file ``results/<owner>/qa_bot/outputs.json`` (keys ``queue_url``, ``table_name``,
 ``region``, ``profile``) written by ``playbooks/qa_bot.yml``. AWS clients come from :mod:`kumolab.aws`: on
 the local target, the emulator's profile names its endpoint (``--endpoint-url`` overrides it).
 
@@ -333,7 +333,7 @@ def cmd_clear(args: argparse.Namespace, clients: Clients) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qa-bot", description="Ask the deployed question-answering bot.")
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--outputs", help="deploy outputs JSON (default results/qa_bot/outputs.json)")
+    where.add_argument("--outputs", help="deploy outputs JSON (default results/<owner>/qa_bot/outputs.json)")
     where.add_argument("--queue-url", help="questions queue URL (default: from the outputs file)")
     where.add_argument("--table", help="answers table name (default: from the outputs file)")
     where.add_argument("--region", help="AWS region (default: from the outputs file or AWS_REGION)")

@@ -6,7 +6,7 @@
     kumolab-serverless query_under 20               # people with age < 20 (add --inclusive for <=)
     kumolab-serverless clear                        # delete every item (paginated)
 
-Names and endpoints come from results/serverless/outputs.json (written by playbooks/serverless.yml).
+Names and endpoints come from results/<owner>/serverless/outputs.json (written by playbooks/serverless.yml).
 """
 
 from __future__ import annotations

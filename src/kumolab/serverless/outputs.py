@@ -1,4 +1,4 @@
-"""What a deployed lab tells its clients: ``results/<lab>/outputs.json`` written by the playbook."""
+"""What a deployed lab tells its clients: ``results/<owner>/<lab>/outputs.json`` written by the playbook."""
 
 from __future__ import annotations
 
