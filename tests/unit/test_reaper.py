@@ -264,6 +264,24 @@ def test_security_m1_an_invoke_event_cannot_override_now_or_project(aws):
         handler.lambda_handler({"project": "someoneelse"}, None, environ=with_test_switch())
 
 
+def test_an_owners_reaper_reaps_only_that_owners_expired_resources(aws):
+    """The reaper playbooks/reaper.yml deploys is the caller's (KUMOLAB_REAPER_OWNER): it deletes their expired
+    resources and expired ones with no Owner tag, never another owner's, whatever the event asks."""
+    import os
+
+    alice = build_lab(aws, "alicelab", PAST, cidr="10.73.0.0/23", owner="alice")
+    bob = build_lab(aws, "boblab", PAST, cidr="10.74.0.0/23", owner="bob")
+    environ = dict(os.environ, KUMOLAB_REAPER_OWNER="alice")
+    try:
+        report = handler.lambda_handler({"owner": "bob"}, None, environ=environ)
+        assert report["ok"] and report["owner"] == "alice", report
+        assert sorted((r["kind"], r["id"]) for r in report["deleted"]) == sorted(alice.items())
+        assert all(exists(aws, kind, ident) for kind, ident in bob.items())
+    finally:
+        handler.lambda_handler({}, None, environ=dict(os.environ, KUMOLAB_REAPER_OWNER="bob"))
+    assert not any(exists(aws, kind, ident) for kind, ident in bob.items())
+
+
 def test_bad_event_is_a_clear_error_not_a_crash(aws):
     result = handler.lambda_handler({"now": "yesterday"}, None, environ=with_test_switch())
     assert result == {"ok": False, "error": "event.now='yesterday' is not an ISO-8601 time"}
@@ -376,19 +394,25 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # (A second run reports changed=0; checked by hand, left out of the suite for time.)
 
-    conf = aws("lambda").get_function_configuration(FunctionName="kumolab-reaper")
-    assert (
-        conf["Handler"] == "handler.lambda_handler"
-        and conf["Environment"]["Variables"]["KUMOLAB_REAPER_DRY_RUN"] == "false"
-    )
-    rule = aws("events").describe_rule(Name="kumolab-reaper-schedule")
+    from kumolab.labs import default_owner
+    from kumolab.labs import lab as registry_lab
+
+    reaper = registry_lab("reaper").prefix()  # the caller's own reaper, kumolab-reaper-<owner>
+    conf = aws("lambda").get_function_configuration(FunctionName=reaper)
+    assert conf["Handler"] == "handler.lambda_handler" and conf["Environment"]["Variables"] == {
+        "KUMOLAB_PROJECT": "kumolab",
+        "KUMOLAB_REAPER_DRY_RUN": "false",
+        "KUMOLAB_REAPER_OWNER": default_owner(),
+        "KUMOLAB_NOTIFY_SSM_PARAMETER": "",
+    }
+    rule = aws("events").describe_rule(Name=f"{reaper}-schedule")
     assert rule["ScheduleExpression"] == "rate(2 hours)"
-    assert [t["Arn"] for t in aws("events").list_targets_by_rule(Rule="kumolab-reaper-schedule")["Targets"]] == [
+    assert [t["Arn"] for t in aws("events").list_targets_by_rule(Rule=f"{reaper}-schedule")["Targets"]] == [
         conf["FunctionArn"]
     ]
-    policy = json.loads(aws("lambda").get_policy(FunctionName="kumolab-reaper")["Policy"])
+    policy = json.loads(aws("lambda").get_policy(FunctionName=reaper)["Policy"])
     assert [s["Principal"] for s in policy["Statement"]] == [{"Service": "events.amazonaws.com"}]
-    role_name = f"kumolab-reaper-{REGION}"  # one role per region (review M1)
+    role_name = f"{reaper}-{REGION}"  # one role per region (review M1)
     role_policy = aws("iam").get_role_policy(RoleName=role_name, PolicyName="least-privilege")["PolicyDocument"]
     assert load_library_module("kumolab_audit").policy_problems(role_policy) == []  # passes our own IAM audit rule
     from support.iam_lint import lint
@@ -418,29 +442,36 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     roles = sorted(
         r["RoleName"] for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith("kumolab-reaper")
     )
-    assert roles == [role_name, f"kumolab-reaper-{second}"]
+    assert roles == [role_name, f"{reaper}-{second}"]
     assert aws("iam").get_role_policy(RoleName=role_name, PolicyName="least-privilege")["PolicyDocument"] == role_policy
     second_policy = json.dumps(
-        aws("iam").get_role_policy(RoleName=f"kumolab-reaper-{second}", PolicyName="least-privilege")["PolicyDocument"]
+        aws("iam").get_role_policy(RoleName=f"{reaper}-{second}", PolicyName="least-privilege")["PolicyDocument"]
     )
     assert f":{second}:" in second_policy and f":{REGION}:" not in second_policy
     assert REGION != second and f":{second}:" not in json.dumps(role_policy)
 
     lab = build_lab(aws, "deployedlab", PAST, cidr="10.90.0.0/23")
+    # Another owner's expired lab: this owner's reaper leaves it (it has its own reaper, or an all-owners one).
+    others = build_lab(aws, "otherslab", PAST, cidr="10.91.0.0/23", owner="someone-else")
     monkeypatch.setenv("KUMOLAB_STATE_DIR", str(reaper_state))
     monkeypatch.setenv("AWS_CONFIG_FILE", env["AWS_CONFIG_FILE"])
     runtime = LambdaRuntime(AwsConfig.from_environment(region=REGION))
     try:
-        dry = runtime.invoke("kumolab-reaper", {"dry_run": True})
+        dry = runtime.invoke(reaper, {"dry_run": True})
         assert dry.function_error is None, dry.payload
         assert sorted((r["kind"], r["id"]) for r in dry.json()["selected"]) == sorted(lab.items())
-        result = runtime.invoke("kumolab-reaper", {})
+        result = runtime.invoke(reaper, {})
         assert result.function_error is None, result.payload
         report = result.json()
     finally:
         runtime.shutdown()
     assert sorted((r["kind"], r["id"]) for r in report["deleted"]) == sorted(lab.items())
-    assert aws("lambda").get_function_configuration(FunctionName="kumolab-reaper")["FunctionName"] == "kumolab-reaper"
+    assert all(exists(aws, kind, ident) for kind, ident in others.items())
+    assert aws("lambda").get_function_configuration(FunctionName=reaper)["FunctionName"] == reaper
+    outcomes = catalogue.delete_all(
+        aws, catalogue.find(aws, {"Project": "kumolab", "Lab": "otherslab", "Owner": "someone-else"})
+    )
+    assert [o.message() for o in outcomes if o.status != "deleted"] == [] and len(outcomes) == len(others)
 
     # A teardown of every lab (what playbooks/teardown.yml does without -e lab) keeps the reaper.
     from cost_safety_support import aws_args, run_module
@@ -451,8 +482,8 @@ def test_playbook_deploys_least_privilege_reaper_and_deployed_code_reaps_via_loc
     assert not result.get("failed"), result.get("msg")
     assert sorted((r["kind"], r["id"]) for r in result["deleted"]) == sorted(keep.items())
     assert result["remaining"] == []
-    assert aws("lambda").get_function_configuration(FunctionName="kumolab-reaper")["FunctionName"] == "kumolab-reaper"
-    assert aws("events").describe_rule(Name="kumolab-reaper-schedule")["Name"] == "kumolab-reaper-schedule"
+    assert aws("lambda").get_function_configuration(FunctionName=reaper)["FunctionName"] == reaper
+    assert aws("events").describe_rule(Name=f"{reaper}-schedule")["Name"] == f"{reaper}-schedule"
     assert role_name in [r["RoleName"] for r in aws("iam").list_roles()["Roles"]]
     # Asking for the reaper by name and excluding it at once is a contradiction, not a silent no-op.
     both = run_module(

@@ -4,6 +4,9 @@ Runs as a Lambda on an EventBridge schedule (``playbooks/reaper.yml`` deploys it
 target, through the project's local runtime. Configuration (environment):
 
 - ``KUMOLAB_PROJECT`` (default ``kumolab``): the ``Project`` tag value that marks resources.
+- ``KUMOLAB_REAPER_OWNER``: whose resources it reaps (their ``Owner`` tag; a resource with no Owner tag counts as
+  anyone's, as in teardown). Empty or unset: every owner's (``playbooks/reaper.yml -e all_owners=true``, confirmed).
+  An event cannot change it.
 - ``KUMOLAB_REAPER_DRY_RUN`` (``true``/``false``, default ``false``): report only, delete nothing.
 - ``KUMOLAB_NOTIFY_SSM_PARAMETER`` (optional): name of a SecureString SSM parameter holding a
   Slack-compatible webhook URL; when set and something was deleted or failed, a summary is posted.
@@ -68,6 +71,7 @@ def parse_event(event: dict | None, environ: dict) -> dict:
         "region": region,
         "project": event.get("project") or environ.get("KUMOLAB_PROJECT", "kumolab"),
         "lab": event.get("lab"),
+        "owner": environ.get("KUMOLAB_REAPER_OWNER", "") or None,
         "dry_run": _flag(event["dry_run"])
         if "dry_run" in event
         else _flag(environ.get("KUMOLAB_REAPER_DRY_RUN", "false")),
@@ -97,19 +101,30 @@ def entry(resource) -> dict:
 
 
 def reap(
-    aws, region: str, now: _dt.datetime, project: str = "kumolab", lab: str | None = None, dry_run: bool = False
+    aws,
+    region: str,
+    now: _dt.datetime,
+    project: str = "kumolab",
+    lab: str | None = None,
+    dry_run: bool = False,
+    owner: str | None = None,
 ) -> dict:
-    """Find ``Project=<project>`` (and ``Lab=<lab>``) resources, keep the expired ones, delete them in dependency
-    order. Failures (listing a kind, deleting a resource) do not stop the run; they are reported.
+    """Find ``Project=<project>`` (and ``Lab=<lab>``, ``Owner=<owner>``) resources, keep the expired ones, delete
+    them in dependency order. Failures (listing a kind, deleting a resource) do not stop the run; they are reported.
 
     Report: ``{"region", "dry_run", "selected", "deleted", "absent", "failed", "skipped"}``; entries are
     ``{"kind", "id", "name", "lab", "expires_at"}`` (failed ones add ``"error"``), in the order acted upon."""
-    wanted = {catalogue.PROJECT_TAG: project, **({catalogue.LAB_TAG: lab} if lab else {})}
+    wanted = {
+        catalogue.PROJECT_TAG: project,
+        **({catalogue.LAB_TAG: lab} if lab else {}),
+        **({catalogue.OWNER_TAG: owner} if owner else {}),
+    }
     listing_errors: list = []
     found = catalogue.find(aws, wanted, errors=listing_errors)
     chosen = catalogue.select_expired(found, now)
     report = {
         "region": region,
+        "owner": owner or "",
         "dry_run": dry_run,
         "selected": [entry(r) for r in chosen],
         "deleted": [],
@@ -209,6 +224,7 @@ def lambda_handler(event, context=None, session=None, environ=None):
         project=settings["project"],
         lab=settings["lab"],
         dry_run=settings["dry_run"],
+        owner=settings["owner"],
     )
     report["now"] = settings["now"].strftime("%Y-%m-%dT%H:%M:%SZ")
     report["ignored"] = settings["ignored"]

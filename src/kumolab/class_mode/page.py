@@ -1,5 +1,5 @@
-"""The instructor page: ``results/<owner>/class/index.html``, one row per student, and ``spend.png``, the class's estimated
-spend over time (from the budget ledger).
+"""The instructor page: ``results/<owner>/class/index.html``, one row per student, and ``spend.png``, the
+class's estimated spend over time (from the budget ledger).
 
 Status comes from what the account holds now (running / stopped / torn down / not deployed); spend from the
 ledger, with its source; resources from the student's latest count (deploy or receipt).
