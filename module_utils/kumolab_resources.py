@@ -594,7 +594,19 @@ def delete_table(aws, res):
     dynamodb.get_waiter("table_not_exists").wait(TableName=res.id, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
 
 
+def bucket_region(s3, name: str) -> str | None:
+    """The region a bucket lives in (GetBucketLocation: none for us-east-1, ``EU`` for eu-west-1), or None when
+    it has gone or cannot be read."""
+    read = _read(s3.get_bucket_location, Bucket=name)
+    if read is None:
+        return None
+    location = read.get("LocationConstraint") or "us-east-1"
+    return "eu-west-1" if location == "EU" else location
+
+
 def list_buckets(aws, wanted):
+    """Buckets tagged ``wanted`` in the client's region. ListBuckets lists the whole account's, every region's:
+    a teardown in one region must not take (or fail on: S3 answers PermanentRedirect) a copy of the lab in another."""
     s3 = aws("s3")
     for bucket in s3.list_buckets().get("Buckets", []):
         try:
@@ -603,7 +615,7 @@ def list_buckets(aws, wanted):
             if error_code(exc) in ("NoSuchTagSet", "NoSuchBucket", "AccessDenied"):
                 continue
             raise
-        if _tags_match(tags, wanted):
+        if _tags_match(tags, wanted) and bucket_region(s3, bucket["Name"]) == s3.meta.region_name:
             yield Resource("s3_bucket", bucket["Name"], bucket["Name"], tags=tags)
 
 

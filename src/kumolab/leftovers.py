@@ -216,6 +216,16 @@ def _by_prefix(items: Iterable[str], kind: str, prefix: str) -> list[Found]:
     return [Found(kind, name, "by-name") for name in items if name.startswith(prefix)]
 
 
+def _bucket_here(s3, name: str) -> bool:
+    """ListBuckets names every region's buckets; the count is of this region's (another region's copy of the lab
+    is not a leftover of this one). A bucket whose location cannot be read is counted: reported, never hidden."""
+    try:
+        location = s3.get_bucket_location(Bucket=name).get("LocationConstraint") or "us-east-1"
+        return ("eu-west-1" if location == "EU" else location) == s3.meta.region_name
+    except Exception:
+        return True
+
+
 def by_name(aws: ClientFactory, prefix: str) -> list[Found]:
     """What each service lists under the lab's name prefix, tagged or not."""
     found = _ec2_by_name(aws, prefix) + _alarms(aws, prefix) + _ecs(aws, prefix)
@@ -270,7 +280,9 @@ def by_name(aws: ClientFactory, prefix: str) -> list[Found]:
         "dynamodb:table",
         prefix,
     )
-    found += _by_prefix((b["Name"] for b in aws("s3").list_buckets().get("Buckets", [])), "s3:bucket", prefix)
+    s3 = aws("s3")
+    named = [b["Name"] for b in s3.list_buckets().get("Buckets", []) if b["Name"].startswith(prefix)]
+    found += _by_prefix((name for name in named if _bucket_here(s3, name)), "s3:bucket", prefix)
     found += [
         Found("apigateway:restapi", api["id"], "by-name", name=api["name"])
         for api in _pages(aws("apigateway"), "get_rest_apis", "items", token_in="position", token_out="position")
@@ -402,6 +414,8 @@ def count(aws: ClientFactory, project: str, lab: str, prefix: str) -> Count:
     stale = []
     for hit in tagged(aws, tags):
         key = (hit.kind, hit.id)
+        if hit.kind == "s3:bucket" and not _bucket_here(aws("s3"), hit.id):
+            continue  # another region's bucket (the emulator's tagging API names every region's)
         if key in listed:
             merged[key] = Found(hit.kind, hit.id, "both", arn=hit.arn, name=hit.name or listed[key].name)
             continue

@@ -146,3 +146,40 @@ def test_security_m2_foreign_look_alikes_survive_a_qa_bot_teardown(emulator):
             ecs.deregister_task_definition(taskDefinition=arn)
         cloudwatch.delete_alarms(AlarmNames=[foreign_alarm])
         aws("ec2").terminate_instances(InstanceIds=[instance])
+
+
+def test_a_teardown_in_one_region_leaves_the_same_labs_bucket_in_another(emulator):
+    """S3 lists every region's buckets in one call: a teardown (and the independent count) in ap-northeast-1
+    takes that region's bucket of the lab, never the same owner's copy in us-west-2 (which S3 would refuse to
+    delete from this region anyway, PermanentRedirect)."""
+    import boto3
+    from cost_safety_support import REGION, keys
+
+    from kumolab import leftovers
+
+    here = clients(emulator.endpoint)("s3")
+    there = boto3.session.Session(**keys(emulator.endpoint)).client(
+        "s3", endpoint_url=emulator.endpoint, region_name="us-west-2"
+    )
+    owned = {**tags("tworegions"), "Owner": "alice"}
+    tagging = {"TagSet": [{"Key": k, "Value": v} for k, v in owned.items()]}
+    names = {REGION: f"kumolab-tworegions-alice-{REGION}", "us-west-2": "kumolab-tworegions-alice-us-west-2"}
+    here.create_bucket(Bucket=names[REGION], CreateBucketConfiguration={"LocationConstraint": REGION})
+    there.create_bucket(Bucket=names["us-west-2"], CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    for client, name in ((here, names[REGION]), (there, names["us-west-2"])):
+        client.put_bucket_tagging(Bucket=name, Tagging=tagging)
+    try:
+        counted = leftovers.count_owned(
+            clients(emulator.endpoint), "kumolab", "tworegions", "alice", "kumolab-tworegions"
+        )
+        assert [(f.kind, f.id) for f in counted.leftovers] == [("s3:bucket", names[REGION])]
+        result = run_module("kumolab_teardown", dict(aws_args(emulator.endpoint), tags=owned, kinds=["s3_bucket"]))
+        assert not result.get("failed"), result.get("msg")
+        assert [r["id"] for r in result["deleted"]] == [names[REGION]] and result["remaining"] == []
+        assert [b["Name"] for b in here.list_buckets()["Buckets"] if "tworegions" in b["Name"]] == [names["us-west-2"]]
+    finally:
+        for name in names.values():
+            try:
+                there.delete_bucket(Bucket=name)
+            except there.exceptions.ClientError:
+                pass
