@@ -172,6 +172,37 @@ def test_packages_are_byte_for_byte_reproducible(tmp_path):
     assert first["changed"] and not second["changed"] and first["code_sha256"] == second["code_sha256"]
 
 
+def test_vendored_distributions_come_with_what_they_require_and_stay_reproducible(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    (tmp_path / "h.py").write_text("import jwt\n\ndef handler(event, context):\n    return jwt.__version__\n")
+    first = package(tmp_path, ["h.py"], tmp_path / "out" / "h.zip", vendor=["PyJWT", "cryptography"])
+    second = package(tmp_path, ["h.py"], tmp_path / "out" / "h.zip", vendor=["PyJWT", "cryptography"])
+    assert first["changed"] and not second["changed"] and first["code_sha256"] == second["code_sha256"]
+    assert first["files"] == ["h.py"] and first["vendored_files"] > 0
+    names = zipfile.ZipFile(first["path"]).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert {"jwt", "cryptography", "cffi", "pycparser"} <= tops  # cryptography needs cffi, which needs pycparser
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.endswith("/RECORD")]
+    # the unpacked zip imports PyJWT and signs with cryptography from itself (the runtime runs `python -I`)
+    code = tmp_path / "code"
+    zipfile.ZipFile(first["path"]).extractall(code)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import jwt, cryptography;"
+        "from cryptography.hazmat.primitives.asymmetric import rsa;"
+        "k = rsa.generate_private_key(public_exponent=65537, key_size=2048);"
+        "t = jwt.encode({'sub': 'x'}, k, algorithm='RS256');"
+        "assert jwt.decode(t, k.public_key(), algorithms=['RS256'])['sub'] == 'x';"
+        "print(jwt.__file__, cryptography.__file__)"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", probe, str(code)], capture_output=True, text=True, check=True)
+    assert all(path.startswith(str(code)) for path in out.stdout.split()), out.stdout
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        package(tmp_path, ["h.py"], tmp_path / "out" / "x.zip", vendor=["no-such-distribution-kumolab"])
+
+
 # -- API Gateway ------------------------------------------------------------------------------------
 
 
