@@ -206,6 +206,23 @@ def test_vendored_distributions_come_with_what_they_require_and_stay_reproducibl
 # -- API Gateway ------------------------------------------------------------------------------------
 
 
+def test_a_lambda_authorizers_policy_allows_denies_or_leaves_out_a_method():
+    from kumolab.local.runtime.apigateway import arn_like, policy_decision
+
+    method = "arn:aws:execute-api:ap-northeast-1:123456789012:a1b2/prod/POST/haiku"
+    allow_stage = {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": method.rsplit("/", 2)[0] + "/*"}
+    assert policy_decision({"Statement": [allow_stage]}, method) == "Allow"
+    assert policy_decision({"Statement": [allow_stage]}, method.replace("/prod/", "/dev/")) == "None"
+    deny = {"Effect": "Deny", "Action": ["execute-api:*"], "Resource": [method]}
+    assert policy_decision({"Statement": [allow_stage, deny]}, method) == "Deny"  # an explicit deny wins
+    assert policy_decision({"Statement": allow_stage}, method) == "Allow"  # one statement, not a list
+    assert policy_decision({"Statement": [dict(allow_stage, Action="s3:GetObject")]}, method) == "None"
+    assert policy_decision({}, method) == "None"
+    # IAM's wildcards only: "?" is one character, brackets are literal (not fnmatch's character classes)
+    assert arn_like("a1b2/prod", "a1b?/prod") and not arn_like("a1b2/prod", "a1b/prod")
+    assert not arn_like("x1", "x[0-9]") and arn_like("x[0-9]", "x[0-9]")
+
+
 def test_routes_prefer_literal_then_parameter_then_greedy():
     routes = [
         Route("/haiku/{item_id}", "a", ["haiku", "{item_id}"], {}),

@@ -42,7 +42,6 @@ Behaviour copied from API Gateway (REST APIs):
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import re
 import threading
@@ -332,8 +331,8 @@ class ApiGatewayStage:
         broken = _json(500, "Internal server error", "AuthorizerConfigurationException")
         if not self._may_invoke(function_arn, source_arn):
             print(
-                f"[apigateway] authorizer {spec['name']}: {function_arn} lets apigateway.amazonaws.com invoke it not "
-                f"from {source_arn}",
+                f"[apigateway] authorizer {spec['name']}: {function_arn} has no permission for "
+                f"apigateway.amazonaws.com from {source_arn}",
                 flush=True,
             )
             return broken
@@ -375,7 +374,7 @@ class ApiGatewayStage:
             wanted = (conditions.get("ArnLike") or {}).get("AWS:SourceArn") or (conditions.get("ArnEquals") or {}).get(
                 "AWS:SourceArn"
             )
-            if wanted is None or fnmatch.fnmatchcase(source_arn, str(wanted)):
+            if wanted is None or arn_like(source_arn, str(wanted)):
                 return True
         return False
 
@@ -564,6 +563,12 @@ class ApiGatewayStage:
         return Response(status, raw, headers)
 
 
+def arn_like(value: str, pattern: str) -> bool:
+    """IAM's wildcard match (``*`` any run of characters, ``?`` one; nothing else is special)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
 def policy_decision(document: dict, method_arn: str) -> str:
     """``Allow``, ``Deny`` (an explicit deny) or ``None`` (nothing allows it) for ``execute-api:Invoke`` of
     ``method_arn`` under a Lambda authorizer's policy document (IAM's wildcards ``*`` and ``?``)."""
@@ -576,9 +581,9 @@ def policy_decision(document: dict, method_arn: str) -> str:
         resources = statement.get("Resource") or []
         actions = actions if isinstance(actions, list) else [actions]
         resources = resources if isinstance(resources, list) else [resources]
-        if not any(fnmatch.fnmatchcase("execute-api:Invoke", str(a)) for a in actions):
+        if not any(arn_like("execute-api:Invoke", str(a)) for a in actions):
             continue
-        if not any(fnmatch.fnmatchcase(method_arn, str(r)) for r in resources):
+        if not any(arn_like(method_arn, str(r)) for r in resources):
             continue
         if statement.get("Effect") == "Deny":
             return "Deny"
