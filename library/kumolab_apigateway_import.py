@@ -79,15 +79,24 @@ options:
         type: str
         required: true
       type:
-        description: Authorizer type.
+        description:
+          - Authorizer type. C(cognito_user_pools) verifies a user pool's tokens itself; C(token) is a Lambda
+            authorizer that API Gateway invokes with the header's value (any other issuer, e.g. an OIDC one).
         type: str
         default: cognito_user_pools
-        choices: [cognito_user_pools]
+        choices: [cognito_user_pools, token]
       provider_arns:
-        description: The user pool ARNs whose tokens the authorizer accepts.
+        description: The user pool ARNs whose tokens the authorizer accepts (required with C(cognito_user_pools)).
         type: list
         elements: str
-        required: true
+      function_arn:
+        description: The ARN of the authorizer function (required with C(token)); it needs a Lambda permission for
+          C(apigateway.amazonaws.com) with the source ARN C(arn:aws:execute-api:<region>:<account>:<api>/authorizers/*).
+        type: str
+      result_ttl:
+        description: Seconds API Gateway caches a C(token) authorizer's result by token (0 = every request).
+        type: int
+        default: 300
       header:
         description: The request header that holds the token (the identity source).
         type: str
@@ -129,6 +138,19 @@ EXAMPLES = r"""
     authorizer:
       name: cognito
       provider_arns: ["{{ pool.user_pool_arn }}"]
+      operations: ["POST /items", "DELETE /items/{id}"]
+
+- name: The same with a Lambda TOKEN authorizer (an OIDC issuer's tokens)
+  kumolab_apigateway_import:
+    name: kumolab-mylab
+    spec: "{{ lookup('ansible.builtin.template', 'mylab.openapi.yaml') }}"
+    stage: prod
+    lookup_tags: {Lab: mylab}
+    authorizer:
+      name: oidc
+      type: token
+      function_arn: "{{ authorizer_function.arn }}"
+      result_ttl: 300
       operations: ["POST /items", "DELETE /items/{id}"]
 """
 
@@ -178,12 +200,25 @@ def with_authorizer(module, spec, authorizer):
 
     doc = yaml.safe_load(spec)
     schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+    if authorizer["type"] == "token":
+        region = authorizer["function_arn"].split(":")[3]
+        config = {
+            "type": "token",
+            "authorizerUri": f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
+            f"{authorizer['function_arn']}/invocations",
+            "authorizerResultTtlInSeconds": authorizer["result_ttl"],
+            "identitySource": f"method.request.header.{authorizer['header']}",
+        }
+        authtype = "custom"
+    else:
+        config = {"type": authorizer["type"], "providerARNs": authorizer["provider_arns"]}
+        authtype = authorizer["type"]
     schemes[authorizer["name"]] = {
         "type": "apiKey",
         "name": authorizer["header"],
         "in": "header",
-        "x-amazon-apigateway-authtype": authorizer["type"],
-        "x-amazon-apigateway-authorizer": {"type": authorizer["type"], "providerARNs": authorizer["provider_arns"]},
+        "x-amazon-apigateway-authtype": authtype,
+        "x-amazon-apigateway-authorizer": config,
     }
     for operation in authorizer["operations"]:
         method, _, path = operation.partition(" ")
@@ -307,12 +342,15 @@ def main():
                 type="dict",
                 options=dict(
                     name=dict(type="str", required=True),
-                    type=dict(type="str", default="cognito_user_pools", choices=["cognito_user_pools"]),
-                    provider_arns=dict(type="list", elements="str", required=True),
+                    type=dict(type="str", default="cognito_user_pools", choices=["cognito_user_pools", "token"]),
+                    provider_arns=dict(type="list", elements="str"),
+                    function_arn=dict(type="str"),
+                    result_ttl=dict(type="int", default=300),
                     header=dict(type="str", default="Authorization"),
                     operations=dict(type="list", elements="str", required=True),
                     scopes=dict(type="list", elements="str", default=[]),
                 ),
+                required_if=[("type", "cognito_user_pools", ["provider_arns"]), ("type", "token", ["function_arn"])],
             ),
         ),
         supports_check_mode=True,

@@ -101,7 +101,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 user_pool_id:
-  description: Id of the pool (empty in check mode when it would be created, and after O(state=absent)).
+  description: Id of the pool (empty in check mode when it would be created; with O(state=absent), the pool deleted, empty when there was none).
   returned: always
   type: str
   sample: ap-northeast-1_AbCdEf123

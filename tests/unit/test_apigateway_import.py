@@ -303,3 +303,92 @@ def test_m1_a_failed_import_leaves_no_hash_tag_and_the_next_run_retries(module, 
     assert fixed["changed"] and fixed["api_id"] == api_id and fixed.get("deployment_id"), fixed.get("msg")
     assert hash_tag(aws, api_id) == fixed["spec_sha256"]
     assert execute(emulator, api_id, "/ping")[1].get("X-Version") == "one"
+
+
+TOKEN_AUTHORIZER = """
+def handler(event, context):
+    token = event["authorizationToken"]
+    if token == "bad":
+        raise Exception("Unauthorized")
+    if token == "crash":
+        raise ValueError("boom")
+    effect = {"allow": "Allow", "deny": "Deny"}.get(token)
+    if effect is None:
+        return {"principalId": "p", "policyDocument": {"Version": "2012-10-17", "Statement": []}}
+    head, _, _ = event["methodArn"].partition("/")
+    return {
+        "principalId": "user-" + token,
+        "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"]}]},
+        "context": {"who": token},
+    }
+"""
+
+
+def test_the_stage_invokes_a_token_authorizer_as_api_gateway_does(aws, emulator, tmp_path):
+    """Fidelity rule apigateway-import-authorizers with a Lambda TOKEN authorizer: created from the document, invoked by
+    the stage only with its Lambda permission (500 without), 401 without the header or on Unauthorized, 403 on a
+    Deny or a policy that allows nothing, the method served on an Allow."""
+    from support.runtime_fixtures import deploy_function
+
+    from kumolab.local.runtime.aws import AwsConfig
+
+    (tmp_path / "authz.py").write_text(TOKEN_AUTHORIZER)
+    name = f"unit-authz-{uuid.uuid4().hex[:6]}"
+    function_arn = deploy_function(
+        AwsConfig.from_environment(region=REGION), name, tmp_path, ["authz.py"], "authz.handler"
+    )
+    doc = mock_api("secured")
+    doc["paths"]["/ping"]["get"]["security"] = [{"gate": []}]
+    uri = f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+    doc["components"] = {
+        "securitySchemes": {
+            "gate": {
+                "type": "apiKey",
+                "name": "Authorization",
+                "in": "header",
+                "x-amazon-apigateway-authtype": "custom",
+                "x-amazon-apigateway-authorizer": {
+                    "type": "token",
+                    "authorizerUri": uri,
+                    "authorizerResultTtlInSeconds": 0,
+                    "identitySource": "method.request.header.Authorization",
+                },
+            }
+        }
+    }
+    api = aws("apigateway")
+    awslambda = aws("lambda")
+    api_id = api.create_rest_api(name=f"authz-{uuid.uuid4().hex[:6]}")["id"]
+    try:
+        api.put_rest_api(restApiId=api_id, mode="overwrite", failOnWarnings=True, body=json.dumps(doc).encode())
+        [authorizer] = api.get_authorizers(restApiId=api_id)["items"]
+        assert (authorizer["type"], authorizer["authorizerUri"], authorizer["authorizerResultTtlInSeconds"]) == (
+            "TOKEN",
+            uri,
+            0,
+        )
+        api.create_deployment(restApiId=api_id, stageName="prod")
+
+        def call(token: str | None) -> int:
+            headers = {"Authorization": token} if token is not None else {}
+            req = urllib.request.Request(f"{emulator}/restapis/{api_id}/prod/_user_request_/ping", headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert call(None) == 401  # no identity: nothing is invoked, permission or not
+        assert call("allow") == 500  # API Gateway may not invoke the function yet
+        awslambda.add_permission(
+            FunctionName=name,
+            StatementId="apigateway-authorizer",
+            Action="lambda:InvokeFunction",
+            Principal="apigateway.amazonaws.com",
+            SourceArn=f"arn:aws:execute-api:{REGION}:{function_arn.split(':')[4]}:{api_id}/authorizers/*",
+        )
+        assert [call(t) for t in ("allow", "deny", "bad", "crash", "nothing")] == [200, 403, 401, 500, 403]
+    finally:
+        api.delete_rest_api(restApiId=api_id)
+        awslambda.delete_function(FunctionName=name)

@@ -426,3 +426,28 @@ def test_with_sign_in_on_a_request_without_claims_is_401(handlers, monkeypatch):
     monkeypatch.setenv("BASHOUTTER_AUTH", "none")
     status, body, _ = call(handlers, "post_haiku", event("POST", HAIKU))
     assert status == 201 and "author" not in body  # the textbook's anonymous API is unchanged
+
+
+def through_lambda_authorizer(ev: dict, sub: str, username: str) -> dict:
+    """``ev`` as it arrives through the oidc mode's Lambda TOKEN authorizer: its principal and context, flat."""
+    ev["requestContext"]["authorizer"] = {"principalId": sub, "sub": sub, "username": username, "integrationLatency": 3}
+    return ev
+
+
+def test_with_a_lambda_authorizer_the_author_comes_from_its_context_and_only_they_may_delete(handlers, monkeypatch):
+    monkeypatch.setenv("BASHOUTTER_AUTH", "oidc")
+    author, other = f"auth0|{uuid.uuid4().hex}", f"auth0|{uuid.uuid4().hex}"
+    status, posted, _ = call(
+        handlers, "post_haiku", through_lambda_authorizer(event("POST", HAIKU), author, "basho@x.jp")
+    )
+    assert status == 201 and posted["author"] == "basho@x.jp", posted
+    status, body, _ = call(
+        handlers, "delete_haiku", through_lambda_authorizer(event("DELETE", item_id=posted["item_id"]), other, "buson")
+    )
+    assert status == 403 and body["field"] == "item_id", body
+    status, _, _ = call(
+        handlers, "delete_haiku", through_lambda_authorizer(event("DELETE", item_id=posted["item_id"]), author, "basho")
+    )
+    assert status == 204
+    status, body, _ = call(handlers, "post_haiku", event("POST", HAIKU))
+    assert status == 401 and body["field"] == "Authorization", body

@@ -172,7 +172,55 @@ def test_packages_are_byte_for_byte_reproducible(tmp_path):
     assert first["changed"] and not second["changed"] and first["code_sha256"] == second["code_sha256"]
 
 
+def test_vendored_distributions_come_with_what_they_require_and_stay_reproducible(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    (tmp_path / "h.py").write_text("import jwt\n\ndef handler(event, context):\n    return jwt.__version__\n")
+    first = package(tmp_path, ["h.py"], tmp_path / "out" / "h.zip", vendor=["PyJWT", "cryptography"])
+    second = package(tmp_path, ["h.py"], tmp_path / "out" / "h.zip", vendor=["PyJWT", "cryptography"])
+    assert first["changed"] and not second["changed"] and first["code_sha256"] == second["code_sha256"]
+    assert first["files"] == ["h.py"] and first["vendored_files"] > 0
+    names = zipfile.ZipFile(first["path"]).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert {"jwt", "cryptography", "cffi", "pycparser"} <= tops  # cryptography needs cffi, which needs pycparser
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.endswith("/RECORD")]
+    # the unpacked zip imports PyJWT and signs with cryptography from itself (the runtime runs `python -I`)
+    code = tmp_path / "code"
+    zipfile.ZipFile(first["path"]).extractall(code)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import jwt, cryptography;"
+        "from cryptography.hazmat.primitives.asymmetric import rsa;"
+        "k = rsa.generate_private_key(public_exponent=65537, key_size=2048);"
+        "t = jwt.encode({'sub': 'x'}, k, algorithm='RS256');"
+        "assert jwt.decode(t, k.public_key(), algorithms=['RS256'])['sub'] == 'x';"
+        "print(jwt.__file__, cryptography.__file__)"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", probe, str(code)], capture_output=True, text=True, check=True)
+    assert all(path.startswith(str(code)) for path in out.stdout.split()), out.stdout
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        package(tmp_path, ["h.py"], tmp_path / "out" / "x.zip", vendor=["no-such-distribution-kumolab"])
+
+
 # -- API Gateway ------------------------------------------------------------------------------------
+
+
+def test_a_lambda_authorizers_policy_allows_denies_or_leaves_out_a_method():
+    from kumolab.local.runtime.apigateway import arn_like, policy_decision
+
+    method = "arn:aws:execute-api:ap-northeast-1:123456789012:a1b2/prod/POST/haiku"
+    allow_stage = {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": method.rsplit("/", 2)[0] + "/*"}
+    assert policy_decision({"Statement": [allow_stage]}, method) == "Allow"
+    assert policy_decision({"Statement": [allow_stage]}, method.replace("/prod/", "/dev/")) == "None"
+    deny = {"Effect": "Deny", "Action": ["execute-api:*"], "Resource": [method]}
+    assert policy_decision({"Statement": [allow_stage, deny]}, method) == "Deny"  # an explicit deny wins
+    assert policy_decision({"Statement": allow_stage}, method) == "Allow"  # one statement, not a list
+    assert policy_decision({"Statement": [dict(allow_stage, Action="s3:GetObject")]}, method) == "None"
+    assert policy_decision({}, method) == "None"
+    # IAM's wildcards only: "?" is one character, brackets are literal (not fnmatch's character classes)
+    assert arn_like("a1b2/prod", "a1b?/prod") and not arn_like("a1b2/prod", "a1b/prod")
+    assert not arn_like("x1", "x[0-9]") and arn_like("x[0-9]", "x[0-9]")
 
 
 def test_routes_prefer_literal_then_parameter_then_greedy():

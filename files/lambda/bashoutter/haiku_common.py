@@ -147,12 +147,14 @@ def to_haiku(item: dict) -> dict:
 
 
 def signed_in(event: dict) -> dict | None:
-    """The signed-in author of a request, from the claims API Gateway's authorizer passed
-    (``requestContext.authorizer.claims``): ``{"author_sub": <sub>, "author": <user name>}``, or None when the
-    request came through an API without an authorizer (the textbook's anonymous API)."""
+    """The signed-in author of a request, from what API Gateway's authorizer passed: the token's claims of a Cognito
+    authorizer (``requestContext.authorizer.claims``), or the context of a Lambda authorizer (``bashoutter_auth:
+    oidc``: ``requestContext.authorizer.sub`` and ``.username``), read the same way: ``{"author_sub": <sub>,
+    "author": <user name>}``, or None when the request came through an API without an authorizer (the textbook's
+    anonymous API)."""
     context = event.get("requestContext")
     authorizer = context.get("authorizer") if isinstance(context, dict) else None
-    claims = authorizer.get("claims") if isinstance(authorizer, dict) else None
+    claims = authorizer.get("claims", authorizer) if isinstance(authorizer, dict) else None
     if not isinstance(claims, dict) or not isinstance(claims.get("sub"), str) or not claims["sub"]:
         return None
     name = next(

@@ -18,7 +18,9 @@ spec that ``PutRestApi`` rejects on AWS passed every local test (real-AWS review
 - :func:`apply_authorizers` (fidelity rule ``apigateway-import-authorizers``): moto's import drops
   ``components.securitySchemes`` with ``x-amazon-apigateway-authorizer`` and each operation's ``security``; AWS's
   importer creates the authorizers (overwrite mode replaces them) and sets each method's ``authorizationType``,
-  ``authorizerId`` and ``authorizationScopes``. The export carries them back, so the local stage applies them.
+  ``authorizerId`` and ``authorizationScopes``. The export carries them back, so the local stage applies them:
+  Cognito user pool authorizers and Lambda ``TOKEN`` authorizers (``authorizerUri``, ``authorizerResultTtlInSeconds``;
+  the authorizer's id as ``x-kumolab-authorizer-id``, for the source ARN of its Lambda permission).
 """
 
 from __future__ import annotations
@@ -371,10 +373,15 @@ def export_document(api) -> dict:
             config["providerARNs"] = list(authorizer.provider_arns)
         if authorizer.authorizer_uri:
             config["authorizerUri"] = authorizer.authorizer_uri
+        if authorizer.authorizer_result_ttl is not None:
+            config["authorizerResultTtlInSeconds"] = int(authorizer.authorizer_result_ttl)
+        if authorizer.identity_validation_expression:
+            config["identityValidationExpression"] = authorizer.identity_validation_expression
         schemes[authorizer.name] = {
             "type": "apiKey",
             "name": header,
             "in": "header",
+            "x-kumolab-authorizer-id": authorizer.id,
             "x-amazon-apigateway-authtype": authorizer.auth_type or str(authorizer.type or "").lower(),
             "x-amazon-apigateway-authorizer": config,
         }

@@ -654,11 +654,13 @@ RULES: list[FidelityRule] = [
     FidelityRule(
         "apigateway-import-authorizers",
         "https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-swagger-extensions-authorizer.html "
-        "(x-amazon-apigateway-authorizer); apigateway-enable-cognito-user-pool.html (COGNITO_USER_POOLS)",
+        "(x-amazon-apigateway-authorizer); apigateway-enable-cognito-user-pool.html (COGNITO_USER_POOLS); "
+        "apigateway-use-lambda-authorizer.html (TOKEN: input, output, caching, the Lambda permission)",
         "PutRestApi/ImportRestApi create the authorizers of components.securitySchemes "
-        "(x-amazon-apigateway-authorizer) and set each secured method's authorizationType, authorizerId and "
-        "scopes (moto drops them); the export "
-        "carries them, so the local stage applies them",
+        "(x-amazon-apigateway-authorizer: Cognito user pools and Lambda TOKEN authorizers with authorizerUri and "
+        "authorizerResultTtlInSeconds) and set each secured method's authorizationType, authorizerId and "
+        "scopes (moto drops them); the export carries them, so the local stage applies them (a TOKEN authorizer "
+        "only with a Lambda permission for apigateway.amazonaws.com from <api>/authorizers/*)",
         "tests/unit/test_apigateway_import.py::test_import_keeps_the_cognito_authorizer_on_the_secured_methods",
         "issue 15",
         lambda: _apigateway_import().install_import_authorizers(),

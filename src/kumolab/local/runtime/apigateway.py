@@ -25,6 +25,16 @@ Behaviour copied from API Gateway (REST APIs):
   signature against the pool's JWKS, ``iss``, ``exp``, ``token_use``, the pool's app clients as audience);
   otherwise 401 ``{"message":"Unauthorized"}`` and the function is not invoked. The function sees the token's
   claims in ``requestContext.authorizer.claims``.
+- Lambda ``TOKEN`` authorizers (``type: token``, ``authorizerUri``): the scheme's header missing (or not matching
+  ``identityValidationExpression``) -> 401 ``{"message":"Unauthorized"}`` without invoking anything; otherwise
+  the authorizer function is invoked as API Gateway does (``{"type": "TOKEN", "authorizationToken": <header>,
+  "methodArn": ...}``), only when its resource policy lets ``apigateway.amazonaws.com`` invoke it from this API's
+  authorizer (``.../<api>/authorizers/<id>``; else 500, ``AuthorizerConfigurationException``, as AWS answers). It
+  raising ``Unauthorized`` -> 401; any other error or a result without ``principalId``/``policyDocument`` -> 500;
+  a policy that denies the method (explicitly -> 403 "... with an explicit deny", or by not allowing it -> 403)
+  -> 403; an allow -> the function runs with ``requestContext.authorizer`` = ``principalId`` and the result's
+  ``context``. Results are cached by token for ``authorizerResultTtlInSeconds`` (default 300; 0: none) and the
+  cached policy is evaluated against each method.
 - Bodies: text when UTF-8 (``isBase64Encoded: false``), base64 when the API lists the content type in
   ``binaryMediaTypes`` or the bytes are not UTF-8.
 """
@@ -122,6 +132,7 @@ class ApiGatewayStage:
         self._bucket: TokenBucket | None = None
         self._stage_vars: dict | None = None
         self._authorizers: dict[tuple, JwtAuthorizer] = {}
+        self._token_results: dict[tuple, tuple[float, dict]] = {}
         self._lock = threading.Lock()
         self.refresh(force=True)
 
@@ -214,10 +225,15 @@ class ApiGatewayStage:
                 scheme = schemes.get(name) or {}
                 config = scheme.get("x-amazon-apigateway-authorizer")
                 if isinstance(config, dict):
+                    ttl = config.get("authorizerResultTtlInSeconds")
                     return {
                         "name": name,
+                        "id": str(scheme.get("x-kumolab-authorizer-id") or name),
                         "type": str(config.get("type", "")).lower(),
                         "providerARNs": list(config.get("providerARNs") or []),
+                        "uri": config.get("authorizerUri"),
+                        "ttl": 300 if ttl is None else int(ttl),
+                        "validation": config.get("identityValidationExpression"),
                         "header": scheme.get("name") or "Authorization",
                         "scopes": tuple(scopes or ()),
                     }
@@ -254,17 +270,113 @@ class ApiGatewayStage:
         return verifier
 
     def _authorize(self, request: Request, spec: dict) -> dict | Response:
-        """The claims of the request's token, or API Gateway's 401 (500 when the authorizer cannot be set up)."""
+        """``requestContext.authorizer`` for the request (a Cognito token's claims, or a Lambda authorizer's
+        principal and context), or API Gateway's 401/403 (500 when the authorizer cannot be set up)."""
+        if spec["type"] == "token":
+            return self._token_authorize(request, spec)
         try:
             verifier = self._jwt_authorizer(spec)
         except Exception as exc:  # noqa: BLE001 - a broken authorizer configuration: AWS answers 500
             print(f"[apigateway] authorizer {spec['name']}: {type(exc).__name__}: {exc}", flush=True)
             return _json(500, "Internal server error", "AuthorizerConfigurationException")
         try:
-            return verifier.verify(bearer(request.headers, spec["header"]))
+            claims = verifier.verify(bearer(request.headers, spec["header"]))
         except Unauthorized as denied:
             print(f"[apigateway] {request.method} {request.path}: 401 ({denied.reason})", flush=True)
             return _json(401, "Unauthorized", "UnauthorizedException")
+        return {"claims": claims_as_api_gateway_passes_them(claims)}
+
+    # -- Lambda TOKEN authorizers --------------------------------------------------------------------
+    def _token_authorize(self, request: Request, spec: dict) -> dict | Response:
+        token = next((v for k, v in request.headers if k.lower() == spec["header"].lower()), "").strip()
+        if not token or (spec["validation"] and not re.fullmatch(spec["validation"], token)):
+            print(f"[apigateway] {request.method} {request.path}: 401 (no {spec['header']} header)", flush=True)
+            return _json(401, "Unauthorized", "UnauthorizedException")
+        found = FUNCTION_IN_URI.search(spec.get("uri") or "")
+        if found is None:
+            print(f"[apigateway] authorizer {spec['name']}: no function in {spec.get('uri')!r}", flush=True)
+            return _json(500, "Internal server error", "AuthorizerConfigurationException")
+        function_arn = found["arn"]
+        _, _, _, region, account, *_ = function_arn.split(":") + [""] * 6
+        method_arn = (
+            f"arn:aws:execute-api:{region}:{account}:{self.api_id}/{self.stage_name}/{request.method}"
+            f"/{'/'.join(request.path.split('/')[2:])}"
+        )
+        key, now = (self._version, spec["id"], token), time.monotonic()
+        cached = self._token_results.get(key)
+        if cached is not None and cached[0] > now:
+            result = cached[1]
+        else:
+            result = self._invoke_token_authorizer(spec, function_arn, region, account, token, method_arn)
+            if isinstance(result, Response):
+                return result
+            if spec["ttl"] > 0:
+                self._token_results = {k: v for k, v in self._token_results.items() if v[0] > now}
+                self._token_results[key] = (now + spec["ttl"], result)
+        decision = policy_decision(result["policyDocument"], method_arn)
+        if decision != "Allow":
+            print(f"[apigateway] {request.method} {request.path}: 403 ({decision})", flush=True)
+            message = "User is not authorized to access this resource"
+            if decision == "Deny":
+                message += " with an explicit deny"
+            return _json(403, message, "AccessDeniedException")
+        context = {k: v for k, v in (result.get("context") or {}).items() if isinstance(v, (str, int, float, bool))}
+        return {"principalId": str(result["principalId"]), **context, "integrationLatency": 0}
+
+    def _invoke_token_authorizer(
+        self, spec: dict, function_arn: str, region: str, account: str, token: str, method_arn: str
+    ) -> dict | Response:
+        """The authorizer function's result, or API Gateway's 401/500."""
+        source_arn = f"arn:aws:execute-api:{region}:{account}:{self.api_id}/authorizers/{spec['id']}"
+        broken = _json(500, "Internal server error", "AuthorizerConfigurationException")
+        if not self._may_invoke(function_arn, source_arn):
+            print(
+                f"[apigateway] authorizer {spec['name']}: {function_arn} has no permission for "
+                f"apigateway.amazonaws.com from {source_arn}",
+                flush=True,
+            )
+            return broken
+        event = {"type": "TOKEN", "authorizationToken": token, "methodArn": method_arn}
+        try:
+            invoked = self.lambdas.invoke(function_arn, json.dumps(event))
+            payload = json.loads(invoked.payload or b"null")
+        except Exception as exc:  # noqa: BLE001 - function missing, code not available, not JSON: AWS answers 500
+            print(f"[apigateway] authorizer {spec['name']}: {type(exc).__name__}: {exc}", flush=True)
+            return broken
+        if invoked.function_error:
+            if isinstance(payload, dict) and payload.get("errorMessage") == "Unauthorized":
+                return _json(401, "Unauthorized", "UnauthorizedException")
+            print(f"[apigateway] authorizer {spec['name']}: function error {str(payload)[:500]}", flush=True)
+            return _json(500, "Internal server error", "AuthorizerFailureException")
+        if not (
+            isinstance(payload, dict) and payload.get("principalId") and isinstance(payload.get("policyDocument"), dict)
+        ):
+            print(f"[apigateway] authorizer {spec['name']}: invalid result {str(payload)[:500]}", flush=True)
+            return _json(500, "Internal server error", "AuthorizerConfigurationException")
+        return payload
+
+    def _may_invoke(self, function_arn: str, source_arn: str) -> bool:
+        """Whether the function's resource policy lets API Gateway invoke it from ``source_arn``."""
+        try:
+            policy = json.loads(self.aws.client("lambda").get_policy(FunctionName=function_arn)["Policy"])
+        except Exception:  # noqa: BLE001 - no policy at all (ResourceNotFoundException): not allowed
+            return False
+        for statement in policy.get("Statement") or []:
+            principal = statement.get("Principal")
+            service = principal.get("Service") if isinstance(principal, dict) else principal
+            actions = statement.get("Action")
+            actions = actions if isinstance(actions, list) else [actions]
+            if statement.get("Effect") != "Allow" or service != "apigateway.amazonaws.com":
+                continue
+            if not any(a in ("lambda:InvokeFunction", "lambda:*", "*") for a in actions):
+                continue
+            conditions = statement.get("Condition") or {}
+            wanted = (conditions.get("ArnLike") or {}).get("AWS:SourceArn") or (conditions.get("ArnEquals") or {}).get(
+                "AWS:SourceArn"
+            )
+            if wanted is None or arn_like(source_arn, str(wanted)):
+                return True
+        return False
 
     def _current_routes(self) -> list[Route]:
         routes = []
@@ -333,7 +445,7 @@ class ApiGatewayStage:
         body = ((chosen.get("responseTemplates") or {}).get("application/json") or "").encode()
         return Response(int(chosen.get("statusCode", 200)), body, headers)
 
-    def _event(self, request: Request, route: Route, params: dict, claims: dict | None = None) -> dict:
+    def _event(self, request: Request, route: Route, params: dict, authorizer: dict | None = None) -> dict:
         headers: dict[str, str] = {}
         multi_headers: dict[str, list[str]] = {}
         for key, value in request.headers:
@@ -389,8 +501,8 @@ class ApiGatewayStage:
             "body": body,
             "isBase64Encoded": is_b64,
         }
-        if claims is not None:
-            event["requestContext"]["authorizer"] = {"claims": claims_as_api_gateway_passes_them(claims)}
+        if authorizer is not None:
+            event["requestContext"]["authorizer"] = authorizer
         return event
 
     def _proxy(
@@ -449,3 +561,31 @@ class ApiGatewayStage:
                 return bad
         headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
         return Response(status, raw, headers)
+
+
+def arn_like(value: str, pattern: str) -> bool:
+    """IAM's wildcard match (``*`` any run of characters, ``?`` one; nothing else is special)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def policy_decision(document: dict, method_arn: str) -> str:
+    """``Allow``, ``Deny`` (an explicit deny) or ``None`` (nothing allows it) for ``execute-api:Invoke`` of
+    ``method_arn`` under a Lambda authorizer's policy document (IAM's wildcards ``*`` and ``?``)."""
+    allowed = False
+    statements = document.get("Statement") or []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if not isinstance(statement, dict):
+            continue
+        actions = statement.get("Action") or []
+        resources = statement.get("Resource") or []
+        actions = actions if isinstance(actions, list) else [actions]
+        resources = resources if isinstance(resources, list) else [resources]
+        if not any(arn_like("execute-api:Invoke", str(a)) for a in actions):
+            continue
+        if not any(arn_like(method_arn, str(r)) for r in resources):
+            continue
+        if statement.get("Effect") == "Deny":
+            return "Deny"
+        allowed = allowed or statement.get("Effect") == "Allow"
+    return "Allow" if allowed else "None"

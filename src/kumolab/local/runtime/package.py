@@ -4,6 +4,11 @@ Fixed timestamps (1980-01-01), sorted entries, fixed permissions, no directory e
 CodeSha256 of a re-built package equals the deployed one and ``amazon.aws.lambda`` reports no change.
 The zip is written under ``<state dir>/artifacts/lambda/`` by default, the artifact store the local
 runtime reads deployed code from (see :mod:`kumolab.local.runtime.lambda_invoke`).
+
+``--vendor DIST ...`` adds third-party distributions (and what they require) next to the handler, as a Lambda
+deployment package carries them. Without ``--vendor-platform`` they are copied from this interpreter's installed
+files (the local runtime runs handlers with this interpreter, so compiled extensions match); with it (``AWS``:
+``manylinux2014_x86_64``, ``--vendor-python 3.13``) pip installs the same versions' wheels for Lambda's platform.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ import base64
 import hashlib
 import io
 import json
+import subprocess
 import sys
+import tempfile
 import zipfile
-from pathlib import Path
+from importlib import metadata
+from pathlib import Path, PurePosixPath
 
 from kumolab.local.runtime.lambda_invoke import artifact_dir
 
@@ -33,9 +41,74 @@ def build_zip(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def package(source: Path, include: list[str], out: Path) -> dict:
-    """Zip ``include`` (paths relative to ``source``; directories recursively). ``changed`` when ``out`` differs."""
+def _skipped(rel: PurePosixPath) -> bool:
+    return rel.is_absolute() or ".." in rel.parts or "__pycache__" in rel.parts or rel.suffix == ".pyc"
+
+
+def _with_requirements(dists: list[str]) -> list[metadata.Distribution]:
+    """The installed distributions ``dists`` and, recursively, those they require (markers evaluated here)."""
+    from packaging.requirements import Requirement
+
+    found: dict[str, metadata.Distribution] = {}
+    todo = list(dists)
+    while todo:
+        name = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in found:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise FileNotFoundError(f"--vendor {name}: not installed in {sys.executable}") from None
+        found[key] = dist
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return [found[k] for k in sorted(found)]
+
+
+def vendored_files(dists: list[str], platform: str = "", python: str = "3.13") -> dict[str, bytes]:
+    """The files of ``dists`` (with their requirements) as they go into the zip's root."""
+    if not dists:
+        return {}
+    installed = _with_requirements(dists)
     files: dict[str, bytes] = {}
+    if not platform:
+        for dist in installed:
+            for rel in dist.files or []:
+                path = PurePosixPath(str(rel))
+                if not _skipped(path) and path.name not in ("RECORD", "INSTALLER", "direct_url.json"):
+                    files[str(path)] = Path(dist.locate_file(rel)).read_bytes()
+        return files
+    pins = [f"{d.metadata['Name']}=={d.version}" for d in installed]
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--no-deps", "--target", tmp]
+        command += ["--only-binary=:all:", "--platform", platform, "--python-version", python, "--implementation", "cp"]
+        done = subprocess.run(command + pins, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise FileNotFoundError(
+                f"pip could not fetch {' '.join(pins)} for {platform}: {done.stderr.strip()[-500:]}"
+            )
+        for sub in sorted(Path(tmp).rglob("*")):
+            rel = PurePosixPath(sub.relative_to(tmp).as_posix())
+            if sub.is_file() and not _skipped(rel) and rel.parts[0] != "bin" and rel.name != "RECORD":
+                files[str(rel)] = sub.read_bytes()
+    return files
+
+
+def package(
+    source: Path,
+    include: list[str],
+    out: Path,
+    vendor: list[str] | None = None,
+    platform: str = "",
+    python: str = "3.13",
+) -> dict:
+    """Zip ``include`` (paths relative to ``source``; directories recursively) and the ``vendor`` distributions.
+    ``changed`` when ``out`` differs."""
+    vendored = vendored_files(list(vendor or []), platform, python)
+    files: dict[str, bytes] = dict(vendored)
     for rel in include:
         path = source / rel
         if path.is_dir():
@@ -56,7 +129,8 @@ def package(source: Path, include: list[str], out: Path) -> dict:
     return {
         "changed": changed,
         "path": str(out),
-        "files": sorted(files),
+        "files": sorted(f for f in files if f not in vendored),
+        "vendored_files": len(vendored),
         "code_sha256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
         "size": len(data),
     }
@@ -68,10 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--include", required=True, nargs="+", help="files or directories, relative to --source")
     parser.add_argument("--name", required=True, help="package name; the zip is <artifact dir>/<name>.zip")
     parser.add_argument("--out", type=Path, help="explicit output path")
+    parser.add_argument(
+        "--vendor", nargs="*", default=[], help="installed distributions to add, with what they require"
+    )
+    parser.add_argument("--vendor-platform", default="", help="pip platform of their wheels (default: copy)")
+    parser.add_argument("--vendor-python", default="3.13", help="their wheels' Python version")
     args = parser.parse_args(argv)
     out = args.out or artifact_dir() / f"{args.name}.zip"
     try:
-        print(json.dumps(package(args.source, args.include, out)))
+        print(
+            json.dumps(package(args.source, args.include, out, args.vendor, args.vendor_platform, args.vendor_python))
+        )
     except FileNotFoundError as exc:
         print(json.dumps({"failed": True, "msg": str(exc)}))
         return 2
