@@ -1,12 +1,16 @@
 """Lab 5 with sign-in by any OIDC issuer (issue 15): ``bashoutter_auth=oidc`` deploys a Lambda TOKEN authorizer
 (files/lambda/bashoutter/oidc_authorizer.py, PyJWT) in front of POST/PATCH/DELETE. The issuer is this test's own
 (tests/support/oidc_issuer.py: an RSA key, its JWKS on loopback, tokens minted with PyJWT); the local stage invokes the
-authorizer function as API Gateway does. One deployment, one teardown for the module."""
+authorizer function as API Gateway does.
+
+Lab 5's three sign-in modes share one deployment, to keep the suite's time: test_bashoutter_lab.py (none),
+test_bashoutter_oidc.py (oidc) and test_bashoutter_signin.py (cognito) are one xdist group and run in that order;
+each re-runs the playbook in its own mode (switching the deployed lab, as a user would) and the last one tears
+the lab down and checks that nothing of any mode is left. Each module also runs on its own (it deploys)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 import urllib.error
@@ -19,7 +23,7 @@ from support.oidc_issuer import OidcIssuer, rsa_key
 
 from kumolab.labs import lab as registry_lab
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("bashoutter")]
 
 VENV_BIN = Path(sys.executable).parent
 AUDIENCE = "https://bashoutter.kumolab.test"
@@ -197,18 +201,3 @@ def test_without_its_lambda_permission_the_authorizer_is_a_500(api, issuer, aws,
         )
     status, _ = http("POST", f"{api}/haiku", HAIKU, bearer(issuer.mint("auth0|kikaku", email="k@kumolab.test")))
     assert status == 201
-
-
-def test_teardown_removes_the_authorizer_and_leaves_nothing(deployed, run_playbook, aws):
-    result = run_playbook("teardown.yml", "-e", "lab=bashoutter")
-    assert result.rc == 0, result.output[-4000:]  # teardown fails itself when anything tagged Lab=bashoutter is left
-    names = [f["FunctionName"] for f in aws("lambda").list_functions()["Functions"]]
-    assert not [n for n in names if n.startswith(PREFIX)], names
-    roles = [r["RoleName"] for r in aws("iam").list_roles()["Roles"]]
-    assert AUTHORIZER not in roles
-    assert not aws("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{PREFIX}")["logGroups"]
-    assert deployed["api_id"] not in [a["id"] for a in aws("apigateway").get_rest_apis()["items"]]
-    status = subprocess.run(
-        [str(VENV_BIN / "kumolab-runtime"), "status", "--lab", "bashoutter"], capture_output=True, text=True
-    )
-    assert status.returncode == 1

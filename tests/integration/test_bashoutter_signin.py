@@ -1,6 +1,11 @@
 """Lab 5 with sign-in (issue 15) on the emulator: ``bashoutter_auth=cognito`` deploys a Cognito user pool and web
 client and puts a Cognito authorizer on POST/PATCH/DELETE. Real tokens come from moto's Cognito (InitiateAuth,
-unsigned, as a browser calls it); the local stage verifies them as API Gateway does. One deployment for the module.
+unsigned, as a browser calls it); the local stage verifies them as API Gateway does.
+
+Lab 5's three sign-in modes share one deployment, to keep the suite's time: test_bashoutter_lab.py (none),
+test_bashoutter_oidc.py (oidc) and test_bashoutter_signin.py (cognito) are one xdist group and run in that order;
+each re-runs the playbook in its own mode (switching the deployed lab, as a user would) and the last one tears
+the lab down and checks that nothing of any mode is left. Each module also runs on its own (it deploys).
 
 Forged tokens: moto signs every pool's tokens with one RSA key that ships with moto
 (``moto/cognitoidp/resources/jwks-private.json.gz``). Signing with it, a test can change exactly one claim of an
@@ -28,9 +33,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kumolab.labs import lab as registry_lab
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("bashoutter")]
 
 VENV_BIN = Path(sys.executable).parent
+PREFIX = registry_lab("bashoutter").prefix()
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TARGET_VARS = json.dumps(
     {
@@ -150,7 +156,7 @@ def auth(token: str) -> dict:
 
 def test_the_pool_and_its_web_client_are_deployed_and_a_rerun_changes_nothing(deployed, signin, aws, run_playbook):
     pool = aws("cognito-idp").describe_user_pool(UserPoolId=signin["userPoolId"])["UserPool"]
-    assert pool["Name"] == registry_lab("bashoutter").prefix() and pool["UserPoolTags"]["Lab"] == "bashoutter"
+    assert pool["Name"] == PREFIX and pool["UserPoolTags"]["Lab"] == "bashoutter"
     client = aws("cognito-idp").describe_user_pool_client(UserPoolId=pool["Id"], ClientId=signin["clientId"])
     assert "ClientSecret" not in client["UserPoolClient"]  # a browser's client: public, no secret
     assert "ALLOW_USER_PASSWORD_AUTH" in client["UserPoolClient"]["ExplicitAuthFlows"]
@@ -326,11 +332,22 @@ def test_the_gui_signs_in_posts_likes_deletes_and_signs_out(deployed, users):
     assert not console_errors, console_errors
 
 
-def test_teardown_removes_the_user_pool(deployed, signin, run_playbook, aws):
+def test_teardown_removes_every_mode_and_the_bucket(deployed, signin, run_playbook, aws):
+    """The lab's one teardown (after the three modes): the pool, the authorizer function, the non-empty website
+    bucket, the table, every function, role and log group, the API, the local runtime."""
+    aws("s3").put_object(Bucket=deployed["bucket"], Key="extra/left-behind.txt", Body=b"x")  # non-empty bucket
     result = run_playbook("teardown.yml", "-e", "lab=bashoutter")
-    assert result.rc == 0, result.output[-4000:]
+    assert result.rc == 0, result.output[-4000:]  # teardown fails itself when anything tagged Lab=bashoutter is left
     pools = aws("cognito-idp").list_user_pools(MaxResults=60)["UserPools"]
     assert signin["userPoolId"] not in [p["Id"] for p in pools]
+    assert deployed["bucket"] not in [b["Name"] for b in aws("s3").list_buckets()["Buckets"]]
+    assert deployed["table_name"] not in aws("dynamodb").list_tables()["TableNames"]
+    names = [f["FunctionName"] for f in aws("lambda").list_functions()["Functions"]]
+    assert not [n for n in names if n.startswith(PREFIX)], names
+    assert not [r["RoleName"] for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith(PREFIX)]
+    assert not aws("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{PREFIX}")["logGroups"]
+    assert deployed["api_id"] not in [a["id"] for a in aws("apigateway").get_rest_apis()["items"]]
+    assert not [a for a in aws("apigateway").get_rest_apis()["items"] if a["name"] == PREFIX]
     status = subprocess.run(
         [str(VENV_BIN / "kumolab-runtime"), "status", "--lab", "bashoutter"], capture_output=True, text=True
     )
