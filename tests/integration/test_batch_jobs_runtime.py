@@ -445,3 +445,31 @@ def test_a_failing_array_job_is_retried_then_caught_and_reported(lab, sweep, aws
     report = json.loads(s3.get_object(Bucket=lab["bucket"], Key="probe/sweeps/bad-1/report.json")["Body"].read())
     assert report["status"] == "failed" and report["error"]["Error"] == "States.TaskFailed"
     assert json.loads(report["error"]["Cause"])["JobId"] in {j["jobId"] for j in jobs}
+
+
+def test_a_task_runs_under_the_state_machine_role_and_is_denied_what_it_lacks(lab, sweep, aws):
+    """The module's first role may invoke only its own function: invoking the aggregator is AccessDenied, as on AWS
+    (the interpreter's calls are signed with the state machine's role, which the emulator enforces)."""
+    sfn = aws("stepfunctions")
+    definition = {
+        "StartAt": "Aggregate",
+        "States": {
+            "Aggregate": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": sweep["function"], "Payload": {"bucket": lab["bucket"], "prefix": "x"}},
+                "End": True,
+            }
+        },
+    }
+    machine = sfn.create_state_machine(
+        name=f"{lab['name']}-denied", roleArn=lab["states_role"], definition=json.dumps(definition)
+    )["stateMachineArn"]
+    try:
+        arn = sfn.start_execution(stateMachineArn=machine, name="denied-1")["executionArn"]
+        execution = wait_execution(sfn, arn)
+        assert execution["status"] == "FAILED" and execution["error"] == "Lambda.AccessDeniedException", execution
+        assert "lambda:InvokeFunction" in execution["cause"] and lab["name"] in execution["cause"]
+        assert [e["type"] for e in history(sfn, arn)][-2:] == ["TaskFailed", "ExecutionFailed"]
+    finally:
+        sfn.delete_state_machine(stateMachineArn=machine)

@@ -33,6 +33,7 @@ import re
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -49,7 +50,9 @@ EXECUTE_API_PATH = re.compile(r"^/restapis/(?P<api>[^/]+)/(?P<stage>[^/]+)/_user
 
 
 def _json(status: int, body: dict, error_type: str | None = None) -> Response:
-    headers = [("Content-Type", "application/json")] + ([("x-amzn-ErrorType", error_type)] if error_type else [])
+    """A JSON answer with a request id, as every AWS answer has (SDKs and Step Functions quote it in errors)."""
+    headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", str(uuid.uuid4()))]
+    headers += [("x-amzn-ErrorType", error_type)] if error_type else []
     return Response(status, json.dumps(body).encode(), headers)
 
 
