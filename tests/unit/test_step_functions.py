@@ -351,3 +351,41 @@ def test_task_timeout_seconds_fails_the_state_with_states_timeout(aws, queue, mo
     assert execution["status"] == "FAILED" and execution["error"] == "States.Timeout"
     assert "TaskTimedOut" in types(events)
     assert time.monotonic() - started < 10
+
+
+# -- the lab's definition ------------------------------------------------------------------------------------
+
+
+def test_the_sweep_definition_is_valid_and_every_failure_reaches_the_failure_report(aws):
+    """files/stepfunctions/batch_sweep.asl.json: its placeholders are the documented DefinitionSubstitutions, the
+    interpreter accepts it (CreateStateMachine validates), and both Tasks catch States.ALL into ReportFailure,
+    which ends in a Fail state with the caught Cause (spec, "Fallback states", "Fail State")."""
+    import re
+
+    from kumolab.paths import REPO_ROOT
+
+    text = (REPO_ROOT / "files" / "stepfunctions" / "batch_sweep.asl.json").read_text()
+    names = set(re.findall(r"\$\{(\w+)\}", text))
+    assert names == {"JobNamePrefix", "JobQueue", "JobDefinition", "ResultsBucket", "ResultsPrefix"} | {
+        "AggregateFunction",
+        "Metric",
+        "Goal",
+    }
+    for name in names:
+        text = text.replace("${" + name + "}", "x")
+    definition = json.loads(text)
+    aws("stepfunctions").create_state_machine(name="sweep", definition=text, roleArn=ROLE)
+    states = definition["States"]
+    assert states["RunSweep"]["Resource"] == "arn:aws:states:::batch:submitJob.sync"
+    assert states["Aggregate"]["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert states["RunSweep"]["Retry"][0]["ErrorEquals"] == ["States.TaskFailed"]
+    for task in ("RunSweep", "Aggregate"):
+        assert states[task]["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ReportFailure"}
+        ]
+    assert states[states["ReportFailure"]["Next"]] == {
+        "Type": "Fail",
+        "Error": "Sweep.Failed",
+        "CausePath": "$.error.Cause",
+    }
+    assert states["AllConfigurationsDone"]["Default"] == "SweepIncomplete"
