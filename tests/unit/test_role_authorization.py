@@ -212,6 +212,17 @@ def test_iam_role_authorization_names_batch_calls_by_their_iam_action():
     assert request_action("monitoring", "PutMetricData") == "cloudwatch:PutMetricData"
 
 
+def test_iam_role_authorization_spells_operations_as_the_api_does():
+    """moto's Batch reads the operation from the URL (``/v1/submitjob``); IAM action names are case-insensitive on
+    AWS, so a policy allowing ``batch:SubmitJob`` must allow it (Step Functions' Batch tasks run under such a role)."""
+    from kumolab.local.role_authorization import operation_name, request_action
+
+    assert operation_name("batch", "submitjob") == "SubmitJob"
+    assert request_action("batch", operation_name("batch", "describejobs")) == "batch:DescribeJobs"
+    assert operation_name("sqs", "SendMessage") == "SendMessage"
+    assert operation_name("no-such-service", "whatever") == "whatever"
+
+
 def test_iam_role_authorization_ecs_task_lacks_an_action_of_its_task_role(aws, network):
     name = unique("authz-task")
     queue = aws("sqs").create_queue(QueueName=name)["QueueUrl"]

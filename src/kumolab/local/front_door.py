@@ -17,7 +17,9 @@ amazon.aws modules:
 What the endpoint executes itself comes from the local runtime (:mod:`kumolab.local.runtime`), hosted
 here and created on first use: :class:`LambdaRuntime` per region (it reads the function from this
 emulator, like any client), :class:`ApiGatewayStage` per deployed stage, and the ECS task runner
-(:mod:`kumolab.local.ecs_tasks`). Run it with ``python -m kumolab.local.front_door -H 127.0.0.1 -p PORT``.
+(:mod:`kumolab.local.ecs_tasks`), the Batch job runner (:mod:`kumolab.local.batch_jobs`) and moto's States
+Language interpreter, pointed back at this endpoint (:mod:`kumolab.local.step_functions`). Run it with
+``python -m kumolab.local.front_door -H 127.0.0.1 -p PORT``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import re
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -47,7 +50,9 @@ EXECUTE_API_PATH = re.compile(r"^/restapis/(?P<api>[^/]+)/(?P<stage>[^/]+)/_user
 
 
 def _json(status: int, body: dict, error_type: str | None = None) -> Response:
-    headers = [("Content-Type", "application/json")] + ([("x-amzn-ErrorType", error_type)] if error_type else [])
+    """A JSON answer with a request id, as every AWS answer has (SDKs and Step Functions quote it in errors)."""
+    headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", str(uuid.uuid4()))]
+    headers += [("x-amzn-ErrorType", error_type)] if error_type else []
     return Response(status, json.dumps(body).encode(), headers)
 
 
@@ -419,6 +424,15 @@ def hook_batch_jobs(services: LocalServices) -> None:
     services.batch.install()
 
 
+def hook_step_functions(services: LocalServices) -> None:
+    """``StartExecution`` runs the state machine (moto's States Language interpreter), its Task states calling
+    this emulator as the state machine's role: Lambda runs the handler, Batch the job
+    (:mod:`kumolab.local.step_functions`)."""
+    from kumolab.local.step_functions import StepFunctionsRunner
+
+    StepFunctionsRunner(services.target).install()
+
+
 def hook_eni_private_dns_name(services: LocalServices) -> None:
     """Every network interface has a private DNS name, as on AWS (moto sets one only in VPCs with DNS hostnames,
     and its ``RunTask`` with ``awsvpc`` networking then fails with HTTP 500 in every other VPC)."""
@@ -449,6 +463,7 @@ HOOKS: list[Callable[[LocalServices], None]] = [
     hook_lambda_file_system_configs,
     hook_ecs_tasks,
     hook_batch_jobs,
+    hook_step_functions,
     lambda services: __import__("kumolab.local.fidelity", fromlist=["install"]).install(),  # AWS rules (fidelity.py)
 ]
 

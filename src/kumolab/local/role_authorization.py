@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import uuid
 from urllib.parse import unquote
 
 #: The role session of the request in progress (set by the front door's rule, per request and thread).
@@ -219,6 +220,20 @@ def _ssm(response, region: str, account: str, operation: str) -> list[str] | Non
 RESOURCES = {"dynamodb": _dynamodb, "lambda": _lambda, "logs": _logs, "ecr": _ecr, "ssm": _ssm}
 
 
+def operation_name(service_model: str, operation: str) -> str:
+    """The API's own spelling of an operation: moto's Batch reads it from the URL (``/v1/submitjob`` ->
+    ``submitjob``), and IAM matches action names case-insensitively on AWS where moto's evaluation does not."""
+    from moto.core.utils import get_service_model
+
+    try:
+        names = get_service_model(service_model).operation_names
+    except Exception:  # noqa: BLE001 - a service without a botocore model: as moto spells it
+        return operation
+    if operation in names:
+        return operation
+    return {name.lower(): name for name in names}.get((operation or "").lower(), operation)
+
+
 def request_action(service: str, operation: str, method: str = "GET") -> str:
     if service == "apigateway":
         return f"apigateway:{method.upper()}"
@@ -240,7 +255,9 @@ def denial(protocol: str, service: str, message: str) -> tuple[int, dict[str, st
         status = 403 if protocol == "rest-json" else 400
         body = json.dumps({"__type": "AccessDeniedException", "message": message, "Message": message})
         content = "application/json" if protocol == "rest-json" else "application/x-amz-json-1.0"
-        return status, {"Content-Type": content, "x-amzn-ErrorType": "AccessDeniedException"}, body
+        headers = {"Content-Type": content, "x-amzn-ErrorType": "AccessDeniedException"}
+        headers["x-amzn-RequestId"] = request_id()
+        return status, headers, body
     from xml.sax.saxutils import escape
 
     if protocol == "ec2":
@@ -255,6 +272,11 @@ def denial(protocol: str, service: str, message: str) -> tuple[int, dict[str, st
         f"</Error><RequestId>kumolab</RequestId></ErrorResponse>"
     )
     return 403, {"Content-Type": "text/xml"}, body
+
+
+def request_id() -> str:
+    """A request id, as every AWS answer carries (SDKs and Step Functions quote it in their error messages)."""
+    return str(uuid.uuid4())
 
 
 class RoleAccessDenied(Exception):
@@ -287,7 +309,7 @@ def authorize(response, resource: str = "*") -> None:
     # The session token is checked (moto's AssumedRoleAccessKey: it must be the session's); the signature is not:
     # moto's recomputation disagrees with botocore's for REST-JSON requests (Lambda, API Gateway).
     service, region = request._service, request._region
-    operation = response._get_action()
+    operation = operation_name(getattr(response, "boto3_service_name", service), response._get_action())
     action = request_action(service, operation, response.method)
     if getattr(response, "boto3_service_name", "") == "s3control":
         action = f"s3:{S3CONTROL_ACTION_NAME.get(operation, operation)}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import uuid
 from urllib.parse import parse_qsl, unquote
 
 from kumolab.local.runtime.httpserve import Request, Response
@@ -44,8 +45,16 @@ INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 
 
 def _error(status: int, error_type: str, message: str) -> Response:
+    """An error as the Lambda service sends it: its type in ``x-amzn-ErrorType``, and a request id, as on every
+    AWS answer (SDKs and Step Functions put it in their error messages)."""
     body = json.dumps({"Type": "User" if status < 500 else "Service", "message": message}).encode()
-    return Response(status, body, [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)])
+    headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)]
+    headers.append(("x-amzn-RequestId", _request_id()))
+    return Response(status, body, headers)
+
+
+def _request_id() -> str:
+    return str(uuid.uuid4())
 
 
 def split_function(name: str, qualifier: str | None) -> tuple[str, str | None]:
@@ -92,7 +101,11 @@ def invoke_response(
         return Response(
             400,
             result.payload,
-            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InvalidRequestContentException")],
+            [
+                ("Content-Type", "application/json"),
+                ("x-amzn-ErrorType", "InvalidRequestContentException"),
+                ("x-amzn-RequestId", result.request_id or _request_id()),
+            ],
         )
     headers = [
         ("Content-Type", "application/json"),
