@@ -73,7 +73,10 @@ LABS = {
 TASK_LINE = re.compile(r"^TASK \[(?P<name>.*)\] \**\s*$")
 
 
-CASES = [(lab, seed) for lab, spec in LABS.items() for seed in spec[4]]
+# The suite kills each lab's deploy at one point (its first seed); the whole matrix of seeds is the benchmark's
+# (tests/bench/bench_interrupted_deploy.py sets KUMOLAB_INTERRUPT_SEEDS=all), as it costs about a minute a case.
+ALL_SEEDS = os.environ.get("KUMOLAB_INTERRUPT_SEEDS", "") == "all"
+CASES = [(lab, seed) for lab, spec in LABS.items() for seed in (spec[4] if ALL_SEEDS else spec[4][:1])]
 
 
 def static_tasks(playbook: str, args: list[str]) -> list[tuple[str, str]]:
