@@ -7,7 +7,10 @@ local lab host, so torch is installed once per machine: pytorch_env's scenario r
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import ARTIFACTS, LAB_HOST_VENV_GROUP, REPO
@@ -38,6 +41,35 @@ PARAMS = [
 ]
 
 
+LAB_HOST_VENV = REPO / ".state" / "lab-host" / "pytorch-venv"
+
+
+def seed_lab_host_venv(venv: Path = LAB_HOST_VENV, dists: tuple[str, ...] = ("torch", "torchvision")) -> None:
+    """Create ``venv`` (as the role's ``python -m venv`` would) holding ``dists`` and what they require, hard-linked
+    from this interpreter's site-packages (copied across file systems); pip then finds them installed."""
+    from kumolab.local.runtime.package import with_requirements
+
+    if (venv / "bin" / "python").exists():
+        return
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    target = Path(
+        subprocess.run([venv / "bin" / "python", "-c", purelib], capture_output=True, text=True).stdout.strip()
+    )
+    for dist in with_requirements(list(dists)):
+        source = Path(dist.locate_file("")).resolve()
+        for rel in dist.files or []:
+            path = Path(dist.locate_file(rel)).resolve()
+            if not path.is_relative_to(source) or not path.is_file() or "__pycache__" in path.parts:
+                continue  # console scripts in bin/ name this interpreter; the role needs the packages only
+            dest = target / path.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, dest)
+            except OSError:
+                shutil.copy2(path, dest)
+
+
 def test_every_role_has_a_scenario():
     roles = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
     assert roles and set(roles) == set(ROLES), f"roles without a molecule scenario: {set(roles) - set(ROLES)}"
@@ -45,6 +77,8 @@ def test_every_role_has_a_scenario():
 
 @pytest.mark.parametrize(("role", "scenario"), PARAMS)
 def test_molecule_scenario(role, scenario, lab_env):
+    if role in LAB_HOST_VENV_ROLES:
+        seed_lab_host_venv()
     proc = subprocess.run(
         ["molecule", "test", "--scenario-name", scenario],
         cwd=REPO / "roles" / role,

@@ -45,26 +45,28 @@ def _skipped(rel: PurePosixPath) -> bool:
     return rel.is_absolute() or ".." in rel.parts or "__pycache__" in rel.parts or rel.suffix == ".pyc"
 
 
-def _with_requirements(dists: list[str]) -> list[metadata.Distribution]:
-    """The installed distributions ``dists`` and, recursively, those they require (markers evaluated here)."""
+def with_requirements(dists: list[str]) -> list[metadata.Distribution]:
+    """The installed distributions ``dists`` and, recursively, those they require (markers evaluated here, the
+    extras a requirement names included: torch's ``cuda-toolkit[cufile,...]`` brings those libraries)."""
     from packaging.requirements import Requirement
 
     found: dict[str, metadata.Distribution] = {}
-    todo = list(dists)
+    followed: set[tuple[str, str]] = set()
+    todo: list[tuple[str, frozenset]] = [(name, frozenset()) for name in dists]
     while todo:
-        name = todo.pop()
+        name, extras = todo.pop()
         key = name.lower().replace("_", "-")
-        if key in found:
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            raise FileNotFoundError(f"--vendor {name}: not installed in {sys.executable}") from None
-        found[key] = dist
-        for text in dist.requires or []:
-            req = Requirement(text)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
+        if key not in found:
+            try:
+                found[key] = metadata.distribution(name)
+            except metadata.PackageNotFoundError:
+                raise FileNotFoundError(f"--vendor {name}: not installed in {sys.executable}") from None
+        for extra in {"", *extras} - {e for k, e in followed if k == key}:
+            followed.add((key, extra))
+            for text in found[key].requires or []:
+                req = Requirement(text)
+                if req.marker is None or req.marker.evaluate({"extra": extra}):
+                    todo.append((req.name, frozenset(req.extras)))
     return [found[k] for k in sorted(found)]
 
 
@@ -72,7 +74,7 @@ def vendored_files(dists: list[str], platform: str = "", python: str = "3.13") -
     """The files of ``dists`` (with their requirements) as they go into the zip's root."""
     if not dists:
         return {}
-    installed = _with_requirements(dists)
+    installed = with_requirements(dists)
     files: dict[str, bytes] = {}
     if not platform:
         for dist in installed:
