@@ -19,8 +19,8 @@ description:
   - Returns the tag set (C(Project), C(Lab), C(Owner), C(ExpiresAt) plus extras) that every resource of a
     lab is created with.
   - C(ExpiresAt) is now plus O(expires_in_hours) on the first deployment. On later runs the value already on
-    the lab's resources (found with the Resource Groups Tagging API, each confirmed to exist with its own
-    service's API) is reused, so re-running a playbook does not retag anything. An expiry at or before now is
+    the lab's resources of the same O(owner) (found with the Resource Groups Tagging API, each confirmed to exist
+    with its own service's API) is reused, so re-running a playbook does not retag anything. An expiry at or before now is
     never reused; a fresh one is computed and the lab's resources are re-tagged with it. Pass O(expires_at)
     to move the expiry explicitly.
   - Read-only; safe in check mode.
@@ -83,7 +83,7 @@ expires_at:
   returned: always
   type: str
 existing_resources:
-  description: How many resources of this lab exist (listed by the tagging API and confirmed by their own API).
+  description: How many resources of this lab and owner exist (listed by the tagging API and confirmed by their own API).
   returned: always
   type: int
 """
@@ -108,14 +108,16 @@ def parse_iso(value):
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def existing_expiry(tagging, project, lab, exists=lambda arn: True, now=None):
-    """The ExpiresAt already on the lab's existing resources (earliest if they disagree) when it is still in the
-    future, else None; and how many resources exist. ``exists(arn)`` confirms a resource with its own API (the
+def existing_expiry(tagging, project, lab, owner=None, exists=lambda arn: True, now=None):
+    """The ExpiresAt already on the lab's existing resources of ``owner`` (earliest if they disagree) when it is still
+    in the future, else None; and how many resources exist. Another owner's copy of the lab has its own expiry: taking
+    it would retag (and, for modules that look resources up by their tags, recreate) this one's. ``exists(arn)`` confirms a resource with its own API (the
     tagging API lists "previously tagged", i.e. deleted, resources too)."""
     now = now or datetime.datetime.now(datetime.UTC)
     found = []
     count = 0
     filters = [{"Key": PROJECT_TAG, "Values": [project]}, {"Key": LAB_TAG, "Values": [lab]}]
+    filters += [{"Key": OWNER_TAG, "Values": [owner]}] if owner else []
     token = ""
     while True:
         # Paged by hand: a paginator would bypass the client's retry decorator, which only acts when asked.
@@ -174,7 +176,7 @@ def main():
 
         try:
             expires_at, count = existing_expiry(
-                tagging, params["project"], params["lab"], exists=lambda arn: arn_exists(aws, arn)
+                tagging, params["project"], params["lab"], params["owner"], exists=lambda arn: arn_exists(aws, arn)
             )
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             fail(module, exc, f"look up the existing resources of lab {params['lab']!r}")

@@ -224,7 +224,7 @@ def test_another_owners_teardown_leaves_the_lab_running(deployed, run_playbook, 
     assert [(f.kind, f.id) for f in leftovers.count_owned(aws, "kumolab", "ec2", OWNER, PREFIX).leftovers] == [
         (f.kind, f.id) for f in mine_before
     ]
-    assert sorted(p.name for p in keys_dir.glob(f"{PREFIX}*")) == [PREFIX, f"{PREFIX}.known_hosts", f"{PREFIX}.pub"]
+    assert sorted(p.name for p in keys_dir.glob(f"{PREFIX}*")) == [PREFIX, f"{PREFIX}.pub"]
     assert not list(keys_dir.glob(f"{COLLEAGUE_PREFIX}*"))
 
     unconfirmed = run_playbook("teardown.yml", "-e", "lab=ec2", "-e", "all_owners=true")
