@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -38,8 +39,10 @@ def colleague_env(lab_env) -> dict:
 @pytest.fixture(scope="module")
 def deployed(run_playbook, lab_env):
     """This session's owner deploys Lab 1 while a colleague deploys it too, into the same emulator."""
+    # The colleague's copy expires at another time than this one: each owner's copy keeps its own expiry.
+    colleague_expiry = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     colleague = subprocess.Popen(
-        [str(VENV_BIN / "ansible-playbook"), "playbooks/ec2_lab.yml"],
+        [str(VENV_BIN / "ansible-playbook"), "playbooks/ec2_lab.yml", "-e", f"lab_tags_expires_at={colleague_expiry}"],
         cwd=REPO,
         env=colleague_env(lab_env),
         stdout=subprocess.PIPE,
@@ -187,6 +190,8 @@ def test_two_owners_each_have_their_own_lab(deployed, aws, lab_env):
     servers, each reached with its owner's own key."""
     mine, theirs = lab_instances(aws), lab_instances(aws, COLLEAGUE)
     assert [i["KeyName"] for i in mine] == [PREFIX] and [i["KeyName"] for i in theirs] == [COLLEAGUE_PREFIX]
+    expiry = [{t["Key"]: t["Value"] for t in i["Tags"]}["ExpiresAt"] for i in mine + theirs]
+    assert expiry[0] != expiry[1]  # and test_second_run_changes_nothing shows this one kept its own
     keys = Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys"
     assert (keys / PREFIX).read_text() != (keys / COLLEAGUE_PREFIX).read_text()
     login = json.loads((Path(colleague_env(lab_env)["KUMOLAB_RESULTS_DIR"]) / "ec2" / "login.json").read_text())
