@@ -117,7 +117,6 @@ def existing_expiry(tagging, project, lab, owner=None, exists=lambda arn: True, 
     found = []
     count = 0
     filters = [{"Key": PROJECT_TAG, "Values": [project]}, {"Key": LAB_TAG, "Values": [lab]}]
-    filters += [{"Key": OWNER_TAG, "Values": [owner]}] if owner else []
     token = ""
     while True:
         # Paged by hand: a paginator would bypass the client's retry decorator, which only acts when asked.
@@ -125,6 +124,9 @@ def existing_expiry(tagging, project, lab, owner=None, exists=lambda arn: True, 
             aws_retry=True, TagFilters=filters, **({"PaginationToken": token} if token else {})
         )
         for mapping in page["ResourceTagMappingList"]:
+            tag_owner = next((t["Value"] for t in mapping.get("Tags", []) if t["Key"] == OWNER_TAG), None)
+            if owner and tag_owner not in (None, owner):
+                continue  # another owner's copy (one with no Owner tag counts as anyone's, as in teardown)
             if not exists(mapping["ResourceARN"]):
                 continue  # a ghost of a deleted resource
             count += 1

@@ -230,6 +230,28 @@ def test_m6_expired_lab_tags_do_not_leak_into_a_redeploy(aws, emulator):
     ec2.delete_vpc(VpcId=live["VpcId"])
 
 
+def test_each_owner_keeps_the_expiry_of_their_own_copy_of_a_lab(aws, emulator):
+    """Two owners' copies of one lab expire at their own times: alice's run never takes bob's ExpiresAt (it would
+    retag every resource of alice's, and modules that find resources by their tags would create new ones)."""
+    lab = unique("owners")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    bobs = (now + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    alices = (now + dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ec2 = aws("ec2")
+    vpcs = []
+    for owner, expiry, cidr in (("bob", bobs, "10.76.0.0/24"), ("alice", alices, "10.77.0.0/24")):
+        tags = [{"Key": k, "Value": v} for k, v in {"Project": "kumolab", "Lab": lab, "Owner": owner}.items()]
+        spec = [{"ResourceType": "vpc", "Tags": tags + [{"Key": "ExpiresAt", "Value": expiry}]}]
+        vpcs.append(ec2.create_vpc(CidrBlock=cidr, TagSpecifications=spec)["Vpc"]["VpcId"])
+    try:
+        for owner, expiry in (("alice", alices), ("bob", bobs)):
+            result = run_module("kumolab_lab_tags", dict(aws_args(emulator.endpoint), lab=lab, owner=owner))
+            assert (result["expires_at"], result["existing_resources"]) == (expiry, 1), result
+    finally:
+        for vpc in vpcs:
+            ec2.delete_vpc(VpcId=vpc)
+
+
 # -- S3: account-level Block Public Access ----------------------------------------------------------
 
 PUBLIC_POLICY = {
