@@ -37,8 +37,8 @@ REGION = "ap-northeast-1"
 
 # `make test` runs the suite on two pytest-xdist workers (--dist loadgroup), each with its own emulator, SSH
 # host and ports (lab_env). A test file is one unit of work, so its tests keep their order and share their
-# module fixtures. The tests that build or use the lab host's PyTorch venv (<repo>/.state/lab-host, shared on
-# purpose: 5.5 GB, minutes to build) form one group instead, so that two workers never build it at once.
+# module fixtures. The tests that build or use a PyTorch venv for a lab host (the GPU lab's, and the molecule
+# scenarios' <repo>/.state/molecule-lab-host) form one group instead, so that two workers never install torch at once.
 LAB_HOST_VENV_GROUP = "lab-host-venv"
 
 

@@ -1,7 +1,10 @@
 """Every molecule scenario of every role (shared settings in .config/molecule/config.yml).
 
-The GPU-lab roles' scenarios share the PyTorch venv at <repo>/.state/lab-host/pytorch-venv with the
-local lab host, so torch is installed once per machine: pytorch_env's scenario runs first.
+The GPU-lab roles' scenarios share one PyTorch venv, <repo>/.state/molecule-lab-host/pytorch-venv, with the role's
+default torch and torchvision (the CUDA build a GPU host gets; the local inventory gives its CPU-only lab host
+torch's CPU build alone, in a venv of its own); pytorch_env's scenario runs first. Where the venv does not exist
+yet, it is seeded with this interpreter's torch and torchvision, the same versions, by hard links (seconds, not
+minutes for ~5.5 GB of wheels): the scenarios test the roles on such a venv, and pip then finds them installed.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ PARAMS = [
 ]
 
 
-LAB_HOST_VENV = REPO / ".state" / "lab-host" / "pytorch-venv"
+LAB_HOST_VENV = REPO / ".state" / "molecule-lab-host" / "pytorch-venv"
 
 
 def seed_lab_host_venv(venv: Path = LAB_HOST_VENV, dists: tuple[str, ...] = ("torch", "torchvision")) -> None:
