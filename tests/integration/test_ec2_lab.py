@@ -65,6 +65,18 @@ def lab_instances(aws, owner: str = OWNER):
     return [i for r in reservations["Reservations"] for i in r["Instances"]]
 
 
+def ping(pattern: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``ansible -m ping <pattern>`` through the dynamic inventory (real SSH to the lab host)."""
+    return subprocess.run(
+        [str(VENV_BIN / "ansible"), "-i", "inventories/local", "-m", "ansible.builtin.ping", pattern],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env or os.environ,
+    )
+
+
 def test_deploy_prints_the_login_command(deployed, lab_env):
     key = Path(lab_env["KUMOLAB_STATE_DIR"]) / "keys" / PREFIX
     expected = f"ssh -i {key} -p {lab_env['KUMOLAB_SSH_PORT']}"
@@ -87,14 +99,7 @@ def test_check_mode_reports_no_changes(deployed, run_playbook):
 
 
 def test_ping_over_ssh_through_dynamic_inventory(deployed):
-    proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", "inventories/local", "-m", "ansible.builtin.ping", "lab_ec2"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ,
-    )
+    proc = ping("lab_ec2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '"ping": "pong"' in proc.stdout
     assert f"{PREFIX} | SUCCESS" in proc.stdout
@@ -197,14 +202,7 @@ def test_two_owners_each_have_their_own_lab(deployed, aws, lab_env):
     login = json.loads((Path(colleague_env(lab_env)["KUMOLAB_RESULTS_DIR"]) / "ec2" / "login.json").read_text())
     assert login["key"] == str(keys / COLLEAGUE_PREFIX)
     # The colleague's copy answers over SSH, with their key, through the dynamic inventory.
-    proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", "inventories/local", "-m", "ansible.builtin.ping", COLLEAGUE_PREFIX],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=colleague_env(lab_env),
-    )
+    proc = ping(COLLEAGUE_PREFIX, colleague_env(lab_env))
     assert proc.returncode == 0 and f"{COLLEAGUE_PREFIX} | SUCCESS" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -238,14 +236,7 @@ def test_another_owners_teardown_leaves_the_lab_running(deployed, run_playbook, 
 
 
 def test_this_owners_lab_still_works_after_the_colleagues_teardown(deployed):
-    proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", "inventories/local", "-m", "ansible.builtin.ping", "lab_ec2"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ,
-    )
+    proc = ping("lab_ec2")
     assert proc.returncode == 0 and f"{PREFIX} | SUCCESS" in proc.stdout, proc.stdout + proc.stderr
     assert COLLEAGUE_PREFIX not in proc.stdout
 
