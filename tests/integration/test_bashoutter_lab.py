@@ -1,10 +1,7 @@
 """Lab 5 end to end on the emulator: deploy, re-run changes nothing, every status code through the local
 stage, the website, 1,000 concurrent likes, 2,000 concurrent posts, the clients (teardown: the sign-in module).
 
-Lab 5's three sign-in modes share one deployment, to keep the suite's time: test_bashoutter_lab.py (none),
-test_bashoutter_oidc.py (oidc) and test_bashoutter_signin.py (cognito) are one xdist group and run in that order;
-each re-runs the playbook in its own mode (switching the deployed lab, as a user would) and the last one tears
-the lab down and checks that nothing of any mode is left. Each module also runs on its own (it deploys)."""
+One deployment for Lab 5's three sign-in modes (tests/integration/test_bashoutter_signin.py says how)."""
 
 from __future__ import annotations
 

@@ -3,22 +3,18 @@
 (tests/support/oidc_issuer.py: an RSA key, its JWKS on loopback, tokens minted with PyJWT); the local stage invokes the
 authorizer function as API Gateway does.
 
-Lab 5's three sign-in modes share one deployment, to keep the suite's time: test_bashoutter_lab.py (none),
-test_bashoutter_oidc.py (oidc) and test_bashoutter_signin.py (cognito) are one xdist group and run in that order;
-each re-runs the playbook in its own mode (switching the deployed lab, as a user would) and the last one tears
-the lab down and checks that nothing of any mode is left. Each module also runs on its own (it deploys)."""
+One deployment for Lab 5's three sign-in modes (tests/integration/test_bashoutter_signin.py says how)."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import jwt
 import pytest
+from support.http import http
 from support.oidc_issuer import OidcIssuer, rsa_key
 
 from kumolab.labs import lab as registry_lab
@@ -30,20 +26,6 @@ AUDIENCE = "https://bashoutter.kumolab.test"
 HAIKU = {"username": "basho", "first": "furuike ya", "second": "kawazu tobikomu", "third": "mizu no oto"}
 PREFIX = registry_lab("bashoutter").prefix()
 AUTHORIZER = f"{PREFIX}-oidc_authorizer"
-
-
-def http(method: str, url: str, body=None, headers=None):
-    data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    for key, value in (headers or {}).items():
-        req.add_header(key, value)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        return exc.code, json.loads(raw) if raw else None
 
 
 def bearer(token: str) -> dict:

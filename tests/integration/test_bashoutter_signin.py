@@ -30,6 +30,7 @@ import jwt
 import moto.cognitoidp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from support.http import http
 
 from kumolab.labs import lab as registry_lab
 
@@ -50,20 +51,6 @@ TARGET_VARS = json.dumps(
 )
 HAIKU = {"username": "basho", "first": "furuike ya", "second": "kawazu tobikomu", "third": "mizu no oto"}
 PASSWORD = "Furuike-ya-2026!"
-
-
-def http(method: str, url: str, body=None, headers=None):
-    data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    for key, value in (headers or {}).items():
-        req.add_header(key, value)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        return exc.code, json.loads(raw) if raw else None
 
 
 def initiate_auth(endpoint: str, client_id: str, username: str, password: str = PASSWORD) -> dict:
